@@ -1,0 +1,92 @@
+"""Rescaling (SoK Eq. 5), success criterion and payoff (§VII-A), and the zero-sum game's equilibria (§VII-B).
+
+The payoff matrix V has one row per defender choice (a scheme-parameter configuration) and one column per
+attacker choice (an attack-parameter configuration). The attacker wants a high payoff, the defender a low
+one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linprog
+
+THETA_PRIME = 0.5
+# float slack so that a stealing loss of 0.93 − 0.88 = 0.05000000000000004 counts as 5 points
+_LOSS_TOLERANCE = 1e-9
+_PROB_TOLERANCE = 1e-9
+
+
+def rescale(wm_acc, theta: float, theta_prime: float = THETA_PRIME):
+    """S(x; θ) = max(0, (1 − θ')/(1 − θ)·x + (θ' − θ)/(1 − θ)), so S(θ) = θ' and S(1) = 1 (Eq. 5)."""
+    if not theta < 1.0:
+        raise ValueError(f"decision threshold must be below 1, got {theta}")
+    scaled = (1.0 - theta_prime) / (1.0 - theta) * np.asarray(wm_acc, dtype=float) \
+        + (theta_prime - theta) / (1.0 - theta)
+    return np.maximum(0.0, scaled)
+
+
+def attack_succeeds(surrogate_wm_acc, theta, stealing_loss, max_stealing_loss: float = 0.05):
+    """§VII-A: the surrogate's watermark accuracy is below θ and it lost at most max_stealing_loss accuracy."""
+    return (np.asarray(surrogate_wm_acc) < theta) & \
+        (np.asarray(stealing_loss) <= max_stealing_loss + _LOSS_TOLERANCE)
+
+
+def payoff(success, surrogate_test_acc):
+    """§VII-B: the surrogate's test accuracy when the attack succeeds, else 0."""
+    return np.where(success, np.asarray(surrogate_test_acc, dtype=float), 0.0)
+
+
+def pure_nash(V: np.ndarray, tiebreak: np.ndarray | None = None) -> tuple[int, int]:
+    """(d*, a*) = argmin_i (argmax_j V[i, j]) of Eq. 6: the attacker best-responds to each scheme config,
+    the defender picks the config whose best response pays least.
+
+    Ties are broken by `tiebreak` (e.g. rescaled watermark accuracy; the attacker prefers it low, the
+    defender high), then by the first index.
+    """
+    V = np.asarray(V, dtype=float)
+    T = np.zeros_like(V) if tiebreak is None else np.asarray(tiebreak, dtype=float)
+    best_response = [min(range(V.shape[1]), key=lambda j: (-V[i, j], T[i, j], j)) for i in range(V.shape[0])]
+    i_star = min(range(V.shape[0]), key=lambda i: (V[i, best_response[i]], -T[i, best_response[i]], i))
+    return i_star, best_response[i_star]
+
+
+def mixed_nash(V: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mixed equilibrium of the zero-sum game as two linear programs: the defender (rows) minimises
+    u s.t. xᵀV ≤ u, the attacker (columns) maximises v s.t. Vy ≥ v; by the minimax theorem u = v.
+
+    Returns (value, defender's x, attacker's y).
+    """
+    V = np.asarray(V, dtype=float)
+    m, n = V.shape
+    # defender: variables (x_1..x_m, u), minimise u, V[:, j]·x − u ≤ 0 for every column j
+    defender = linprog(c=np.r_[np.zeros(m), 1.0], A_ub=np.c_[V.T, -np.ones(n)], b_ub=np.zeros(n),
+                       A_eq=np.r_[np.ones(m), 0.0][None, :], b_eq=[1.0],
+                       bounds=[(0, None)] * m + [(None, None)], method="highs")
+    # attacker: variables (y_1..y_n, v), maximise v, v − V[i, :]·y ≤ 0 for every row i
+    attacker = linprog(c=np.r_[np.zeros(n), -1.0], A_ub=np.c_[-V, np.ones(m)], b_ub=np.zeros(m),
+                       A_eq=np.r_[np.ones(n), 0.0][None, :], b_eq=[1.0],
+                       bounds=[(0, None)] * n + [(None, None)], method="highs")
+    if not (defender.success and attacker.success):
+        raise RuntimeError(f"linprog failed: {defender.message} / {attacker.message}")
+    return float(defender.x[-1]), _clean(defender.x[:m]), _clean(attacker.x[:n])
+
+
+def _clean(probabilities: np.ndarray) -> np.ndarray:
+    probabilities = np.where(probabilities < _PROB_TOLERANCE, 0.0, probabilities)
+    return probabilities / probabilities.sum()
+
+
+def solve_game(V: pd.DataFrame, tiebreak: pd.DataFrame | None = None, digits: int = 6) -> dict:
+    """Both equilibria of a labelled payoff matrix (rows: scheme configs, columns: attack configs), in the
+    nash.json shape {"pure": {scheme, attack, payoff}, "mixed": {value, defender, attacker}}."""
+    i, j = pure_nash(V.to_numpy(), None if tiebreak is None else tiebreak.to_numpy())
+    value, x, y = mixed_nash(V.to_numpy())
+    return {
+        "pure": {"scheme": V.index[i], "attack": V.columns[j], "payoff": round(float(V.iat[i, j]), digits)},
+        "mixed": {
+            "value": round(value, digits) + 0.0,  # + 0.0 turns -0.0 into 0.0
+            "defender": {label: round(float(p), digits) for label, p in zip(V.index, x) if p > 0},
+            "attacker": {label: round(float(p), digits) for label, p in zip(V.columns, y) if p > 0},
+        },
+    }

@@ -1,0 +1,149 @@
+"""The SoK's figures (§VIII): Pareto scatter (Fig. 3b,e), radar per attack category (Fig. 4), runtime and
+embedding-loss bars (Fig. 2), plus a payoff-matrix heatmap. Each is saved as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from wrt.analysis.tables import CATEGORY_ABBREV, FAST, MEDIUM, game_cells  # noqa: E402
+
+SPEED_COLORS = {"fast": "tab:green", "medium": "tab:orange", "slow": "tab:red", "unknown": "tab:gray"}
+
+
+def save(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _grid(n: int, polar: bool = False, size: float = 3.6):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False,
+                             subplot_kw={"projection": "polar"} if polar else None)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both stealing loss and watermark accuracy (lower is
+    better for the attacker), sorted by stealing loss."""
+    order = np.lexsort((y, x))
+    front, best_y = [], np.inf
+    for k in order:
+        if y[k] < best_y:
+            front.append(k)
+            best_y = y[k]
+    return np.array(front, dtype=int)
+
+
+def pareto(cells: pd.DataFrame, per_scheme_nash: dict, theta_prime: float, max_stealing_loss: float,
+           title: str):
+    """Stealing loss vs rescaled watermark accuracy of every attack config, one panel per scheme."""
+    gc = game_cells(cells)
+    schemes = sorted(gc["scheme"].unique())
+    fig, axes = _grid(len(schemes))
+    for ax, scheme in zip(axes, schemes):
+        sub = gc[gc["scheme"] == scheme]
+        x, y = sub["stealing_loss"].to_numpy(float), sub["rescaled_wm_acc"].to_numpy(float)
+        for category, part in sub.groupby("category"):
+            ax.scatter(part["stealing_loss"], part["rescaled_wm_acc"], s=18, alpha=0.8,
+                       label=CATEGORY_ABBREV.get(category, category))
+        front = _pareto_front(x, y)
+        ax.plot(x[front], y[front], "k-", lw=0.8, label="Pareto front")
+        pure = per_scheme_nash.get(scheme, {}).get("pure")
+        if pure:
+            at = sub[(sub["scheme_config"] == pure["scheme"]) & (sub["attack_config"] == pure["attack"])]
+            ax.scatter(at["stealing_loss"], at["rescaled_wm_acc"], s=90, facecolors="none",
+                       edgecolors="k", label="Nash (Eq. 6)")
+        ax.axhline(theta_prime, ls="--", c="gray", lw=0.8)
+        ax.axvline(max_stealing_loss, ls=":", c="gray", lw=0.8)
+        ax.set(title=scheme, xlabel="stealing loss", ylabel="rescaled wm acc", ylim=(-0.05, 1.05))
+        ax.legend(fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def radar(per_category: pd.DataFrame, theta_prime: float, title: str):
+    """Rescaled watermark accuracy of each scheme at the Eq. 6 equilibrium against each attack category."""
+    categories = sorted(per_category["category"].unique())
+    schemes = sorted(per_category["scheme"].unique())
+    angles = np.linspace(0, 2 * np.pi, len(categories), endpoint=False)
+    fig, axes = _grid(len(schemes), polar=True, size=3.2)
+    for ax, scheme in zip(axes, schemes):
+        sub = per_category[per_category["scheme"] == scheme].set_index("category")
+        values = np.array([sub["rescaled_wm_acc"].get(c, np.nan) for c in categories], dtype=float)
+        values = np.nan_to_num(values, nan=0.0)
+        closed = np.r_[angles, angles[:1]]
+        ax.plot(closed, np.r_[values, values[:1]], "b-")
+        ax.fill(closed, np.r_[values, values[:1]], alpha=0.25)
+        ax.plot(np.linspace(0, 2 * np.pi, 100), np.full(100, theta_prime), "r--", lw=0.8)
+        ax.set_xticks(angles, [CATEGORY_ABBREV.get(c, c) for c in categories])
+        ax.set_ylim(0, 1)
+        ax.set_title(scheme, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def runtime_bars(runtimes: pd.DataFrame, embedding: pd.DataFrame, title: str):
+    """Attack (and, where measured, embedding) time relative to training from scratch."""
+    embed = embedding.dropna(subset=["embed_time_ratio"])
+    panels = [("attack time / training time", runtimes, "attack_config", "attack_time_ratio")]
+    if len(embed):
+        panels.insert(0, ("embedding time / training time", embed, "scheme_config", "embed_time_ratio"))
+    height = max(2.5, 0.25 * max(len(p[1]) for p in panels) + 1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), height), squeeze=False)
+    for ax, (xlabel, data, label_col, value_col) in zip(axes.flat, panels):
+        values = data[value_col].to_numpy(float)
+        colors = [SPEED_COLORS["fast" if v < FAST else "medium" if v <= MEDIUM else "slow"] for v in values]
+        ax.barh(data[label_col], values, color=colors)
+        for bound in (FAST, MEDIUM):
+            ax.axvline(bound, ls="--", c="gray", lw=0.8)
+        ax.set(xlabel=xlabel)
+        ax.tick_params(axis="y", labelsize=7)
+    axes.flat[-1].legend(handles=[plt.Rectangle((0, 0), 1, 1, color=SPEED_COLORS[k]) for k in ("fast", "medium", "slow")],
+                         labels=["fast (<25%)", "medium (25–75%)", "slow (>75%)"], fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_loss_bars(embedding: pd.DataFrame, title: str):
+    """Mean embedding loss per scheme config with 95 % bootstrap CI (SoK Fig. 2c,f)."""
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.25 * len(embedding) + 1)))
+    mean = embedding["embedding_loss"].to_numpy(float)
+    lo = np.nan_to_num(mean - embedding["embedding_loss_lo"].to_numpy(float))
+    hi = np.nan_to_num(embedding["embedding_loss_hi"].to_numpy(float) - mean)
+    schemes = sorted(embedding["scheme"].unique())
+    colors = [plt.cm.tab10(schemes.index(s) % 10) for s in embedding["scheme"]]
+    ax.barh(embedding["scheme_config"], mean, xerr=[lo, hi], color=colors, capsize=2)
+    ax.axvline(0, c="k", lw=0.6)
+    ax.set(xlabel="embedding loss (source − marked test accuracy)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def payoff_heatmap(V: pd.DataFrame, title: str):
+    """Payoff matrix V: scheme configs (rows) × attack configs (columns); not run is blank."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * V.shape[1] + 3), max(3, 0.3 * V.shape[0] + 2)))
+    image = ax.imshow(V.to_numpy(float), cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(V.shape[1]), V.columns, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(V.shape[0]), V.index, fontsize=7)
+    fig.colorbar(image, ax=ax, label="payoff (surrogate test acc if removed, else 0)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,202 @@
+"""Run the whole analysis: load runs, thresholds, outcomes, Nash equilibria, tables, plots, report.html."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from wrt.analysis import plots, tables
+from wrt.analysis.load import ANALYSIS_DIRNAME, ResultsDirError, load_runs
+from wrt.analysis.thresholds import ThresholdError, decision_thresholds
+
+
+@dataclass
+class Options:
+    results_dir: str = "results"
+    p: float = 0.05
+    theta_prime: float = 0.5
+    max_stealing_loss: float = 0.05
+    threshold_method: str = "auto"
+    min_null_runs: int = 5
+
+
+@dataclass
+class Section:
+    title: str
+    text: str
+    table: pd.DataFrame | None = None
+    files: list[Path] | None = None
+    images: list[Path] | None = None
+
+
+def _slug(setting: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", setting)
+
+
+def describe_nash(nash: dict) -> list[str]:
+    """Human-readable lines for stdout."""
+    lines = []
+    for setting, entry in nash.items():
+        lines.append(f"Nash equilibrium on {setting}")
+        for name, e in [("all schemes", entry["all"]), *entry["per_scheme"].items()]:
+            pure, mixed = e["pure"], e["mixed"]
+            lines.append(f"  {name}: pure (Eq. 6) defender {pure['scheme']} vs attacker {pure['attack']}, "
+                         f"payoff {pure['payoff']:.4f} ({'robust' if pure['payoff'] == 0 else 'removed'}); "
+                         f"mixed value {mixed['value']:.4f}, defender {tables._support(mixed['defender'])}; "
+                         f"attacker {tables._support(mixed['attacker'])}")
+    return lines
+
+
+def analyze(options: Options, out=print) -> Path:
+    """Write every table, plot and report.html to `${results_dir}/analysis/`; return report.html's path."""
+    results_dir = Path(options.results_dir)
+    loaded = load_runs(results_dir)
+    runs = tables.add_settings(loaded.runs)
+    thresholds = decision_thresholds(runs, options.p, options.threshold_method, options.min_null_runs)
+    out_dir = results_dir / ANALYSIS_DIRNAME
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    failed = runs[runs["status"] == "failed"]
+    scored = tables.score_runs(runs, thresholds, options.theta_prime, options.max_stealing_loss)
+    if scored.empty:
+        raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
+    cells = tables.outcomes(scored, failed, options.max_stealing_loss)
+    nash = tables.nash_all(cells, options.max_stealing_loss)
+    (out_dir / "nash.json").write_text(json.dumps(nash, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
+        .to_csv(out_dir / "runs.csv", index=False)
+
+    def table(name, frame, caption):
+        return tables.write_table(frame, out_dir, name, caption)
+
+    def figure(name, fig):
+        return plots.save(fig, out_dir, name)
+
+    crit = (f"success: surrogate wm acc < θ and stealing loss ≤ {options.max_stealing_loss:g}; "
+            f"rescaled with θ' = {options.theta_prime:g} (Eq. 5)")
+    per_scheme = tables.nash_per_scheme_table(cells, nash)
+    per_category = tables.nash_per_category_table(cells, nash)
+    embedding = tables.embedding_table(scored)
+    runtimes = tables.runtime_table(cells)
+    failed_table = tables.failed_runs_table(runs)
+    robustness = tables.robustness_table(cells, failed, options.max_stealing_loss)
+    dominant = tables.dominant_attacks_table(cells, options.max_stealing_loss)
+    fastest = tables.fastest_attacks_table(cells)
+    sections = [
+        Section("Decision thresholds (SoK Table IV)",
+                f"θ per scheme and dataset from role=null runs, p = {options.p:g}, method "
+                f"{options.threshold_method}; all three estimates shown, `method` says which one is used.",
+                thresholds, table("thresholds", thresholds, f"Decision thresholds, p = {options.p:g}")),
+        Section("Robustness (SoK Table V)",
+                f"{tables.ROBUST} robust, {tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's "
+                f"configs vs the attack's configs, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only failed "
+                f"runs; several settings are joined by '/' in the order "
+                f"{' / '.join(sorted(cells['setting'].unique()))}. {crit}.",
+                robustness,
+                table("robustness", robustness, "Robustness of each scheme against each attack")),
+        Section("Nash equilibrium per scheme against all attacks (SoK §VIII-E)",
+                "Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). "
+                "Full detail in nash.json.", per_scheme,
+                table("nash_per_scheme", per_scheme, "Nash equilibrium per scheme against all attacks")
+                + [out_dir / "nash.json"]),
+        Section("Nash equilibrium per scheme and attack category (SoK §VIII-F)", crit, per_category,
+                table("nash_per_category", per_category, "Nash equilibrium per scheme and attack category")),
+        Section("Dominant attacks (SoK §VIII-H)",
+                "An attack is dominant when its configs remove every scheme config (not run: not removed).",
+                dominant,
+                table("dominant_attacks", dominant, "Dominant attacks")),
+        Section("Fastest successful attack per scheme (SoK Fig. 3c)",
+                "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %.",
+                fastest,
+                table("fastest_attacks", fastest, "Fastest successful attack per scheme")),
+        Section("Outcomes per scheme config × attack config",
+                "Means over seeds with 95 % bootstrap CIs (_lo, _hi); success and payoff on the means.",
+                None, table("outcomes", cells, "Outcome of every scheme config against every attack config")),
+    ]
+    for setting in sorted(cells["setting"].unique()):
+        slug, sc = _slug(setting), cells[cells["setting"] == setting]
+        V, _ = tables.matrices(tables.game_cells(sc), options.max_stealing_loss)
+        raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
+        sections.append(Section(f"Payoff matrix — {setting}",
+                                "V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; "
+                                "blank: not run (the game counts it as 0).",
+                                raw.reset_index(), table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}"),
+                                figure(f"payoff_{slug}", plots.payoff_heatmap(raw.reindex(V.index), setting))))
+        sections.append(Section(f"Pareto scatter — {setting} (SoK Fig. 3b)",
+                                "Each point is an attack config against a scheme config; dashed: θ', dotted: "
+                                "maximum stealing loss; circled: the scheme's Nash equilibrium.", None, None,
+                                figure(f"pareto_{slug}", plots.pareto(sc, nash[setting]["per_scheme"],
+                                       options.theta_prime, options.max_stealing_loss, setting))))
+        sections.append(Section(f"Robustness per attack category — {setting} (SoK Fig. 4)",
+                                "Rescaled wm acc at each scheme's equilibrium per category; red dashed: θ'.",
+                                None, None, figure(f"radar_{slug}", plots.radar(
+                                    per_category[per_category["setting"] == setting], options.theta_prime, setting))))
+        emb, rt = embedding[embedding["setting"] == setting], runtimes[runtimes["setting"] == setting]
+        sections.append(Section(f"Runtimes — {setting} (SoK Fig. 2a,b)",
+                                "Relative to training the source model from scratch.", rt,
+                                table(f"runtimes_{slug}", rt, f"Runtimes relative to training, {setting}"),
+                                figure(f"runtime_{slug}", plots.runtime_bars(rt, emb, setting))))
+        sections.append(Section(f"Embedding loss — {setting} (SoK Fig. 2c)",
+                                "Source minus marked test accuracy, mean over seeds with 95 % bootstrap CI.", emb,
+                                table(f"embedding_{slug}", emb, f"Embedding loss, {setting}"),
+                                figure(f"embedding_loss_{slug}", plots.embedding_loss_bars(emb, setting))))
+    failed_table.to_csv(out_dir / "failed_runs.csv", index=False)
+    sections.append(Section("Failed runs", f"{len(failed_table)} run(s) failed; never counted as successes.",
+                            failed_table, [out_dir / "failed_runs.csv"]))
+    if loaded.skipped:
+        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in loaded.skipped])
+        sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
+
+    report = out_dir / "report.html"
+    report.write_text(render_html(sections, options, runs, out_dir), encoding="utf-8")
+    for line in describe_nash(nash):
+        out(line)
+    out(str(report))
+    return report
+
+
+def _image_tag(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, out_dir: Path) -> str:
+    """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
+    n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
+    body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
+            f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
+            f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}.</p>"]
+    for section in sections:
+        body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
+        if section.table is not None:
+            body.append(section.table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4f}",
+                                              border=0, classes="t"))
+        for image in section.images or []:
+            if image.suffix == ".png":
+                body.append(_image_tag(image))
+        files = [*(section.files or []), *(section.images or [])]
+        if files:
+            links = " ".join(f'<a href="{html.escape(f.relative_to(out_dir).as_posix())}">{html.escape(f.name)}</a>'
+                             for f in files)
+            body.append(f"<p class=files>files: {links}</p>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
+             "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.files{font-size:11px}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>wrt report</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")
+
+
+def main_with(options: Options) -> int:
+    """Run the analysis; one clear error line and exit status 2 on bad input."""
+    try:
+        analyze(options)
+    except (ResultsDirError, ThresholdError) as exc:
+        print(f"wrt-analyze: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

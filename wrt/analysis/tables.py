@@ -1,0 +1,327 @@
+"""Per-config outcomes (seed means with bootstrap CIs) and the SoK's tables (§VIII, Tables IV and V).
+
+An *outcome* is one (setting, scheme config, attack config) cell: its runs over seeds are averaged and the
+success criterion and payoff are applied to the means.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wrt.analysis import game
+
+CATEGORY_ORDER = ["input_preprocessing", "model_modification", "model_extraction", "combined"]
+CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "model_extraction": "ME",
+                   "combined": "CO"}
+ROBUST, REMOVED, NOT_RUN, ONLY_FAILED = "✓", "✗", "–", "!"
+FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
+MEASURES = {  # outcome column prefix -> run column
+    "surrogate_wm_acc": "surrogate.wm_acc",
+    "rescaled_wm_acc": "rescaled_wm_acc",
+    "stealing_loss": "stealing_loss",
+    "surrogate_test_acc": "surrogate.test_acc",
+    "embedding_loss": "embedding_loss",
+    "attack_time_ratio": "attack_time_ratio",
+}
+CELL_KEYS = ["setting", "dataset", "scheme", "scheme_config", "attack", "category", "attack_config"]
+
+
+def bootstrap_ci(values, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean; NaN for fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return np.nan, np.nan
+    resamples = np.random.default_rng(seed).choice(values, size=(n_resamples, values.size)).mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(resamples, alpha)), float(np.quantile(resamples, 1.0 - alpha))
+
+
+def add_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """`setting` names one game: the dataset, plus model and budget when a dataset has several of those."""
+    runs = runs.copy()
+    varied = runs.groupby("dataset")[["model", "budget"]].nunique(dropna=False).max(axis=1) > 1
+    runs["setting"] = [
+        f"{d}/{m}/{b}" if varied.get(d, False) else d
+        for d, m, b in zip(runs["dataset"], runs["model"], runs["budget"])
+    ]
+    return runs
+
+
+def score_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: float,
+               max_stealing_loss: float) -> pd.DataFrame:
+    """The ok, marked runs with θ, rescaled surrogate watermark accuracy, per-run success and payoff."""
+    marked = runs[(runs["status"] == "ok") & (runs["role"] == "marked")]
+    theta = thresholds.set_index(["dataset", "scheme"])["threshold"]
+    marked = marked.assign(theta=[theta[(d, s)] for d, s in zip(marked["dataset"], marked["scheme.name"])])
+    marked["rescaled_wm_acc"] = [float(game.rescale(x, t, theta_prime))
+                                 for x, t in zip(marked["surrogate.wm_acc"], marked["theta"])]
+    marked["success"] = game.attack_succeeds(marked["surrogate.wm_acc"], marked["theta"],
+                                             marked["stealing_loss"], max_stealing_loss)
+    marked["payoff"] = game.payoff(marked["success"], marked["surrogate.test_acc"])
+    return marked.rename(columns={"scheme.name": "scheme", "scheme_label": "scheme_config",
+                                  "attack.name": "attack", "attack.category": "category",
+                                  "attack_label": "attack_config"})
+
+
+def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+    """One row per cell: seed means with 95 % bootstrap CIs, success and payoff on the means (§VII)."""
+    rows = []
+    for key, group in scored.groupby(CELL_KEYS, sort=True):
+        row = dict(zip(CELL_KEYS, key))
+        row.update(theta=group["theta"].iloc[0], n_seeds=group["seed"].nunique(), n_runs=len(group))
+        for name, column in MEASURES.items():
+            values = group[column].astype(float)
+            row[name] = values.mean()
+            row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(values)
+        row["success_rate"] = group["success"].mean()
+        row["success"] = bool(game.attack_succeeds(row["surrogate_wm_acc"], row["theta"],
+                                                   row["stealing_loss"], max_stealing_loss))
+        row["payoff"] = float(game.payoff(row["success"], row["surrogate_test_acc"]))
+        row["payoff_lo"], row["payoff_hi"] = bootstrap_ci(group["payoff"])
+        rows.append(row)
+    cells = pd.DataFrame(rows)
+    counts = failed.groupby(["scheme_label", "attack_label"]).size()
+    cells["n_failed"] = [int(counts.get((s, a), 0)) for s, a in zip(cells["scheme_config"], cells["attack_config"])]
+    return cells
+
+
+def matrices(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Payoff matrix V (scheme configs × attack configs; a cell not run pays 0, it removes nothing) and the
+    tie-break matrix: rescaled watermark accuracy, +inf where the stealing loss is too high or not run."""
+    V = cells.pivot(index="scheme_config", columns="attack_config", values="payoff").fillna(0.0)
+    usable = cells.assign(tie=np.where(cells["stealing_loss"] <= max_stealing_loss + 1e-9,
+                                       cells["rescaled_wm_acc"], np.inf))
+    T = usable.pivot(index="scheme_config", columns="attack_config", values="tie").fillna(np.inf)
+    return V, T.loc[V.index, V.columns]
+
+
+def game_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells that enter the game: every attack except `none`."""
+    return cells[cells["attack"] != "none"]
+
+
+def nash_entry(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
+    V, T = matrices(cells, max_stealing_loss)
+    return game.solve_game(V, T)
+
+
+def outcome_at(cells: pd.DataFrame, entry: dict) -> pd.Series:
+    pure = entry["pure"]
+    match = cells[(cells["scheme_config"] == pure["scheme"]) & (cells["attack_config"] == pure["attack"])]
+    return match.iloc[0] if len(match) else pd.Series(dtype=object)
+
+
+def nash_all(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
+    """nash.json content: per setting, the game over all schemes, per scheme family, and per scheme family
+    against each attack category — every entry in the {"pure", "mixed"} shape."""
+    result = {}
+    for setting, sc in game_cells(cells).groupby("setting", sort=True):
+        result[setting] = {
+            "all": nash_entry(sc, max_stealing_loss),
+            "per_scheme": {s: nash_entry(g, max_stealing_loss) for s, g in sc.groupby("scheme", sort=True)},
+            "per_category": {
+                s: {c: nash_entry(gc, max_stealing_loss) for c, gc in g.groupby("category", sort=True)}
+                for s, g in sc.groupby("scheme", sort=True)
+            },
+        }
+    return result
+
+
+def _pure_summary(cells: pd.DataFrame, entry: dict) -> dict:
+    at = outcome_at(cells, entry)
+    return {
+        "scheme_config": entry["pure"]["scheme"], "attack_config": entry["pure"]["attack"],
+        "payoff": entry["pure"]["payoff"], "robust": entry["pure"]["payoff"] == 0,
+        "rescaled_wm_acc": at.get("rescaled_wm_acc", np.nan),
+        "rescaled_wm_acc_lo": at.get("rescaled_wm_acc_lo", np.nan),
+        "rescaled_wm_acc_hi": at.get("rescaled_wm_acc_hi", np.nan),
+        "stealing_loss": at.get("stealing_loss", np.nan),
+    }
+
+
+def nash_per_scheme_table(cells: pd.DataFrame, nash: dict) -> pd.DataFrame:
+    """Each scheme family against all attacks (SoK §VIII-E): pure equilibrium and mixed value."""
+    rows = []
+    for setting, entry in nash.items():
+        sc = game_cells(cells)[game_cells(cells)["setting"] == setting]
+        for scheme, e in entry["per_scheme"].items():
+            rows.append({"setting": setting, "scheme": scheme, **_pure_summary(sc, e),
+                         "mixed_value": e["mixed"]["value"],
+                         "mixed_defender": _support(e["mixed"]["defender"]),
+                         "mixed_attacker": _support(e["mixed"]["attacker"])})
+    return pd.DataFrame(rows)
+
+
+def nash_per_category_table(cells: pd.DataFrame, nash: dict) -> pd.DataFrame:
+    """Each scheme family against each attack category (SoK §VIII-F, Fig. 4)."""
+    rows = []
+    for setting, entry in nash.items():
+        sc = game_cells(cells)[game_cells(cells)["setting"] == setting]
+        for scheme, per_cat in entry["per_category"].items():
+            for category, e in per_cat.items():
+                rows.append({"setting": setting, "scheme": scheme, "category": category,
+                             **_pure_summary(sc, e), "mixed_value": e["mixed"]["value"]})
+    return pd.DataFrame(rows)
+
+
+def _support(strategy: dict) -> str:
+    return "; ".join(f"{label}: {p:.3f}" for label, p in sorted(strategy.items(), key=lambda kv: -kv[1]))
+
+
+def _category_rank(category: str) -> int:
+    return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else len(CATEGORY_ORDER)
+
+
+def robustness_table(cells: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+    """SoK Table V: attacks (grouped by category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of
+    the scheme's configs against the attack's configs, – not run, ! only failed runs. Several settings are
+    joined with '/' in setting order, as the SoK joins CIFAR-10/ImageNet."""
+    gc = game_cells(cells)
+    settings = sorted(gc["setting"].unique())
+    schemes = sorted(gc["scheme"].unique())
+    attacks = (gc[["category", "attack"]].drop_duplicates()
+               .assign(rank=lambda d: d["category"].map(_category_rank))
+               .sort_values(["rank", "attack"]))
+    failed_pairs = set(zip(failed["scheme.name"], failed["attack.name"], failed["dataset"]))
+    rows = []
+    for category, attack in zip(attacks["category"], attacks["attack"]):
+        row = {"category": category, "attack": attack}
+        for scheme in schemes:
+            marks = []
+            for setting in settings:
+                sub = gc[(gc["setting"] == setting) & (gc["scheme"] == scheme) & (gc["attack"] == attack)]
+                if len(sub):
+                    marks.append(REMOVED if nash_entry(sub, max_stealing_loss)["pure"]["payoff"] > 0 else ROBUST)
+                else:
+                    dataset = setting.split("/")[0]
+                    marks.append(ONLY_FAILED if (scheme, attack, dataset) in failed_pairs else NOT_RUN)
+            row[scheme] = "/".join(marks)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+    """SoK §VIII-H: an attack is dominant when, over every scheme config × the attack's configs, the Eq. 6
+    payoff is positive, i.e. each scheme config is removed by some config of the attack (not run: not
+    removed). Also the single attack config that removes the most scheme configs."""
+    rows = []
+    gc = game_cells(cells)
+    for (setting, category, attack), sub in gc.groupby(["setting", "category", "attack"], sort=True):
+        all_configs = sorted(gc.loc[gc["setting"] == setting, "scheme_config"].unique())
+        V, T = matrices(sub, max_stealing_loss)
+        V, T = V.reindex(all_configs).fillna(0.0), T.reindex(all_configs).fillna(np.inf)
+        removed = V > 0
+        best_config = removed.sum(axis=0).idxmax()
+        i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
+        nash_payoff = float(V.iat[i, j])
+        rows.append({
+            "setting": setting, "category": category, "attack": attack, "scheme_configs": len(all_configs),
+            "removed_by_some_config": int(removed.any(axis=1).sum()), "best_single_config": best_config,
+            "removed_by_best_config": int(removed[best_config].sum()),
+            "dominant": nash_payoff > 0, "nash_payoff": nash_payoff,
+        })
+    table = pd.DataFrame(rows)
+    return table.sort_values(["setting", "dominant", "removed_by_some_config", "attack"],
+                             ascending=[True, False, False, True])
+
+
+def speed_class(ratio: float) -> str:
+    """SoK §IV: fast below 25 % of the training time, medium up to 75 %, slow beyond."""
+    if np.isnan(ratio):
+        return "unknown"
+    return "fast" if ratio < FAST else "medium" if ratio <= MEDIUM else "slow"
+
+
+def fastest_attacks_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per scheme family, the successful (scheme config, attack config) cell with the lowest attack time
+    relative to training from scratch (SoK Fig. 3c,f)."""
+    successful = game_cells(cells)[game_cells(cells)["success"] & game_cells(cells)["attack_time_ratio"].notna()]
+    rows = []
+    for (setting, scheme), sub in game_cells(cells).groupby(["setting", "scheme"], sort=True):
+        hits = successful[(successful["setting"] == setting) & (successful["scheme"] == scheme)]
+        if hits.empty:
+            rows.append({"setting": setting, "scheme": scheme, "attack_config": "none successful"})
+            continue
+        best = hits.sort_values(["attack_time_ratio", "attack_config"]).iloc[0]
+        rows.append({"setting": setting, "scheme": scheme, "attack_config": best["attack_config"],
+                     "category": best["category"], "scheme_config": best["scheme_config"],
+                     "attack_time_ratio": best["attack_time_ratio"],
+                     "speed": speed_class(best["attack_time_ratio"])})
+    return pd.DataFrame(rows)
+
+
+def runtime_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean attack time relative to training from scratch per attack config (SoK Fig. 2b,e)."""
+    gc = game_cells(cells).dropna(subset=["attack_time_ratio"])
+    table = (gc.groupby(["setting", "category", "attack_config"], as_index=False)["attack_time_ratio"].mean())
+    return table.assign(speed=table["attack_time_ratio"].map(speed_class)).sort_values(["setting", "attack_time_ratio"])
+
+
+def embedding_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """Embedding loss per scheme config (SoK Fig. 2c,f) over distinct marked models (one per seed), and the
+    embedding time relative to training from scratch where the marked model was not taken from the cache."""
+    models = scored.drop_duplicates(["setting", "scheme_config", "seed"])
+    rows = []
+    for (setting, scheme, config), g in models.groupby(["setting", "scheme", "scheme_config"], sort=True):
+        fresh = g[g["marked.cached"] == False]  # noqa: E712 - the column holds True/False/None
+        ratio = (fresh["timing_s.embed"].astype(float) / fresh["source.train_time_s"].astype(float)).mean() \
+            if {"timing_s.embed", "source.train_time_s"} <= set(fresh.columns) and len(fresh) else np.nan
+        lo, hi = bootstrap_ci(g["embedding_loss"])
+        rows.append({"setting": setting, "scheme": scheme, "scheme_config": config, "n_seeds": len(g),
+                     "embedding_loss": g["embedding_loss"].mean(), "embedding_loss_lo": lo,
+                     "embedding_loss_hi": hi, "embed_time_ratio": ratio})
+    return pd.DataFrame(rows)
+
+
+def failed_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    columns = ["run_name", "dataset", "scheme_label", "attack_label", "seed", "role", "failed_stage", "error", "path"]
+    return runs.loc[runs["status"] == "failed", columns].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- writers
+
+def _fmt(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  ROBUST: r"\checkmark{}", REMOVED: r"$\times$", NOT_RUN: "--", "θ": r"$\theta$"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    """A booktabs tabular (needs \\usepackage{booktabs,amssymb})."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}",
+             r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
+             " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(_latex_escape(_fmt(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, out_dir: Path, name: str, caption: str) -> list[Path]:
+    """`name`.csv, `name`.md and `name`.tex."""
+    paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    table.to_csv(paths[0], index=False)
+    paths[1].write_text(f"{caption}\n\n{to_markdown(table)}", encoding="utf-8")
+    paths[2].write_text(to_latex(table, caption), encoding="utf-8")
+    return paths

@@ -1,0 +1,123 @@
+"""Decision thresholds θ per (dataset, scheme) from unmarked ("null") models (SoK §VII-A, Appendix XV).
+
+θ is the watermark accuracy an unmarked model reaches or exceeds with probability at most p.
+Three estimates are computed from the `role=null` runs' `marked.wm_acc`:
+
+* empirical: the (1 − p) quantile of the null watermark accuracies (linear interpolation);
+* normal:    mean + z_{1−p} · std (sample std), the normal fit the SoK uses (§VII-A);
+* binomial:  for bit-string keys of N bits, the smallest k/N with P[Binom(N, 1/2) ≥ k] ≤ p — the exact
+             chance-match bound of DeepSigns' Eq. 4 with two outcomes per bit; needs no null runs.
+
+Method `auto` uses the largest estimate available, so θ never falls below what the null models show:
+bit keys always have the binomial bound (plus empirical/normal when there are enough null runs), other
+keys need `min_null_runs` null runs for empirical and normal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+METHODS = ("auto", "empirical", "normal", "binomial")
+
+
+class ThresholdError(Exception):
+    """A decision threshold cannot be determined from the runs at hand."""
+
+
+def empirical_threshold(null_wm_accs, p: float) -> float:
+    """(1 − p) quantile of the null watermark accuracies."""
+    return float(np.quantile(np.asarray(null_wm_accs, dtype=float), 1.0 - p))
+
+
+def normal_threshold(null_wm_accs, p: float) -> float:
+    """mean + z_{1−p} · std of a normal fit to the null watermark accuracies (SoK §VII-A)."""
+    values = np.asarray(null_wm_accs, dtype=float)
+    return float(values.mean() + stats.norm.ppf(1.0 - p) * values.std(ddof=1))
+
+
+def binomial_threshold(key_size: int, p: float) -> float:
+    """Smallest k/N with P[Binom(N, 1/2) ≥ k] ≤ p: an unmarked model matches ≥ k random bits w.p. ≤ p."""
+    ks = np.arange(key_size + 1)
+    tail = stats.binom.sf(ks - 1, key_size, 0.5)  # P[X ≥ k]
+    feasible = ks[tail <= p]
+    if feasible.size == 0:
+        raise ThresholdError(f"a key of {key_size} bits is too short: even all bits matching has "
+                             f"probability {0.5 ** key_size:.3g} > p={p}")
+    return float(feasible[0] / key_size)
+
+
+def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
+    null_accs = group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
+    bits = bool(group["scheme.bits"].fillna(False).any())
+    key_sizes = sorted({int(k) for k in group["scheme.key_size"].dropna()})
+    enough = len(null_accs) >= min_null_runs
+    est = {
+        "n_null": len(null_accs),
+        "bits": bits,
+        "key_size": ",".join(map(str, key_sizes)),
+        "null_mean": float(null_accs.mean()) if len(null_accs) else np.nan,
+        "null_std": float(null_accs.std(ddof=1)) if len(null_accs) > 1 else np.nan,
+        "empirical": empirical_threshold(null_accs, p) if enough else np.nan,
+        "normal": normal_threshold(null_accs, p) if enough and len(null_accs) > 1 else np.nan,
+        # the shortest key gives the largest (most conservative) bound
+        "binomial": np.nan,
+        "binomial_error": "",
+    }
+    if bits and key_sizes:
+        try:
+            est["binomial"] = binomial_threshold(key_sizes[0], p)
+        except ThresholdError as exc:
+            est["binomial_error"] = str(exc)
+    return est
+
+
+def _shortage(est: dict, method: str, min_null_runs: int, dataset: str, scheme: str) -> str:
+    if method == "binomial" or (est["bits"] and est["binomial_error"]):
+        reason = est["binomial_error"] or "needs a bit-string key (scheme.bits true, scheme.key_size set)"
+        return f"{scheme} on {dataset}: binomial bound: {reason}"
+    needed = max(min_null_runs, 2) if method == "normal" else min_null_runs
+    return f"{scheme} on {dataset}: {est['n_null']} null run(s), {needed} needed (min_null_runs={min_null_runs})"
+
+
+def _choose(est: dict, method: str) -> tuple[str, float] | None:
+    if method == "auto":
+        available = {m: est[m] for m in ("binomial", "empirical", "normal") if not np.isnan(est[m])}
+        if not available:
+            return None
+        used = max(available, key=available.get)
+        return (f"auto: {used} (largest of {', '.join(available)})", available[used])
+    return (method, est[method]) if not np.isnan(est[method]) else None
+
+
+def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "auto",
+                        min_null_runs: int = 5) -> pd.DataFrame:
+    """One row per (dataset, scheme) with all three estimates, the method used and θ.
+
+    Raises ThresholdError naming every (dataset, scheme) whose θ cannot be determined, with how many null
+    runs exist and how many are needed.
+    """
+    if method not in METHODS:
+        raise ThresholdError(f"unknown threshold method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0.0 < p < 1.0:
+        raise ThresholdError(f"p must lie in (0, 1), got {p}")
+    ok = runs[runs["status"] == "ok"]
+    rows, problems = [], []
+    for (dataset, scheme), group in ok.groupby(["dataset", "scheme.name"], sort=True):
+        est = _estimates(group, p, min_null_runs)
+        chosen = _choose(est, method)
+        if chosen is None:
+            problems.append(_shortage(est, method, min_null_runs, dataset, scheme))
+            continue
+        used, theta = chosen
+        if theta >= 1.0:
+            problems.append(f"{scheme} on {dataset}: θ={theta:.4f} ≥ 1 ({used}); unmarked models "
+                            f"reach full watermark accuracy, so the watermark cannot be verified")
+            continue
+        est.pop("binomial_error")
+        rows.append({"dataset": dataset, "scheme": scheme, **est, "method": used, "threshold": theta})
+    if problems:
+        raise ThresholdError("cannot determine decision thresholds (p={}): {}. Add role=null runs for these "
+                             "schemes or lower min_null_runs.".format(p, "; ".join(problems)))
+    return pd.DataFrame(rows)
