@@ -162,7 +162,7 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
         except (OSError, UnicodeDecodeError) as exc:
             reason = f"unreadable ({type(exc).__name__})"
         except json.JSONDecodeError as exc:
-            reason = f"not valid JSON, corrupt or half-written ({exc.msg} at line {exc.lineno})"
+            reason = f"not valid JSON, corrupt or half-written ({exc.msg}: line {exc.lineno} column {exc.colno})"
         else:
             reason = validate(record)
         if reason is None:

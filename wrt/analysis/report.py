@@ -117,8 +117,10 @@ def analyze(options: Options, out=print) -> Path:
                 fastest,
                 table("fastest_attacks", fastest, "Fastest successful attack per scheme")),
         Section("Outcomes per scheme config × attack config",
-                "Means over seeds with 95 % bootstrap CIs (_lo, _hi); success and payoff on the means.",
-                None, table("outcomes", cells, "Outcome of every scheme config against every attack config")),
+                "Means over seeds with 95 % bootstrap CIs (_lo, _hi); success and payoff on the means. "
+                "runs.csv holds every loaded run, one row each.",
+                None, table("outcomes", cells, "Outcome of every scheme config against every attack config")
+                + [out_dir / "runs.csv"]),
     ]
     for setting in sorted(cells["setting"].unique()):
         slug, sc = _slug(setting), cells[cells["setting"] == setting]
