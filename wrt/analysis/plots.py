@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from wrt.analysis.tables import CATEGORY_ABBREV, FAST, MEDIUM, game_cells  # noqa: E402
 
-SPEED_COLORS = {"fast": "tab:green", "medium": "tab:orange", "slow": "tab:red", "unknown": "tab:gray"}
+SPEED_COLORS = {"fast": "tab:green", "medium": "tab:orange", "slow": "tab:red"}
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:

@@ -68,6 +68,9 @@ def analyze(options: Options, out=print) -> Path:
     if scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
     cells = tables.outcomes(scored, failed, options.max_stealing_loss)
+    if tables.game_cells(cells).empty:
+        raise ResultsDirError(f"no successful run under {results_dir} has an attack other than none; "
+                              "there is no game to analyze")
     nash = tables.nash_all(cells, options.max_stealing_loss)
     (out_dir / "nash.json").write_text(json.dumps(nash, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
@@ -124,22 +127,8 @@ def analyze(options: Options, out=print) -> Path:
     ]
     for setting in sorted(cells["setting"].unique()):
         slug, sc = _slug(setting), cells[cells["setting"] == setting]
-        V, _ = tables.matrices(tables.game_cells(sc), options.max_stealing_loss)
-        raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
-        sections.append(Section(f"Payoff matrix — {setting}",
-                                "V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; "
-                                "blank: not run (the game counts it as 0).",
-                                raw.reset_index(), table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}"),
-                                figure(f"payoff_{slug}", plots.payoff_heatmap(raw.reindex(V.index), setting))))
-        sections.append(Section(f"Pareto scatter — {setting} (SoK Fig. 3b)",
-                                "Each point is an attack config against a scheme config; dashed: θ', dotted: "
-                                "maximum stealing loss; circled: the scheme's Nash equilibrium.", None, None,
-                                figure(f"pareto_{slug}", plots.pareto(sc, nash[setting]["per_scheme"],
-                                       options.theta_prime, options.max_stealing_loss, setting))))
-        sections.append(Section(f"Robustness per attack category — {setting} (SoK Fig. 4)",
-                                "Rescaled wm acc at each scheme's equilibrium per category; red dashed: θ'.",
-                                None, None, figure(f"radar_{slug}", plots.radar(
-                                    per_category[per_category["setting"] == setting], options.theta_prime, setting))))
+        if setting in nash:
+            sections += _game_sections(setting, slug, sc, nash[setting], per_category, options, table, figure)
         emb, rt = embedding[embedding["setting"] == setting], runtimes[runtimes["setting"] == setting]
         sections.append(Section(f"Runtimes — {setting} (SoK Fig. 2a,b)",
                                 "Relative to training the source model from scratch.", rt,
@@ -162,6 +151,27 @@ def analyze(options: Options, out=print) -> Path:
         out(line)
     out(str(report))
     return report
+
+
+def _game_sections(setting, slug, sc, nash_entry, per_category, options, table, figure) -> list[Section]:
+    """Payoff matrix, Pareto scatter and radar plot of one setting."""
+    raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
+    return [
+        Section(f"Payoff matrix — {setting}",
+                "V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; "
+                "blank: not run (the game counts it as 0).",
+                raw.reset_index(), table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}"),
+                figure(f"payoff_{slug}", plots.payoff_heatmap(raw, setting))),
+        Section(f"Pareto scatter — {setting} (SoK Fig. 3b)",
+                "Each point is an attack config against a scheme config; dashed: θ', dotted: maximum stealing "
+                "loss; circled: the scheme's Nash equilibrium.", None, None,
+                figure(f"pareto_{slug}", plots.pareto(sc, nash_entry["per_scheme"], options.theta_prime,
+                                                      options.max_stealing_loss, setting))),
+        Section(f"Robustness per attack category — {setting} (SoK Fig. 4)",
+                "Rescaled wm acc at each scheme's equilibrium per category; red dashed: θ'.", None, None,
+                figure(f"radar_{slug}", plots.radar(per_category[per_category["setting"] == setting],
+                                                    options.theta_prime, setting))),
+    ]
 
 
 def _image_tag(path: Path) -> str:
