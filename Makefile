@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   – install, fetch Fashion-MNIST, run the default job (prints the result's path)
+#   make test  – install, fetch Fashion-MNIST, run the tests
+# Repeating either skips what is already done.
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: help install data run test clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install wrt with its pinned dependencies
+
+data:  ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when missing and root
+	@if [ -f "$(FMNIST)" ] || [ -n "$$WRT_DATA" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST is missing: run 'sudo apt-get install -y dataset-fashion-mnist' or set WRT_DATA"; \
+	fi
+
+run: install data  ## run the default job (adi × weight_pruning on Fashion-MNIST)
+	$(VENV)/bin/wrt-run
+
+test: install data  ## run the test suite
+	$(PYTHON) -m pytest -q
+
+clean:  ## remove cached artifacts and results (keeps .venv)
+	rm -rf .store results/runs results/hydra

@@ -1,0 +1,1 @@
+"""Removal attacks: one module per family, built by Hydra from `configs/attack/<name>.yaml`."""

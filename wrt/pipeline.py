@@ -1,0 +1,236 @@
+"""One run: source model → key and embedding → attack → evaluation → one JSON file.
+
+Source models, keys and marked models come from the artifact store when an earlier run made
+them (keyed by the configs that determine them), so sweeps train each once. Whatever fails
+inside a stage is recorded in the run's JSON (status "failed", the error and the stage).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import resource
+import time
+import traceback
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torchvision
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import wrt
+from wrt.data import Dataset
+from wrt.attacks.base import AttackContext
+from wrt.schemes.base import Key
+from wrt.store import Store, atomic_write_json, load_state, spec_digest
+from wrt.train import Trainer
+
+DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
+VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device")  # do not change results
+
+
+def as_dict(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+def build(node, **kwargs):
+    """Instantiate a group config (`_target_`), leaving out its descriptive keys."""
+    spec = {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS}
+    return instantiate(spec, **kwargs)
+
+
+def params_of(node) -> dict:
+    """A component's parameters as recorded in the run JSON."""
+    return {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS and not k.startswith("_")}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run_name(cfg: DictConfig) -> str:
+    """A stable file name for a run: the same config always maps to the same file (resume)."""
+    stable = {k: v for k, v in as_dict(cfg).items() if k not in VOLATILE_KEYS}
+    return (f"{cfg.role}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
+            f"_{cfg.budget.name}_s{cfg.seed}_{spec_digest(stable)[:8]}")
+
+
+def run_path(cfg: DictConfig) -> Path:
+    return Path(cfg.results_dir) / "runs" / f"{run_name(cfg)}.json"
+
+
+def load_data(cfg: DictConfig) -> Dataset:
+    data = build(cfg.dataset, split_seed=cfg.seed)
+    return data.subset(cfg.budget.max_train, cfg.budget.max_test, seed=0)
+
+
+def peak_memory() -> dict:
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cuda_max_allocated_mb": cuda}
+
+
+class Run:
+    """State of one run; `execute()` fills `self.result` stage by stage."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.store = Store(cfg.store_dir, force=cfg.force)
+        self.stage = "data"
+        self.result = {
+            "schema_version": 1, "status": "running", "error": None, "failed_stage": None,
+            "run_name": run_name(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name,
+            "budget": cfg.budget.name, "seed": cfg.seed, "role": cfg.role,
+            "scheme": {"name": cfg.scheme.name, "params": params_of(cfg.scheme), "bits": None,
+                       "key_size": None},
+            "attack": {"name": cfg.attack.name, "category": None, "params": params_of(cfg.attack)},
+            "source": None, "marked": None, "surrogate": None,
+            "embedding_loss": None, "stealing_loss": None, "attack_usage": None,
+            "timing_s": {}, "attack_time_ratio": None, "memory": None, "device": self.device.type,
+            "versions": {"wrt": wrt.__version__, "torch": torch.__version__,
+                         "torchvision": torchvision.__version__, "python": platform.python_version()},
+            "config": as_dict(cfg), "created": None,
+        }
+
+    @contextmanager
+    def stage_timer(self, stage: str):
+        self.stage = stage
+        start = time.perf_counter()
+        yield
+        self.result["timing_s"][stage] = round(time.perf_counter() - start, 3)
+
+    def trainer(self, node) -> Trainer:
+        return build(node, device=self.device, progress=self.cfg.progress, seed=self.cfg.seed)
+
+    def new_model(self, seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        data = self.data
+        return build(self.cfg.model, num_classes=data.num_classes, in_channels=data.image_shape[0],
+                     mean=list(data.mean), std=list(data.std))
+
+    # ---- stages ---------------------------------------------------------------------------
+
+    def source_spec(self, seed: int) -> dict:
+        budget = self.cfg.budget
+        return {"dataset": as_dict(self.cfg.dataset), "model": as_dict(self.cfg.model), "seed": seed,
+                "max_train": budget.max_train, "max_test": budget.max_test,
+                "trainer": as_dict(budget.source_trainer), "split_seed": self.cfg.seed}
+
+    def source_model(self, seed: int) -> tuple[torch.nn.Module, dict, bool]:
+        """The unmarked model trained on the defender's data with `seed` (cached)."""
+        model = self.new_model(seed)
+
+        def train():
+            images, labels = self.data.defender()
+            start = time.perf_counter()
+            self.source_trainer.fit(model, images, labels, augment=self.data.augment, desc="source")
+            return model.state_dict(), {"train_time_s": time.perf_counter() - start}
+
+        spec = self.source_spec(seed)
+        state, meta, cached = self.store.get_or_create("source", spec, train)
+        load_state(model, state, self.store.path("source", spec))
+        return self.source_trainer.prepare(model).eval(), meta, cached
+
+    def key(self, scheme, source: torch.nn.Module) -> Key:
+        spec = {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme)}
+
+        def keygen():
+            key = scheme.keygen(source, self.data, torch.Generator().manual_seed(self.cfg.seed))
+            return key.tensors, key.meta
+
+        tensors, meta, _ = self.store.get_or_create("key", spec, keygen)
+        meta = {k: v for k, v in meta.items() if k != "spec"}
+        return Key(tensors, meta)
+
+    def embed(self, scheme, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, bool]:
+        spec = {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
+                "trainer": as_dict(self.cfg.budget.trainer)}
+        model = copy.deepcopy(source)
+
+        def embed():
+            marked = scheme.embed(model, self.data, key, self.trainer_)
+            return marked.state_dict(), {}
+
+        state, _, cached = self.store.get_or_create("marked", spec, embed)
+        load_state(model, state, self.store.path("marked", spec))
+        return model.eval(), cached
+
+    def evaluate(self, model, scheme, key) -> dict:
+        test_acc = self.trainer_.accuracy(model, self.data.test_x, self.data.test_y)
+        wm_acc = scheme.extract(model, key, self.trainer_)
+        return {"test_acc": test_acc, "wm_acc": None if wm_acc != wm_acc else wm_acc}
+
+    def execute(self) -> dict:
+        cfg, r = self.cfg, self.result
+        start = time.perf_counter()
+        try:
+            with self.stage_timer("data"):
+                self.data = load_data(cfg)
+                self.source_trainer = self.trainer(cfg.budget.source_trainer)
+                self.trainer_ = self.trainer(cfg.budget.trainer)
+                scheme = build(cfg.scheme)
+                attack = build(cfg.attack)
+                r["attack"]["category"] = attack.category
+                r["scheme"]["bits"] = scheme.bits
+            with self.stage_timer("source"):
+                source, source_meta, cached = self.source_model(cfg.seed)
+                r["source"] = {"test_acc": self.trainer_.accuracy(source, self.data.test_x, self.data.test_y),
+                               "cached": cached, "train_time_s": source_meta["train_time_s"]}
+            with self.stage_timer("keygen"):
+                key = self.key(scheme, source)
+                r["scheme"]["key_size"] = scheme.key_length(key)
+            with self.stage_timer("embed"):
+                if cfg.role == "null":
+                    marked, _, cached = self.source_model(cfg.seed + cfg.null_seed_offset)
+                else:
+                    marked, cached = self.embed(scheme, source, key)
+                deployed = scheme.wrap(marked, key)
+            with self.stage_timer("evaluate"):
+                r["marked"] = {**self.evaluate(deployed, scheme, key), "cached": cached}
+            with self.stage_timer("attack"):
+                ctx = AttackContext(self.data, self.trainer_, self.source_trainer,
+                                    lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed)
+                surrogate = attack(copy.deepcopy(deployed), ctx)
+                r["attack_usage"] = ctx.usage
+            self.stage = "evaluate"
+            eval_start = time.perf_counter()
+            r["surrogate"] = self.evaluate(surrogate, scheme, key)
+            r["timing_s"]["evaluate"] += round(time.perf_counter() - eval_start, 3)
+            r["embedding_loss"] = r["source"]["test_acc"] - r["marked"]["test_acc"]
+            r["stealing_loss"] = r["marked"]["test_acc"] - r["surrogate"]["test_acc"]
+            r["attack_time_ratio"] = r["timing_s"]["attack"] / max(r["source"]["train_time_s"], 1e-9)
+            r["status"] = "ok"
+        except Exception as e:  # recorded in the JSON; the caller decides the exit status
+            r["status"], r["failed_stage"] = "failed", self.stage
+            r["error"] = f"{type(e).__name__}: {str(e).strip()}"
+            r["traceback"] = traceback.format_exc(limit=8)
+        r["timing_s"]["total"] = round(time.perf_counter() - start, 3)
+        r["memory"] = peak_memory()
+        r["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return r
+
+
+def completed_result(path: Path) -> dict | None:
+    """The result at `path` if it is a finished, valid run JSON (for resuming sweeps)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("status") == "ok" else None
+
+
+def run(cfg: DictConfig) -> tuple[dict, Path]:
+    """Execute one run (or reuse its finished JSON unless `force`) and write its JSON."""
+    path = run_path(cfg)
+    if not cfg.force and (previous := completed_result(path)) is not None:
+        return previous, path
+    result = Run(cfg).execute()
+    atomic_write_json(path, result)
+    return result, path

@@ -1,0 +1,1 @@
+"""Watermarking schemes: one module each, built by Hydra from `configs/scheme/<name>.yaml`."""

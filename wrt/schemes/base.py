@@ -1,0 +1,102 @@
+"""The scheme protocol, and the shared machinery of backdoor-style (trigger set) schemes.
+
+A scheme makes a secret key (`keygen`), embeds it into a model (`embed`) and measures the
+watermark accuracy of any model against that key (`extract`). Keys are data: tensors plus
+JSON-able metadata, stored by `wrt.store` without pickles and reproducible from their seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wrt.data import Dataset
+from wrt.train import EarlyStopping, KeyMixer, Trainer
+from wrt.validation import in_range, positive_int
+
+
+@dataclass
+class Key:
+    """A watermarking key: named tensors plus JSON-able metadata."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+
+class Scheme:
+    """Base class. `bits` is True for schemes whose watermark accuracy is a bit-match rate."""
+
+    bits: bool = False
+
+    def keygen(self, model: nn.Module, data: Dataset, generator: torch.Generator) -> Key:
+        raise NotImplementedError
+
+    def embed(self, model: nn.Module, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:
+        raise NotImplementedError
+
+    def extract(self, model: nn.Module, key: Key, trainer: Trainer) -> float:
+        """Watermark accuracy of `model` on `key`, in [0, 1]."""
+        raise NotImplementedError
+
+    def wrap(self, model: nn.Module, key: Key) -> nn.Module:
+        """The model as the defender deploys it (active schemes such as DAWN wrap it)."""
+        return model
+
+    def key_length(self, key: Key) -> int:
+        return len(next(iter(key.tensors.values()))) if key.tensors else 0
+
+
+class NoWatermark(Scheme):
+    """The unmarked baseline: nothing is embedded and there is no watermark accuracy."""
+
+    def keygen(self, model, data, generator) -> Key:
+        return Key({})
+
+    def embed(self, model, data, key, trainer):
+        return model
+
+    def extract(self, model, key, trainer) -> float:
+        return float("nan")
+
+
+class TriggerSetScheme(Scheme):
+    """A key of (image, label) pairs that the marked model must classify as labelled.
+
+    Embedding fine-tunes the source model on the defender's data with the key repeated
+    `repeats` times (SoK Appendix XII-A: 100× on CIFAR-10, 1000× on ImageNet), i.e. each
+    batch carries the key's share of that enlarged training set, with early stopping on the
+    watermark loss (cross-entropy on the key) checked every `check_every` batches.
+    Subclasses implement `keygen` returning tensors `images` (float in [0, 1]) and `labels`.
+    """
+
+    def __init__(self, key_size: int = 100, repeats: int = 100, lr: float = 1e-3, epochs: float = 5,
+                 patience: int = 5, check_every: int = 100):
+        positive_int("scheme.key_size", key_size)
+        positive_int("scheme.repeats", repeats)
+        in_range("scheme.lr", lr, 0, 1, low_open=True)
+        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
+        positive_int("scheme.patience", patience)
+        positive_int("scheme.check_every", check_every)
+        self.key_size, self.repeats, self.lr, self.epochs = key_size, repeats, lr, epochs
+        self.patience, self.check_every = patience, check_every
+
+    def key_loss(self, model: nn.Module, key: Key, trainer: Trainer) -> float:
+        logits = trainer.predict(model, key.tensors["images"])
+        return F.cross_entropy(logits, key.tensors["labels"]).item()
+
+    def embed(self, model, data, key, trainer):
+        images, labels = data.defender()
+        n_key = len(key.tensors["labels"]) * self.repeats
+        per_batch = round(trainer.batch_size * n_key / (len(labels) + n_key))
+        mixer = KeyMixer(key.tensors["images"], key.tensors["labels"], per_batch, seed=trainer.seed)
+        stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience,
+                             min_delta=1e-3)
+        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
+                    extra_batch=mixer, stop=stop, check_every=self.check_every, desc="embed")
+        return model
+
+    def extract(self, model, key, trainer) -> float:
+        return trainer.accuracy(model, key.tensors["images"], key.tensors["labels"])

@@ -1,0 +1,240 @@
+"""The one training loop, used by source training, watermark embedding and attacks.
+
+Schemes and attacks plug in through small hooks instead of copying the loop:
+
+- `extra_loss(model, images, targets, logits) -> Tensor` adds a term to the loss
+  (white-box regularisers, SNNL, ...);
+- `extra_batch(step) -> (images, targets) | None` mixes extra samples into each batch
+  (watermark keys);
+- `stop(model) -> bool`, checked every `check_every` steps (0: at each epoch's end),
+  ends training early (early stopping on the watermark loss).
+
+On CUDA the loop runs under bf16 autocast with channels_last tensors; the data is already on
+the device (`TensorLoader`), so a step makes no host round-trip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from wrt.data.loader import TensorLoader, to_float
+
+
+# ---- learning-rate schedules: multiplier of the base lr at a fractional epoch -------------
+
+class Constant:
+    def __call__(self, epoch: float, total_epochs: int) -> float:
+        return 1.0
+
+
+class OneCycle:
+    """Linear warm-up over the first `warmup` fraction, then linear decay to zero."""
+
+    def __init__(self, warmup: float = 0.2):
+        self.warmup = warmup
+
+    def __call__(self, epoch: float, total_epochs: int) -> float:
+        t = epoch / max(total_epochs, 1e-9)
+        return t / self.warmup if t < self.warmup else max(0.0, (1 - t) / (1 - self.warmup))
+
+
+class Cosine:
+    def __call__(self, epoch: float, total_epochs: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(epoch / max(total_epochs, 1e-9), 1.0)))
+
+
+class StepDecay:
+    """Multiply by `gamma` at each epoch in `milestones` (e.g. ÷10 at epochs 3 and 4)."""
+
+    def __init__(self, milestones: Iterable[float] = (), gamma: float = 0.1):
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
+
+    def __call__(self, epoch: float, total_epochs: int) -> float:
+        return self.gamma ** sum(epoch >= m for m in self.milestones)
+
+
+# ---- hooks ---------------------------------------------------------------------------------
+
+class KeyMixer:
+    """`extra_batch` hook: cycles through a watermark key, `per_batch` samples per step."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, per_batch: int, seed: int = 0):
+        self.images, self.targets, self.per_batch = to_float(images), targets, max(1, per_batch)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        while len(self.order) < self.per_batch:
+            self.order = torch.cat([self.order, torch.randperm(len(self.images), generator=self.generator)])
+        idx, self.order = self.order[:self.per_batch], self.order[self.per_batch:]
+        return self.images[idx], self.targets[idx]
+
+
+class EarlyStopping:
+    """`stop` hook: True once `loss_fn(model)` has not improved for `patience` checks."""
+
+    def __init__(self, loss_fn: Callable[[nn.Module], float], patience: int = 5, min_delta: float = 0.0):
+        self.loss_fn, self.patience, self.min_delta = loss_fn, patience, min_delta
+        self.best, self.bad_checks = math.inf, 0
+
+    def __call__(self, model: nn.Module) -> bool:
+        loss = self.loss_fn(model)
+        if loss < self.best - self.min_delta:
+            self.best, self.bad_checks = loss, 0
+        else:
+            self.bad_checks += 1
+        return self.bad_checks >= self.patience
+
+
+@dataclass
+class TrainHistory:
+    steps: int = 0
+    epochs: float = 0.0
+    losses: list[float] = field(default_factory=list)  # mean loss per epoch
+    stopped_early: bool = False
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
+    """Cross-entropy on class indices or on soft labels (probability vectors)."""
+    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+
+
+class Trainer:
+    """Trains and evaluates models on in-memory tensors.
+
+    `optimizer` is a partially applied optimizer class (Hydra `_partial_: true`), `schedule`
+    a callable (epoch, total_epochs) → lr multiplier. `epoch_scale` shrinks the epochs that
+    schemes and attacks request (their configs hold the paper's values; budgets scale them).
+    """
+
+    def __init__(self, epochs: int = 1, batch_size: int = 128, optimizer: Callable | None = None,
+                 schedule: Callable[[float, int], float] | None = None, epoch_scale: float = 1.0,
+                 device: str | torch.device = "cpu", amp: bool = True, channels_last: bool = True,
+                 compile: bool = False, progress: bool = True, seed: int = 0):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer or partial(torch.optim.SGD, lr=0.01, momentum=0.9)
+        self.schedule = schedule or Constant()
+        self.epoch_scale = epoch_scale
+        self.device = torch.device(device)
+        self.amp = amp and self.device.type == "cuda"
+        self.channels_last = channels_last
+        self.compile = compile
+        self.progress = progress
+        self.seed = seed
+
+    def scaled_epochs(self, epochs: float) -> int:
+        """The number of epochs this budget runs for a configured (paper) value."""
+        return max(1, round(epochs * self.epoch_scale))
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def fit(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
+            epochs: float | None = None, scale_epochs: bool = True, lr: float | None = None,
+            params: Iterable[nn.Parameter] | None = None, optimizer: Callable | None = None,
+            schedule: Callable[[float, int], float] | None = None, augment: dict | None = None,
+            label_smoothing: float = 0.0, weight_decay: float | None = None,
+            extra_loss: Callable | None = None, extra_batch: Callable | None = None,
+            stop: Callable[[nn.Module], bool] | None = None, check_every: int = 0,
+            max_steps: int | None = None, desc: str = "train") -> TrainHistory:
+        """Train `model` in place on (images, targets); returns the loss history."""
+        model = self.prepare(model)
+        epochs = self.epochs if epochs is None else epochs
+        epochs = self.scaled_epochs(epochs) if scale_epochs else max(1, round(epochs))
+        loader = TensorLoader(images, targets, self.batch_size, shuffle=True, augment=augment,
+                              device=self.device, seed=self.seed)
+        overrides = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None}
+        params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+        opt = (optimizer or self.optimizer)(params, **overrides)
+        schedule = schedule or self.schedule
+        steps_per_epoch = len(loader)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: schedule(step / steps_per_epoch, epochs))
+        step_fn = torch.compile(model) if self.compile else model
+        history = TrainHistory()
+        model.train()
+        bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not self.progress,
+                   leave=False, dynamic_ncols=True)
+        for epoch in range(epochs):
+            epoch_loss, epoch_steps = torch.zeros((), device=self.device), 0
+            for x, y in loader:
+                if extra_batch is not None:
+                    extra = extra_batch(history.steps)
+                    if extra is not None:
+                        x = torch.cat([x, extra[0].to(self.device)])
+                        y = torch.cat([y, extra[1].to(self.device)])
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self.autocast():
+                    logits = step_fn(x)
+                    loss = classification_loss(logits, y, label_smoothing)
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model, x, y, logits)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                epoch_loss += loss.detach()
+                epoch_steps += 1
+                history.steps += 1
+                bar.update()
+                if check_every and stop is not None and history.steps % check_every == 0 and stop(model):
+                    history.stopped_early = True
+                if history.stopped_early or (max_steps and history.steps >= max_steps):
+                    break
+            mean_loss = (epoch_loss / epoch_steps).item()
+            if not math.isfinite(mean_loss):
+                bar.close()
+                raise NonFiniteLoss(f"{desc}: loss is {mean_loss} in epoch {epoch + 1}")
+            history.losses.append(mean_loss)
+            history.epochs = history.steps / steps_per_epoch
+            bar.set_postfix(loss=f"{mean_loss:.3f}")
+            if history.stopped_early or (max_steps and history.steps >= max_steps):
+                break
+            if not check_every and stop is not None and stop(model):
+                history.stopped_early = True
+                break
+        bar.close()
+        model.eval()
+        return history
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Logits (float32, on the CPU) for all images, in order."""
+        model = self.prepare(model)
+        was_training = model.training
+        model.eval()
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            x = to_float(images[start:start + batch_size].to(self.device))
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                outputs.append(model(x).float())
+        model.train(was_training)
+        return torch.cat(outputs).cpu() if outputs else torch.empty(0)
+
+    def accuracy(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """Fraction of images whose top-1 prediction equals the label."""
+        if len(images) == 0:
+            return float("nan")
+        return (self.predict(model, images).argmax(1) == labels.cpu()).float().mean().item()
+
