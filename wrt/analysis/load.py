@@ -51,7 +51,7 @@ REQUIRED_OK_FIELDS = {
 BASE_COLUMNS = [
     "path", "run_name", "status", "error", "failed_stage", "dataset", "model", "budget", "seed", "role",
     "scheme.name", "scheme.bits", "scheme.key_size", "attack.name", "attack.category",
-    "scheme_label", "attack_label",
+    "marked.cached", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
 ]
 
 

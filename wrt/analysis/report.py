@@ -49,8 +49,8 @@ def describe_nash(nash: dict) -> list[str]:
             pure, mixed = e["pure"], e["mixed"]
             lines.append(f"  {name}: pure (Eq. 6) defender {pure['scheme']} vs attacker {pure['attack']}, "
                          f"payoff {pure['payoff']:.4f} ({'robust' if pure['payoff'] == 0 else 'removed'}); "
-                         f"mixed value {mixed['value']:.4f}, defender {tables._support(mixed['defender'])}; "
-                         f"attacker {tables._support(mixed['attacker'])}")
+                         f"mixed value {mixed['value']:.4f}, defender {tables.support(mixed['defender'])}; "
+                         f"attacker {tables.support(mixed['attacker'])}")
     return lines
 
 

@@ -151,8 +151,8 @@ def nash_per_scheme_table(cells: pd.DataFrame, nash: dict) -> pd.DataFrame:
         for scheme, e in entry["per_scheme"].items():
             rows.append({"setting": setting, "scheme": scheme, **_pure_summary(sc, e),
                          "mixed_value": e["mixed"]["value"],
-                         "mixed_defender": _support(e["mixed"]["defender"]),
-                         "mixed_attacker": _support(e["mixed"]["attacker"])})
+                         "mixed_defender": support(e["mixed"]["defender"]),
+                         "mixed_attacker": support(e["mixed"]["attacker"])})
     return pd.DataFrame(rows)
 
 
@@ -168,7 +168,7 @@ def nash_per_category_table(cells: pd.DataFrame, nash: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _support(strategy: dict) -> str:
+def support(strategy: dict) -> str:
     return "; ".join(f"{label}: {p:.3f}" for label, p in sorted(strategy.items(), key=lambda kv: -kv[1]))
 
 
@@ -268,8 +268,7 @@ def embedding_table(scored: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (setting, scheme, config), g in models.groupby(["setting", "scheme", "scheme_config"], sort=True):
         fresh = g[g["marked.cached"] == False]  # noqa: E712 - the column holds True/False/None
-        ratio = (fresh["timing_s.embed"].astype(float) / fresh["source.train_time_s"].astype(float)).mean() \
-            if {"timing_s.embed", "source.train_time_s"} <= set(fresh.columns) and len(fresh) else np.nan
+        ratio = (fresh["timing_s.embed"].astype(float) / fresh["source.train_time_s"].astype(float)).mean()
         lo, hi = bootstrap_ci(g["embedding_loss"])
         rows.append({"setting": setting, "scheme": scheme, "scheme_config": config, "n_seeds": len(g),
                      "embedding_loss": g["embedding_loss"].mean(), "embedding_loss_lo": lo,
