@@ -52,7 +52,7 @@ def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
     null_accs = group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
     bits = bool(group["scheme.bits"].fillna(False).any())
     key_sizes = sorted({int(k) for k in group["scheme.key_size"].dropna()})
-    enough = len(null_accs) >= min_null_runs
+    enough = len(null_accs) >= max(min_null_runs, 1)
     est = {
         "n_null": len(null_accs),
         "bits": bits,
@@ -77,7 +77,7 @@ def _shortage(est: dict, method: str, min_null_runs: int, dataset: str, scheme: 
     if method == "binomial" or (est["bits"] and est["binomial_error"]):
         reason = est["binomial_error"] or "needs a bit-string key (scheme.bits true, scheme.key_size set)"
         return f"{scheme} on {dataset}: binomial bound: {reason}"
-    needed = max(min_null_runs, 2) if method == "normal" else min_null_runs
+    needed = max(min_null_runs, 2 if method == "normal" else 1)
     return f"{scheme} on {dataset}: {est['n_null']} null run(s), {needed} needed (min_null_runs={min_null_runs})"
 
 
