@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,18 @@ def wrt_run(tmp_path):
         return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path,
                               env={**os.environ, **(env or {})}, timeout=300)
     return _run
+
+
+@pytest.fixture(scope="session")
+def fmnist_source(fmnist):
+    """A SmallCNN trained for 2 epochs on the defender's part of the 6,000-image subset
+    (about 80 % test accuracy); copy it before changing it."""
+    from wrt.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(mean=fmnist.mean, std=fmnist.std)
+    trainer = Trainer(epochs=2, batch_size=128, progress=False, seed=0,
+                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True))
+    images, labels = fmnist.defender()
+    trainer.fit(model, images, labels, scale_epochs=False)
+    return model.eval()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +29,7 @@ from wrt.attacks.base import AttackContext
 from wrt.schemes.base import Key
 from wrt.store import Store, atomic_write_json, load_state, spec_digest
 from wrt.train import Trainer
+from wrt.validation import require
 
 DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
 VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device")  # do not change results
@@ -40,12 +42,23 @@ def as_dict(node) -> dict:
 def build(node, **kwargs):
     """Instantiate a group config (`_target_`), leaving out its descriptive keys."""
     spec = {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS}
-    return instantiate(spec, **kwargs)
+    try:
+        return instantiate(spec, **kwargs)
+    except InstantiationException as e:  # report the constructor's own error, not Hydra's wrapper
+        if e.__cause__ is not None:
+            raise e.__cause__ from None
+        raise
 
 
 def params_of(node) -> dict:
     """A component's parameters as recorded in the run JSON."""
     return {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS and not k.startswith("_")}
+
+
+def ablated_of(node) -> list[str]:
+    """The parameters the paper ablates over (the config's `ablation` keys): the ones that
+    distinguish one defender or attacker configuration from another."""
+    return sorted(as_dict(node).get("ablation") or {})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,10 +67,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def role_of(cfg: DictConfig) -> str:
+    """`marked` or `null` (`role=null` on the command line arrives as YAML null)."""
+    role = "null" if cfg.role is None else cfg.role
+    require(role in ("marked", "null"), "role", cfg.role, "marked or null")
+    return role
+
+
 def run_name(cfg: DictConfig) -> str:
     """A stable file name for a run: the same config always maps to the same file (resume)."""
     stable = {k: v for k, v in as_dict(cfg).items() if k not in VOLATILE_KEYS}
-    return (f"{cfg.role}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
+    return (f"{role_of(cfg)}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
             f"_{cfg.budget.name}_s{cfg.seed}_{spec_digest(stable)[:8]}")
 
 
@@ -87,10 +107,11 @@ class Run:
         self.result = {
             "schema_version": 1, "status": "running", "error": None, "failed_stage": None,
             "run_name": run_name(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name,
-            "budget": cfg.budget.name, "seed": cfg.seed, "role": cfg.role,
-            "scheme": {"name": cfg.scheme.name, "params": params_of(cfg.scheme), "bits": None,
-                       "key_size": None},
-            "attack": {"name": cfg.attack.name, "category": None, "params": params_of(cfg.attack)},
+            "budget": cfg.budget.name, "seed": cfg.seed, "role": role_of(cfg),
+            "scheme": {"name": cfg.scheme.name, "params": params_of(cfg.scheme),
+                       "ablated": ablated_of(cfg.scheme), "bits": None, "key_size": None},
+            "attack": {"name": cfg.attack.name, "category": None, "params": params_of(cfg.attack),
+                       "ablated": ablated_of(cfg.attack)},
             "source": None, "marked": None, "surrogate": None,
             "embedding_loss": None, "stealing_loss": None, "attack_usage": None,
             "timing_s": {}, "attack_time_ratio": None, "memory": None, "device": self.device.type,
@@ -155,12 +176,13 @@ class Run:
         model = copy.deepcopy(source)
 
         def embed():
+            start = time.perf_counter()
             marked = scheme.embed(model, self.data, key, self.trainer_)
-            return marked.state_dict(), {}
+            return marked.state_dict(), {"embed_time_s": time.perf_counter() - start}
 
-        state, _, cached = self.store.get_or_create("marked", spec, embed)
+        state, meta, cached = self.store.get_or_create("marked", spec, embed)
         load_state(model, state, self.store.path("marked", spec))
-        return model.eval(), cached
+        return model.eval(), meta.get("embed_time_s"), cached
 
     def evaluate(self, model, scheme, key) -> dict:
         test_acc = self.trainer_.accuracy(model, self.data.test_x, self.data.test_y)
@@ -187,13 +209,15 @@ class Run:
                 key = self.key(scheme, source)
                 r["scheme"]["key_size"] = scheme.key_length(key)
             with self.stage_timer("embed"):
-                if cfg.role == "null":
+                if self.result["role"] == "null":
                     marked, _, cached = self.source_model(cfg.seed + cfg.null_seed_offset)
+                    embed_time = None
                 else:
-                    marked, cached = self.embed(scheme, source, key)
+                    marked, embed_time, cached = self.embed(scheme, source, key)
                 deployed = scheme.wrap(marked, key)
             with self.stage_timer("evaluate"):
-                r["marked"] = {**self.evaluate(deployed, scheme, key), "cached": cached}
+                r["marked"] = {**self.evaluate(deployed, scheme, key), "cached": cached,
+                               "embed_time_s": embed_time}
             with self.stage_timer("attack"):
                 ctx = AttackContext(self.data, self.trainer_, self.source_trainer,
                                     lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed)

@@ -1,0 +1,76 @@
+"""`wrt-run` end to end at budget=smoke, and its handling of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from wrt.pipeline import run_name
+
+REQUIRED = ["status", "error", "dataset", "model", "seed", "role", "scheme", "attack", "source",
+            "marked", "surrogate", "stealing_loss", "embedding_loss", "timing_s", "versions", "config"]
+
+
+def last_line_json(proc) -> dict:
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path.suffix == ".json" and path.exists(), proc.stdout + proc.stderr
+    return json.loads(path.read_text())
+
+
+def test_smoke_run_writes_a_complete_json_and_reuses_the_source(wrt_run, fmnist_full):
+    proc = wrt_run("budget=smoke", "scheme=adi", "attack=weight_pruning")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = last_line_json(proc)
+    assert all(field in result for field in REQUIRED)
+    assert result["status"] == "ok" and result["error"] is None and result["role"] == "marked"
+    assert result["scheme"] == {**result["scheme"], "name": "adi", "bits": False, "key_size": 100}
+    assert result["attack"]["category"] == "model_modification" and result["attack"]["params"] == {"rate": 0.9}
+    for stage in ("source", "marked", "surrogate"):
+        assert 0.0 <= result[stage]["test_acc"] <= 1.0
+    assert result["source"]["cached"] is False and result["source"]["test_acc"] > 0.5
+    assert 0.0 <= result["marked"]["wm_acc"] <= 1.0
+    assert abs(result["stealing_loss"] - (result["marked"]["test_acc"] - result["surrogate"]["test_acc"])) < 1e-9
+    assert set(result["timing_s"]) >= {"source", "embed", "attack", "evaluate", "total"}
+    assert result["config"]["budget"]["name"] == "smoke"
+
+    again = last_line_json(wrt_run("budget=smoke", "scheme=adi", "attack=none"))
+    assert again["status"] == "ok" and again["source"]["cached"] is True and again["marked"]["cached"] is True
+    assert again["surrogate"] == {k: again["marked"][k] for k in ("test_acc", "wm_acc")}
+
+
+def test_null_role_measures_the_key_on_an_unmarked_model(compose_cfg, fmnist_full):
+    from wrt.pipeline import run
+
+    result, path = run(compose_cfg("budget=smoke", "role=null", "attack=none"))
+    assert result["status"] == "ok" and path.name.startswith("null_adi_none")
+    assert result["marked"]["wm_acc"] < 0.3  # random labels: about 1/10 on an unmarked model
+
+
+def test_unknown_option_lists_the_available_ones(wrt_run):
+    proc = wrt_run("scheme=nonexistent")
+    assert proc.returncode != 0
+    assert "nonexistent" in proc.stderr and "adi" in proc.stderr and "none" in proc.stderr
+
+
+def test_bad_parameter_is_a_one_line_failure(wrt_run, fmnist_full):
+    proc = wrt_run("budget=smoke", "attack.rate=1.5")
+    assert proc.returncode != 0
+    result = last_line_json(proc)
+    assert result["status"] == "failed" and result["failed_stage"] == "data"
+    assert result["error"] == "InvalidParameter: attack.rate=1.5 is not allowed: must be a number in (0.0, 1.0)"
+
+
+def test_missing_dataset_fails_with_the_fix(wrt_run, tmp_path):
+    proc = wrt_run("budget=smoke", "dataset=cifar10", f"dataset.root={tmp_path}/nowhere", env={"WRT_DATA": ""})
+    assert proc.returncode != 0
+    result = last_line_json(proc)
+    assert result["status"] == "failed" and result["failed_stage"] == "data"
+    assert result["error"].startswith("DatasetUnavailable: CIFAR-10 not found") and "dataset.root" in result["error"]
+    assert "run failed in stage data" in proc.stderr
+
+
+def test_run_names_are_stable_and_distinguish_configs(compose_cfg):
+    a, b = compose_cfg("seed=1"), compose_cfg("seed=1")
+    assert run_name(a) == run_name(b)
+    assert run_name(a) != run_name(compose_cfg("seed=2")) != run_name(compose_cfg("seed=1", "attack.rate=0.5"))
+    assert run_name(a) == run_name(compose_cfg("seed=1", "progress=true"))  # volatile keys ignored
