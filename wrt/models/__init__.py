@@ -5,9 +5,9 @@ and exposes the same parts (`features`, `classifier`, `forward_features`, `forwa
 `reset_classifier`), which fine-tuning, transfer learning and white-box schemes rely on.
 """
 
-from wrt.models.base import ImageClassifier
+from wrt.models.base import ImageClassifier, unwrap
 from wrt.models.small import LeNet, SmallCNN
 from wrt.models.resnet import ResNet18, WideResNet
 from wrt.models.imagenet import DenseNet121, ResNet50
 
-__all__ = ["ImageClassifier", "SmallCNN", "LeNet", "ResNet18", "WideResNet", "ResNet50", "DenseNet121"]
+__all__ = ["ImageClassifier", "unwrap", "SmallCNN", "LeNet", "ResNet18", "WideResNet", "ResNet50", "DenseNet121"]

@@ -40,3 +40,10 @@ class ImageClassifier(nn.Module):
         """Replace the last layer by a freshly initialised one (RTLL, RTAL, transfer learning)."""
         old = self.classifier
         self.classifier = nn.Linear(old.in_features, num_classes or old.out_features).to(old.weight.device)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The classifier inside wrappers (DAWN's, input preprocessing), which keep it as `.model`."""
+    while not isinstance(model, ImageClassifier) and isinstance(getattr(model, "model", None), nn.Module):
+        model = model.model
+    return model
