@@ -173,3 +173,14 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path):
 def test_missing_results_dir_names_the_path(tmp_path):
     with pytest.raises(ResultsDirError, match=str(tmp_path / "nope")):
         load_runs(tmp_path / "nope")
+
+
+def test_labels_show_only_the_ablated_parameters():
+    from wrt.analysis.load import config_label
+
+    params = {"lambda": 1, "epochs": 5, "patience": 5}
+    assert config_label("uchida", params, ["lambda"]) == "uchida(lambda=1)"
+    assert config_label("uchida", params) == "uchida(epochs=5,lambda=1,patience=5)"
+    steps = {"steps": [{"name": "transfer_learning", "params": {"epochs": 5, "lr": 0.01}, "ablated": []},
+                       {"name": "label_smoothing", "params": {"epsilon": 0.3}, "ablated": ["epsilon"]}]}
+    assert config_label("tl_label_smoothing", steps) == "tl_label_smoothing(transfer_learning+label_smoothing(epsilon=0.3))"

@@ -51,7 +51,7 @@ REQUIRED_OK_FIELDS = {
 BASE_COLUMNS = [
     "path", "run_name", "status", "error", "failed_stage", "dataset", "model", "budget", "seed", "role",
     "scheme.name", "scheme.bits", "scheme.key_size", "attack.name", "attack.category",
-    "marked.cached", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
+    "marked.cached", "marked.embed_time_s", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
 ]
 
 
@@ -94,12 +94,16 @@ def _format_value(value) -> str:
     return str(value)
 
 
-def config_label(name: str, params: dict | None) -> str:
-    """Readable config label such as `uchida(lambda=1)`; a combined attack lists its steps joined by `+`."""
+def config_label(name: str, params: dict | None, ablated: list | None = None) -> str:
+    """Readable config label such as `uchida(lambda=1)`; a combined attack lists its steps joined
+    by `+`. With `ablated` (the parameters the paper varies), only those are shown."""
     params = params or {}
     if isinstance(params.get("steps"), list):
-        steps = [config_label(step.get("name", "?"), step.get("params")) for step in params["steps"]]
+        steps = [config_label(step.get("name", "?"), step.get("params"), step.get("ablated"))
+                 for step in params["steps"] if isinstance(step, dict)]
         return f"{name}({'+'.join(steps)})"
+    if isinstance(ablated, list):
+        params = {k: v for k, v in params.items() if k in ablated}
     flat = flatten(params)
     if not flat:
         return name
@@ -134,9 +138,9 @@ def _row(path: Path, record: dict) -> dict:
     row["path"] = str(path)
     scheme, attack = record.get("scheme") or {}, record.get("attack") or {}
     if isinstance(scheme, dict) and isinstance(scheme.get("name"), str):
-        row["scheme_label"] = config_label(scheme["name"], scheme.get("params"))
+        row["scheme_label"] = config_label(scheme["name"], scheme.get("params"), scheme.get("ablated"))
     if isinstance(attack, dict) and isinstance(attack.get("name"), str):
-        row["attack_label"] = config_label(attack["name"], attack.get("params"))
+        row["attack_label"] = config_label(attack["name"], attack.get("params"), attack.get("ablated"))
     return row
 
 
