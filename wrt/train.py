@@ -9,8 +9,8 @@ Schemes and attacks plug in through small hooks instead of copying the loop:
 - `stop(model) -> bool`, checked every `check_every` steps (0: at each epoch's end),
   ends training early (early stopping on the watermark loss).
 
-On CUDA the loop runs under bf16 autocast with channels_last tensors; the data is already on
-the device (`TensorLoader`), so a step makes no host round-trip.
+On CUDA the loop runs under bf16 autocast (on the CPU too with `cpu_bf16`) and channels_last
+tensors; the data is already on the device (`TensorLoader`), so a step makes no host round-trip.
 """
 
 from __future__ import annotations
@@ -122,15 +122,18 @@ class Trainer:
 
     def __init__(self, epochs: int = 1, batch_size: int = 128, optimizer: Callable | None = None,
                  schedule: Callable[[float, int], float] | None = None, epoch_scale: float = 1.0,
-                 device: str | torch.device = "cpu", amp: bool = True, channels_last: bool = True,
-                 compile: bool = False, progress: bool = True, seed: int = 0):
+                 device: str | torch.device = "cpu", amp: bool = True, cpu_bf16: bool = False,
+                 channels_last: bool = True, compile: bool = False, progress: bool = True, seed: int = 0):
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer or partial(torch.optim.SGD, lr=0.01, momentum=0.9)
         self.schedule = schedule or Constant()
         self.epoch_scale = epoch_scale
         self.device = torch.device(device)
-        self.amp = amp and self.device.type == "cuda"
+        # bf16 autocast: always on CUDA (with `amp`); on the CPU only when asked and the CPU has
+        # native bf16 (oneDNN), where it trains ~1.6x faster (scripts/bench_train.py)
+        self.amp = amp and (self.device.type == "cuda" or (
+            cpu_bf16 and self.device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
         self.channels_last = channels_last
         self.compile = compile
         self.progress = progress

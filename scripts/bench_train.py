@@ -1,0 +1,144 @@
+"""Benchmark: wrt's training path against the plain PyTorch baseline a user would write.
+
+Same model (SmallCNN), same data (Fashion-MNIST), same steps, same optimizer, measured in one
+run. The baseline is torchvision's FashionMNIST dataset with a per-sample `ToTensor` transform
+and a `torch.utils.data.DataLoader`; wrt keeps the data as one tensor on the device, batches by
+slicing, and uses channels_last (plus bf16 autocast where the device has it natively).
+Writes results/bench/bench_train.json, prints a table; the last line is `speedup <ratio>`.
+
+    python scripts/bench_train.py [--train 20000] [--epochs 2] [--device cpu|cuda] [--workers 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import shutil
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision import datasets, transforms
+
+from wrt.data.sources import FASHION_MNIST_SYSTEM_DIR, candidate_dirs, fashion_mnist, find_idx
+from wrt.models import SmallCNN
+from wrt.train import Trainer
+
+STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def torchvision_root(tmp: Path) -> Path:
+    """Lay the IDX files out the way torchvision's FashionMNIST expects (raw/, uncompressed)."""
+    raw = tmp / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for directory in candidate_dirs(None, "fashion-mnist") + [Path(FASHION_MNIST_SYSTEM_DIR)]:
+        files = [find_idx(directory, stem) for stem in STEMS]
+        if all(files):
+            for stem, path in zip(STEMS, files):
+                opener = gzip.open if path.suffix == ".gz" else open
+                with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            return tmp
+    raise SystemExit("Fashion-MNIST not found: apt-get install -y dataset-fashion-mnist")
+
+
+def new_model(seed: int) -> SmallCNN:
+    torch.manual_seed(seed)
+    return SmallCNN(mean=(0.2860,), std=(0.3530,))
+
+
+def optimizer(params):
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def baseline(root: Path, n_train: int, epochs: int, device: torch.device, workers: int, seed: int) -> dict:
+    """The loop a user would write: per-sample transforms, DataLoader, default memory format."""
+    train = datasets.FashionMNIST(str(root), train=True, transform=transforms.ToTensor(), download=False)
+    test = datasets.FashionMNIST(str(root), train=False, transform=transforms.ToTensor(), download=False)
+    train = torch.utils.data.Subset(train, range(n_train))
+    loader = torch.utils.data.DataLoader(train, batch_size=128, shuffle=True, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(seed))
+    model = new_model(seed).to(device)
+    opt = optimizer(model.parameters())
+    model.train()
+    steps = 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in torch.utils.data.DataLoader(test, batch_size=512):
+            correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
+    return {"seconds": seconds, "steps": steps, "images_per_s": steps * 128 / seconds,
+            "test_acc": correct / len(test)}
+
+
+def wrt_path(n_train: int, epochs: int, device: torch.device, bf16: bool, seed: int) -> dict:
+    data = fashion_mnist()
+    trainer = Trainer(epochs=epochs, batch_size=128, device=device, cpu_bf16=bf16, progress=False, seed=seed,
+                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
+    model = new_model(seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    history = trainer.fit(model, data.train_x[:n_train], data.train_y[:n_train], scale_epochs=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "steps": history.steps, "images_per_s": history.steps * 128 / seconds,
+            "test_acc": trainer.accuracy(model, data.test_x, data.test_y), "bf16_autocast": trainer.amp}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=20000, help="training images")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/bench")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = torchvision_root(Path(tmp))
+        rows = {"baseline (DataLoader)": baseline(root, args.train, args.epochs, device, args.workers, args.seed)}
+    rows["wrt (fp32, channels_last)"] = wrt_path(args.train, args.epochs, device, False, args.seed)
+    if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        rows["wrt (bf16 autocast, channels_last)"] = wrt_path(args.train, args.epochs, device, True, args.seed)
+    base = rows["baseline (DataLoader)"]["images_per_s"]
+    for row in rows.values():
+        row["speedup"] = row["images_per_s"] / base
+    best = max((r for name, r in rows.items() if name.startswith("wrt")), key=lambda r: r["speedup"])
+
+    report = {"device": str(device), "cpu_threads": torch.get_num_threads(), "train_images": args.train,
+              "epochs": args.epochs, "batch_size": 128, "torch": torch.__version__,
+              "machine": platform.processor() or platform.machine(), "results": rows, "speedup": best["speedup"]}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_train_{device.type}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'path':36} {'seconds':>8} {'images/s':>9} {'test acc':>8} {'speedup':>8}")
+    for name, r in rows.items():
+        print(f"{name:36} {r['seconds']:8.1f} {r['images_per_s']:9.0f} {r['test_acc']:8.4f} {r['speedup']:7.2f}x")
+    print(f"written {path}")
+    print(f"speedup {best['speedup']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
