@@ -90,7 +90,7 @@ def baseline(root: Path, n_train: int, epochs: int, device: torch.device, worker
 
 def wrt_path(n_train: int, epochs: int, device: torch.device, bf16: bool, seed: int) -> dict:
     data = fashion_mnist()
-    trainer = Trainer(epochs=epochs, batch_size=128, device=device, cpu_bf16=bf16, progress=False, seed=seed,
+    trainer = Trainer(epochs=epochs, batch_size=128, device=device, amp=bf16, cpu_bf16=bf16, progress=False, seed=seed,
                       optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
     model = new_model(seed)
     if device.type == "cuda":
