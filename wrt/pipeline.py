@@ -220,7 +220,8 @@ class Run:
                                "embed_time_s": embed_time}
             with self.stage_timer("attack"):
                 ctx = AttackContext(self.data, self.trainer_, self.source_trainer,
-                                    lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed)
+                                    lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
+                                    store=self.store)
                 surrogate = attack(copy.deepcopy(deployed), ctx)
                 r["attack_usage"] = ctx.usage
             self.stage = "evaluate"

@@ -32,6 +32,7 @@ class AttackContext:
     seed: int = 0
     usage: dict = field(default_factory=lambda: {"queries": 0, "labeled_samples": 0,
                                                   "unlabeled_samples": 0})
+    store: object = None  # the run's `wrt.store.Store` (caches pretrained models); None: no caching
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed + 7919)
