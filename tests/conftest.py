@@ -59,8 +59,9 @@ def wrt_run(tmp_path):
     """Run `wrt-run` in a subprocess with results and store inside tmp_path."""
 
     def _run(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        args = [WRT_RUN, f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store",
-                "progress=false", *overrides]
+        flags = [o for o in overrides if o.startswith("-")]
+        args = [WRT_RUN, *flags, f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store",
+                "progress=false", *(o for o in overrides if not o.startswith("-"))]
         return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path,
                               env={**os.environ, **(env or {})}, timeout=300)
     return _run

@@ -1,4 +1,9 @@
-"""Console entry point `wrt-run` (a Hydra app): one run, or a sweep with `-m`."""
+"""Console entry point `wrt-run` (a Hydra app): one run, or a sweep with `-m`.
+
+One run prints its JSON's path as the last line and exits non-zero when it failed. In a sweep a
+failed run does not stop the others: each is recorded in `<sweep dir>/failed_runs.txt`, and when
+the sweep ends `FailureSummary` reports how many failed and exits non-zero.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,23 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
-FAILED_RUNS: list[str] = []
+FAILED_LIST = "failed_runs.txt"
+
+
+class FailureSummary(Callback):
+    """At the end of a sweep: report the failed runs and exit with status 1 if there are any."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        failed_list = Path(config.hydra.sweep.dir) / FAILED_LIST
+        failed = failed_list.read_text().split() if failed_list.exists() else []
+        if failed:
+            print(f"{len(failed)} run(s) failed (see {failed_list}):", *failed, sep="\n  ", file=sys.stderr)
+            sys.exit(1)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -21,16 +38,15 @@ def hydra_main(cfg: DictConfig) -> str:
     result, path = run(cfg)
     if result["status"] != "ok":
         print(f"run failed in stage {result['failed_stage']}: {result['error']}", file=sys.stderr)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
             print(path, flush=True)
             sys.exit(1)
-        FAILED_RUNS.append(str(path))
+        with open(Path(hydra_cfg.sweep.dir) / FAILED_LIST, "a") as failed_list:  # one short append per run
+            failed_list.write(f"{path}\n")
     print(path, flush=True)
     return result["status"]
 
 
 def run_main() -> None:
     hydra_main()
-    if FAILED_RUNS:
-        print(f"{len(FAILED_RUNS)} run(s) failed: " + " ".join(FAILED_RUNS), file=sys.stderr)
-        sys.exit(1)
