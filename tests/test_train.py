@@ -73,3 +73,39 @@ def test_soft_label_loss_matches_hard_labels_for_one_hot():
     hard = torch.tensor([0, 2, 1, 1])
     soft = torch.nn.functional.one_hot(hard, 3).float()
     assert torch.allclose(classification_loss(logits, hard), classification_loss(logits, soft))
+
+
+def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path, trainer):
+    data, model = small_task()
+    reference = trainer.fit(model, data.train_x, data.train_y, epochs=3, scale_epochs=False, augment=data.augment)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    class Killed(Exception):
+        pass
+
+    def die_in_epoch_three(step):
+        if step == 11:  # 5 steps per epoch: after the checkpoints of epochs 1 and 2
+            raise Killed
+
+    checkpoint = tmp_path / "source.ckpt"
+    _, interrupted = small_task()
+    with pytest.raises(Killed):
+        trainer.fit(interrupted, data.train_x, data.train_y, epochs=3, scale_epochs=False,
+                    augment=data.augment, extra_batch=die_in_epoch_three, checkpoint=checkpoint)
+    assert checkpoint.exists()
+    _, resumed = small_task()
+    history = trainer.fit(resumed, data.train_x, data.train_y, epochs=3, scale_epochs=False,
+                          augment=data.augment, checkpoint=checkpoint)
+    assert not checkpoint.exists() and history.steps == reference.steps
+    assert history.losses == reference.losses
+    assert all(torch.equal(expected[k], v) for k, v in resumed.state_dict().items())
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, trainer):
+    from wrt.store import CorruptArtifact
+
+    data, model = small_task()
+    checkpoint = tmp_path / "bad.ckpt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptArtifact, match="delete it and rerun"):
+        trainer.fit(model, data.train_x, data.train_y, epochs=1, scale_epochs=False, checkpoint=checkpoint)

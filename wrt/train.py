@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wrt.data.loader import TensorLoader, to_float
+from wrt.store import CorruptArtifact, atomic_write
 
 
 # ---- learning-rate schedules: multiplier of the base lr at a fractional epoch -------------
@@ -107,6 +109,30 @@ class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def save_checkpoint(path: Path, epoch: int, model, opt, sched, loader: TensorLoader,
+                    history: TrainHistory) -> None:
+    state = {"epoch": epoch, "steps": history.steps, "losses": torch.tensor(history.losses),
+             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "loader_rng": loader.generator.get_state(), "torch_rng": torch.get_rng_state()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def resume_checkpoint(path: Path, model, opt, sched, loader: TensorLoader, history: TrainHistory) -> int:
+    """Restore the training state saved at `path`; returns the epoch to continue with."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        loader.generator.set_state(state["loader_rng"])
+        torch.set_rng_state(state["torch_rng"])
+    except Exception as e:
+        raise CorruptArtifact(f"cannot resume from checkpoint {path} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:120]}); delete it and rerun") from None
+    history.steps, history.losses = state["steps"], state["losses"].tolist()
+    return state["epoch"]
+
+
 def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0):
     """Cross-entropy on class indices or on soft labels (probability vectors)."""
     return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
@@ -157,8 +183,16 @@ class Trainer:
             label_smoothing: float = 0.0, weight_decay: float | None = None,
             extra_loss: Callable | None = None, extra_batch: Callable | None = None,
             stop: Callable[[nn.Module], bool] | None = None, check_every: int = 0,
-            max_steps: int | None = None, desc: str = "train") -> TrainHistory:
-        """Train `model` in place on (images, targets); returns the loss history."""
+            max_steps: int | None = None, checkpoint: str | Path | None = None,
+            checkpoint_every: int = 1, desc: str = "train") -> TrainHistory:
+        """Train `model` in place on (images, targets); returns the loss history.
+
+        With `checkpoint`, the training state (model, optimizer, schedule, data order and RNG) is
+        saved atomically every `checkpoint_every` epochs, a later call with the same path resumes
+        from it — on the CPU with the same result as an uninterrupted run — and the file is
+        removed when training ends. Resuming does not restore the state of `extra_batch` or
+        `stop` hooks, so use it for plain training (source models, retraining).
+        """
         model = self.prepare(model)
         epochs = self.epochs if epochs is None else epochs
         epochs = self.scaled_epochs(epochs) if scale_epochs else max(1, round(epochs))
@@ -173,10 +207,13 @@ class Trainer:
             opt, lambda step: schedule(step / steps_per_epoch, epochs))
         step_fn = torch.compile(model) if self.compile else model
         history = TrainHistory()
+        start_epoch = 0
+        if checkpoint is not None and Path(checkpoint).exists():
+            start_epoch = resume_checkpoint(Path(checkpoint), model, opt, sched, loader, history)
         model.train()
-        bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not self.progress,
-                   leave=False, dynamic_ncols=True)
-        for epoch in range(epochs):
+        bar = tqdm(total=epochs * steps_per_epoch, initial=history.steps, desc=desc,
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        for epoch in range(start_epoch, epochs):
             epoch_loss, epoch_steps = torch.zeros((), device=self.device), 0
             for x, y in loader:
                 if extra_batch is not None:
@@ -215,7 +252,11 @@ class Trainer:
             if not check_every and stop is not None and stop(model):
                 history.stopped_early = True
                 break
+            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+                save_checkpoint(Path(checkpoint), epoch + 1, model, opt, sched, loader, history)
         bar.close()
+        if checkpoint is not None:
+            Path(checkpoint).unlink(missing_ok=True)
         model.eval()
         return history
 
