@@ -32,7 +32,7 @@ from wrt.train import Trainer
 from wrt.validation import require
 
 DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
-VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device")  # do not change results
+VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every")  # do not change results
 
 
 def as_dict(node) -> dict:
@@ -91,9 +91,10 @@ def load_data(cfg: DictConfig) -> Dataset:
 
 
 def peak_memory() -> dict:
+    """The process's RSS high-water mark so far, and the CUDA peak since the last reset."""
     cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "cuda_max_allocated_mb": cuda}
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "cuda_max_allocated_mb": None if cuda is None else round(cuda, 1)}
 
 
 class Run:
@@ -114,7 +115,8 @@ class Run:
                        "ablated": ablated_of(cfg.attack)},
             "source": None, "marked": None, "surrogate": None,
             "embedding_loss": None, "stealing_loss": None, "attack_usage": None,
-            "timing_s": {}, "attack_time_ratio": None, "memory": None, "device": self.device.type,
+            "timing_s": {}, "attack_time_ratio": None, "memory": {"stages": {}},
+            "device": self.device.type,
             "versions": {"wrt": wrt.__version__, "torch": torch.__version__,
                          "torchvision": torchvision.__version__, "python": platform.python_version()},
             "config": as_dict(cfg), "created": None,
@@ -123,9 +125,13 @@ class Run:
     @contextmanager
     def stage_timer(self, stage: str):
         self.stage = stage
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         yield
-        self.result["timing_s"][stage] = round(time.perf_counter() - start, 3)
+        self.result["timing_s"][stage] = round(self.result["timing_s"].get(stage, 0)
+                                               + time.perf_counter() - start, 3)
+        self.result["memory"]["stages"][stage] = peak_memory()
 
     def trainer(self, node) -> Trainer:
         return build(node, device=self.device, progress=self.cfg.progress, seed=self.cfg.seed)
@@ -151,10 +157,13 @@ class Run:
         def train():
             images, labels = self.data.defender()
             start = time.perf_counter()
-            self.source_trainer.fit(model, images, labels, augment=self.data.augment, desc="source")
+            self.source_trainer.fit(model, images, labels, augment=self.data.augment, desc="source",
+                                    checkpoint=checkpoint if self.cfg.checkpoint_every else None,
+                                    checkpoint_every=self.cfg.checkpoint_every or 1)
             return model.state_dict(), {"train_time_s": time.perf_counter() - start}
 
         spec = self.source_spec(seed)
+        checkpoint = self.store.path("source", spec).with_suffix(".ckpt")  # a killed run resumes here
         state, meta, cached = self.store.get_or_create("source", spec, train)
         load_state(model, state, self.store.path("source", spec))
         return self.source_trainer.prepare(model).eval(), meta, cached
@@ -194,12 +203,13 @@ class Run:
         start = time.perf_counter()
         try:
             with self.stage_timer("data"):
+                scheme = build(cfg.scheme)  # parameters are validated before anything is loaded
+                attack = build(cfg.attack)
                 self.data = load_data(cfg)
                 self.source_trainer = self.trainer(cfg.budget.source_trainer)
                 self.trainer_ = self.trainer(cfg.budget.trainer)
-                scheme = build(cfg.scheme)
-                attack = build(cfg.attack)
                 r["attack"]["category"] = attack.category
+                r["attack"]["params"] = getattr(attack, "recorded_params", r["attack"]["params"])  # combined
                 r["scheme"]["bits"] = scheme.bits
             with self.stage_timer("source"):
                 source, source_meta, cached = self.source_model(cfg.seed)
@@ -224,10 +234,8 @@ class Run:
                                     store=self.store)
                 surrogate = attack(copy.deepcopy(deployed), ctx)
                 r["attack_usage"] = ctx.usage
-            self.stage = "evaluate"
-            eval_start = time.perf_counter()
-            r["surrogate"] = self.evaluate(surrogate, scheme, key)
-            r["timing_s"]["evaluate"] += round(time.perf_counter() - eval_start, 3)
+            with self.stage_timer("evaluate"):
+                r["surrogate"] = self.evaluate(surrogate, scheme, key)
             r["embedding_loss"] = r["source"]["test_acc"] - r["marked"]["test_acc"]
             r["stealing_loss"] = r["marked"]["test_acc"] - r["surrogate"]["test_acc"]
             r["attack_time_ratio"] = r["timing_s"]["attack"] / max(r["source"]["train_time_s"], 1e-9)
@@ -237,7 +245,7 @@ class Run:
             r["error"] = f"{type(e).__name__}: {str(e).strip()}"
             r["traceback"] = traceback.format_exc(limit=8)
         r["timing_s"]["total"] = round(time.perf_counter() - start, 3)
-        r["memory"] = peak_memory()
+        r["memory"].update(peak_memory())
         r["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return r
 
