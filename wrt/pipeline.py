@@ -224,7 +224,9 @@ class Run:
                     embed_time = None
                 else:
                     marked, embed_time, cached = self.embed(scheme, source, key)
-                deployed = scheme.wrap(marked, key)
+                # only the defender's own model is deployed behind an active scheme's wrapper
+                # (DAWN); an unmarked model answers for itself
+                deployed = scheme.wrap(marked, key) if self.result["role"] == "marked" else marked
             with self.stage_timer("evaluate"):
                 r["marked"] = {**self.evaluate(deployed, scheme, key), "cached": cached,
                                "embed_time_s": embed_time}
