@@ -33,12 +33,22 @@ class FailureSummary(Callback):
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
-    from wrt.pipeline import run  # imported here so `--help` and config errors stay fast
+    from wrt.pipeline import check_run_config, run  # imported here so `--help` stays fast
+    from wrt.validation import InvalidParameter
 
+    hydra_cfg = HydraConfig.get()
+    try:
+        check_run_config(cfg)
+    except InvalidParameter as e:
+        print(f"wrt-run: error: {e}", file=sys.stderr)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        with open(Path(hydra_cfg.sweep.dir) / FAILED_LIST, "a") as failed_list:
+            failed_list.write(f"invalid-config:{hydra_cfg.job.override_dirname or hydra_cfg.job.num}\n")
+        return "failed"
     result, path = run(cfg)
     if result["status"] != "ok":
         print(f"run failed in stage {result['failed_stage']}: {result['error']}", file=sys.stderr)
-        hydra_cfg = HydraConfig.get()
         if hydra_cfg.mode != RunMode.MULTIRUN:
             print(path, flush=True)
             sys.exit(1)

@@ -74,6 +74,24 @@ def role_of(cfg: DictConfig) -> str:
     return role
 
 
+def check_run_config(cfg: DictConfig) -> None:
+    """Check the run-level settings (schemes and attacks check their own parameters)."""
+    def is_int(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    role_of(cfg)
+    require(is_int(cfg.seed, 0), "seed", cfg.seed, "an integer ≥ 0")
+    require(is_int(cfg.null_seed_offset, 1), "null_seed_offset", cfg.null_seed_offset, "an integer ≥ 1")
+    require(is_int(cfg.checkpoint_every, 0), "checkpoint_every", cfg.checkpoint_every, "an integer ≥ 0")
+    require(isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or
+            cfg.device.removeprefix("cuda:").isdigit()), "device", cfg.device, "auto, cpu, cuda or cuda:N")
+    for key in ("force", "progress"):
+        require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
+    for key in ("max_train", "max_test"):
+        value = cfg.budget[key]
+        require(value is None or is_int(value, 1), f"budget.{key}", value, "null or an integer ≥ 1")
+
+
 def run_name(cfg: DictConfig) -> str:
     """A stable file name for a run: the same config always maps to the same file (resume)."""
     stable = {k: v for k, v in as_dict(cfg).items() if k not in VOLATILE_KEYS}

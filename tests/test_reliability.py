@@ -1,0 +1,129 @@
+"""Reliability: a killed run leaves nothing half-written and resumes, one failing run does not sink
+a sweep, the same seed gives the same numbers, and malformed input gives clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import WRT_RUN
+from wrt.analysis.load import load_runs
+
+VOLATILE = ("timing_s", "memory", "created", "config", "source", "marked", "attack_time_ratio")
+
+
+def test_sigkill_mid_training_leaves_no_valid_partial_output_and_rerun_completes(tmp_path, fmnist_full):
+    args = [WRT_RUN, "budget=smoke", "budget.source_trainer.epochs=3", "attack=none",
+            f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store", "progress=false"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    source_dir = tmp_path / "store" / "source"
+    deadline = time.time() + 240
+    while not list(source_dir.glob("*.ckpt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before its first checkpoint"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "results").rglob("*.json")), "no run JSON from a killed run"
+    assert not list(source_dir.glob("*.pt")), "no source model from a killed run"
+
+    rerun = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    result = json.loads(open(rerun.stdout.strip().splitlines()[-1]).read())
+    assert result["status"] == "ok" and not list(source_dir.glob("*.ckpt"))
+    again = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert again.stdout.strip().splitlines()[-1] == rerun.stdout.strip().splitlines()[-1]
+    assert json.loads(open(again.stdout.strip().splitlines()[-1]).read())["created"] == result["created"], \
+        "a finished run is skipped, not repeated"
+
+
+def test_same_seed_gives_identical_numbers(compose_cfg, tmp_path, fmnist_full):
+    from wrt.pipeline import run
+
+    results = []
+    for name in ("a", "b"):
+        cfg = compose_cfg("budget=smoke", "attack=weight_pruning", f"results_dir={tmp_path}/{name}",
+                          f"store_dir={tmp_path}/{name}-store")
+        result, _ = run(cfg)
+        results.append(result)
+    a, b = ({k: v for k, v in r.items() if k not in VOLATILE} for r in results)
+    assert a == b
+    for stage in ("source", "marked", "surrogate"):
+        assert results[0][stage]["test_acc"] == results[1][stage]["test_acc"]
+
+
+PLUGIN = '''
+import torch
+from wrt.attacks.base import Attack
+
+
+class Diverge(Attack):
+    """Fine-tunes with a loss that becomes NaN: a stand-in for a diverging attack."""
+
+    category = "model_modification"
+
+    def __call__(self, model, ctx):
+        images, labels = ctx.attacker_labeled()
+        ctx.trainer.fit(model, images, labels, epochs=1, extra_loss=lambda *a: torch.tensor(float("nan")))
+        return model
+'''
+
+
+def test_a_nan_in_one_run_fails_that_run_only(wrt_run, tmp_path, fmnist_full):
+    """Also shows that an attack is one module plus one config, found through Hydra's search path."""
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "diverge_attack.py").write_text(PLUGIN)
+    (tmp_path / "extra" / "attack").mkdir(parents=True)
+    (tmp_path / "extra" / "attack" / "diverge.yaml").write_text("name: diverge\n_target_: diverge_attack.Diverge\n")
+    proc = wrt_run("-m", "budget=smoke", "attack=none,diverge", f"hydra.searchpath=[file://{tmp_path}/extra]",
+                   env={"PYTHONPATH": f"{tmp_path}/plugin"})
+    assert proc.returncode == 1 and "1 run(s) failed" in proc.stderr
+    results = {r["attack"]["name"]: r for r in
+               (json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json"))}
+    assert results["none"]["status"] == "ok"
+    assert results["diverge"]["status"] == "failed" and results["diverge"]["failed_stage"] == "attack"
+    assert results["diverge"]["error"].startswith("NonFiniteLoss: train: loss is nan")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=abc", "seed='abc'"),
+    ("seed=-1", "seed=-1"),
+    ("role=attacker", "role='attacker'"),
+    ("device=tpu", "device='tpu'"),
+    ("budget.max_train=0", "budget.max_train=0"),
+    ("checkpoint_every=x", "checkpoint_every='x'"),
+])
+def test_malformed_overrides_are_one_line_errors(wrt_run, override, message):
+    proc = wrt_run(override)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wrt-run: error: ") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_malformed_hydra_syntax_is_reported_without_traceback(wrt_run):
+    proc = wrt_run("attack.rate=[0.5")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "'[0.5'" in proc.stderr
+
+
+@pytest.mark.parametrize("content", [
+    '{"schema_version": 1, "status": "ok"',                        # truncated
+    '{"schema_version": 1, "status": "ok", "seed": "zero"}',       # wrong types, missing fields
+    '[1, 2, 3]',                                                    # not an object
+    '{"schema_version": 1, "status": "ok", "source": {"test_acc": NaN}}',  # NaN
+    '{"schema_version": 1, "status": "ok", "seed": 1e400}',        # huge
+    '\x00\x01garbage',
+    '',
+])
+def test_analyzer_skips_malformed_run_files(tmp_path, content):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "bad.json").write_text(content)
+    warnings = []
+    loaded = load_runs(tmp_path, warn=warnings.append)
+    assert len(loaded.runs) == 0 and len(loaded.skipped) == 1
+    assert any("bad.json" in w for w in warnings)
