@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import WRT_RUN
+from fixtures.analysis_runs import run_record, write
 from wrt.analysis.load import load_runs
 
 VOLATILE = ("timing_s", "memory", "created", "config", "source", "marked", "attack_time_ratio")
@@ -120,10 +121,10 @@ def test_malformed_hydra_syntax_is_reported_without_traceback(wrt_run):
     '',
 ])
 def test_analyzer_skips_malformed_run_files(tmp_path, content):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    (runs / "bad.json").write_text(content)
+    write(tmp_path, run_record(run_name="good", scheme="adi", scheme_params={}, attack="none",
+                               attack_params={}, seed=0))
+    (tmp_path / "runs" / "bad.json").write_text(content)
     warnings = []
     loaded = load_runs(tmp_path, warn=warnings.append)
-    assert len(loaded.runs) == 0 and len(loaded.skipped) == 1
+    assert loaded.runs["run_name"].tolist() == ["good"] and len(loaded.skipped) == 1
     assert any("bad.json" in w for w in warnings)
