@@ -60,3 +60,7 @@ def hydra_main(cfg: DictConfig) -> str:
 
 def run_main() -> None:
     hydra_main()
+
+
+if __name__ == "__main__":
+    run_main()
