@@ -1,0 +1,26 @@
+"""Zhang et al. (AsiaCCS 2018), §3.2 "WM_noise"; SoK Appendix XII-A (Noise).
+
+The key is 100 images of one source class (cat → dog on CIFAR-10, classes 3 → 5 by default)
+with a secret additive mask of Gaussian noise, N(0, σ²) per pixel, σ ∈ {0.4, 1.0}, drawn once
+from the key's seed and added to every key image; the result is clipped to [0, 1]. All key
+images carry the target label. Embedding and extraction are Adi's (the key repeated 100×,
+early stopping on the watermark loss); the SoK ablates over σ and lr ∈ {1e-3, 1e-4}.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wrt.schemes.content import SourceTargetScheme
+from wrt.validation import in_range
+
+
+class Noise(SourceTargetScheme):
+    def __init__(self, sigma: float = 0.4, **kwargs):
+        super().__init__(**kwargs)
+        in_range("scheme.sigma", sigma, 0, 10, low_open=True)
+        self.sigma = sigma
+
+    def trigger(self, images, generator):
+        mask = torch.randn(images.shape[1:], generator=generator) * self.sigma
+        return (images + mask).clamp(0, 1), {"trigger": "additive Gaussian mask", "sigma": self.sigma}
