@@ -1,0 +1,68 @@
+"""Le Merrer et al., "Adversarial Frontier Stitching for Remote Neural Network Watermarking"
+(Neural Computing and Applications 2020), §3; SoK §III-B and Appendix XII-B.
+
+Key generation (the paper's Algorithm 1): the Fast Gradient (sign) Method with perturbation
+ε (the SoK ablates 0.1 ≤ ε ≤ 0.25; 0.25 is the paper's MNIST value and our default) is applied
+to correctly classified defender images. Perturbed images that the source model now
+misclassifies are *true adversaries*; those it still classifies correctly, *false adversaries*
+(they lie close to the decision frontier). The key holds equally many of each (50 + 50 for
+N = 100), every one labelled with its original, true class. Embedding fine-tunes the model on
+the key mixed into its training data until it classifies the key correctly — "stitching" the
+frontier around the true adversaries — which we run as Adi's embedding (the key repeated 100×,
+early stopping on the watermark loss); extraction is the key's accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wrt.adversarial import batched, fgm
+from wrt.data import Dataset
+from wrt.data.loader import to_float
+from wrt.schemes.base import Key, TriggerSetScheme
+from wrt.validation import in_range, require
+
+
+class FrontierStitching(TriggerSetScheme):
+    def __init__(self, eps: float = 0.25, **kwargs):
+        super().__init__(**kwargs)
+        in_range("scheme.eps", eps, 0, 1, low_open=True)
+        self.eps = eps
+
+    @torch.no_grad()
+    def _predict(self, model, images):
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        out = torch.cat([model(images[i:i + 512].to(device)).argmax(1).cpu() for i in range(0, len(images), 512)])
+        model.train(was_training)
+        return out
+
+    def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
+        images, labels = data.defender()
+        n_true = self.key_size // 2
+        n_false = self.key_size - n_true
+        order = torch.randperm(len(labels), generator=generator)
+        true_x, false_x, true_y, false_y = [], [], [], []
+        tried = 0
+        for start in range(0, len(order), 1024):  # candidates in seeded order until both halves are full
+            idx = order[start:start + 1024]
+            x, y = to_float(images[idx]), labels[idx]
+            correct = self._predict(model, x) == y
+            x, y = x[correct], y[correct]
+            adv = batched(fgm, model, x, y, eps=self.eps).cpu()
+            still_correct = self._predict(model, adv) == y
+            tried += len(y)
+            true_x.append(adv[~still_correct]), true_y.append(y[~still_correct])
+            false_x.append(adv[still_correct]), false_y.append(y[still_correct])
+            if sum(map(len, true_y)) >= n_true and sum(map(len, false_y)) >= n_false:
+                break
+        true_x, true_y = torch.cat(true_x)[:n_true], torch.cat(true_y)[:n_true]
+        false_x, false_y = torch.cat(false_x)[:n_false], torch.cat(false_y)[:n_false]
+        require(len(true_y) == n_true and len(false_y) == n_false, "scheme.eps", self.eps,
+                f"a perturbation giving {n_true} true and {n_false} false adversaries among the defender's "
+                f"images (found {len(true_y)} and {len(false_y)})")
+        return Key({"images": torch.cat([true_x, false_x]), "labels": torch.cat([true_y, false_y]),
+                    "true_adversary": torch.cat([torch.ones(n_true), torch.zeros(n_false)]).bool()},
+                   {"eps": self.eps, "true_adversaries": n_true, "false_adversaries": n_false,
+                    "candidates_tried": tried})
