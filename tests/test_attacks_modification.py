@@ -1,0 +1,258 @@
+"""Model-modification attacks on small real data: the victim is a narrow SmallCNN (width 8,
+with BatchNorm) trained on 600 Fashion-MNIST images; the attacker's third is 300 images;
+fine-tuning runs about one epoch at batch size 64 (the tests must be fast on 2 busy cores)."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from wrt.attacks.adversarial_training import AdversarialTraining
+from wrt.attacks.base import AttackContext
+from wrt.attacks.equivalence import FeaturePermutation, Scaling, hidden_pairs
+from wrt.attacks.finetuning import FTAL, FTLL, RTAL, RTLL, LabelSmoothing, Regularization
+from wrt.attacks.neural_cleanse import NeuralCleanse, anomaly_indices
+from wrt.attacks.neural_laundering import NeuralLaundering
+from wrt.attacks.overwriting import Overwriting
+from wrt.attacks.pruning import FinePruning, WeightPruning, last_conv_stage, mean_activations
+from wrt.attacks.quantization import WeightQuantization
+from wrt.attacks.shifting import WeightShifting
+from wrt.models import ImageClassifier, LeNet, ResNet18, SmallCNN
+from wrt.pipeline import build
+from wrt.train import Trainer
+from wrt.validation import InvalidParameter
+
+MINE = ["ftll", "ftal", "rtll", "rtal", "weight_pruning", "fine_pruning", "weight_shifting",
+        "feature_permutation", "scaling", "weight_quantization", "label_smoothing", "regularization",
+        "adversarial_training", "neural_cleanse", "neural_laundering", "overwriting"]
+
+
+N_ATTACKER = 300
+
+
+@pytest.fixture(scope="module")
+def small(fmnist):
+    return fmnist.subset(3 * N_ATTACKER, 300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def victim_model(small):
+    """A narrow SmallCNN (~65 % test accuracy) trained on the defender's 600 images."""
+    torch.manual_seed(0)
+    model = SmallCNN(mean=small.mean, std=small.std, width=8, hidden=32)
+    trainer = Trainer(batch_size=64, progress=False, seed=0, channels_last=False,
+                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True))
+    trainer.fit(model, *small.defender(), epochs=4, scale_epochs=False)
+    return model.eval()
+
+
+@pytest.fixture
+def fmnist_source(victim_model):
+    return copy.deepcopy(victim_model)
+
+
+def make_ctx(data, scheme=None):
+    trainer = Trainer(epochs=1, batch_size=64, progress=False, seed=0, epoch_scale=0.1, channels_last=False,
+                      optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9))
+    return AttackContext(data, trainer, trainer, lambda: SmallCNN(mean=data.mean, std=data.std),
+                         scheme, seed=0)
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def changed(before, model, prefix=""):
+    after = model.state_dict()
+    return {k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])}
+
+
+def test_every_config_builds_with_the_paper_parameters(compose_cfg):
+    for name in MINE:
+        attack = build(compose_cfg(f"attack={name}").attack)
+        assert attack.category == "model_modification", name
+    assert build(compose_cfg("attack=weight_shifting").attack).lambda1 == 1.5
+    assert build(compose_cfg("attack=fine_pruning").attack).epochs == 10
+    with pytest.raises(InvalidParameter, match=r"attack.rate=1.5 .* \(0.0, 1.0\)"):
+        build(compose_cfg("attack=fine_pruning", "attack.rate=1.5").attack)
+    with pytest.raises(InvalidParameter, match="attack.method='erase'"):
+        NeuralCleanse(method="erase")
+    with pytest.raises(InvalidParameter, match="attack.bits"):
+        WeightQuantization(bits=0)
+
+
+@pytest.mark.parametrize("attack", [FeaturePermutation(), Scaling(3.0), Scaling(5.0, randomize=True)],
+                         ids=["permutation", "scaling", "scaling_random"])
+def test_function_preserving_attacks_keep_outputs_and_change_weights(attack, small, fmnist_source):
+    victim = copy.deepcopy(fmnist_source).eval()
+    before = state(victim)
+    x = small.test_x[:200].float() / 255
+    with torch.no_grad():
+        expected = victim(x)
+    surrogate = attack(victim, make_ctx(small)).eval()
+    with torch.no_grad():
+        assert torch.allclose(surrogate(x), expected, atol=1e-4, rtol=1e-4)
+    touched = changed(before, surrogate)
+    # every hidden layer: conv outputs at their BatchNorm (scaling) or conv + BatchNorm
+    # (permutation), the hidden linear layer, and the inputs of conv2..4, fc1 and the classifier
+    layers = ["features.conv1.1.weight", "features.conv4.1.bias", "features.fc1.weight",
+              "features.fc1.bias", "classifier.weight", "features.conv2.0.weight"]
+    if isinstance(attack, FeaturePermutation):
+        layers += ["features.conv1.0.weight", "features.conv3.1.running_mean"]
+    for layer in layers:
+        assert layer in touched, layer
+    assert "classifier.bias" not in touched  # logits keep their order
+    if isinstance(attack, FeaturePermutation):
+        assert torch.equal(before["features.conv1.0.weight"].flatten().sort().values,
+                           surrogate.features.conv1[0].weight.flatten().sort().values)
+
+
+@pytest.mark.parametrize("model", [LeNet(), ResNet18(in_channels=1, mean=(0.5,), std=(0.25,))], ids=["lenet", "resnet18"])
+def test_function_preserving_attacks_on_other_architectures(model):
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+    ctx = AttackContext(None, None, None, None, seed=3)
+    pairs = len(hidden_pairs(model, "test"))
+    assert pairs == (4 if isinstance(model, LeNet) else 8)  # resnet18: conv1→conv2 in 8 blocks
+    for attack in (FeaturePermutation(), Scaling(2.0, randomize=True)):
+        with torch.no_grad():
+            assert torch.allclose(attack(model, ctx)(x), expected, atol=1e-4, rtol=1e-4)
+
+
+class LinearOnly(ImageClassifier):
+    def __init__(self):
+        super().__init__((0.5,), (0.5,))
+        self.features = nn.Sequential(OrderedDict(flatten=nn.Flatten()))
+        self.classifier = nn.Linear(784, 10)
+
+
+def test_attacks_that_cannot_apply_fail_clearly(small):
+    with pytest.raises(InvalidParameter, match="attack.feature_permutation=.*hidden layers"):
+        FeaturePermutation()(LinearOnly(), make_ctx(small))
+    with pytest.raises(InvalidParameter, match="attack.weight_shifting=.*convolutional"):
+        WeightShifting()(LinearOnly(), make_ctx(small))
+    with pytest.raises(InvalidParameter, match="attack.fine_pruning=.*convolutional stage"):
+        FinePruning()(LinearOnly(), make_ctx(small))
+
+
+def test_weight_pruning_at_0_9_zeroes_90_percent_and_costs_accuracy(small, fmnist_source):
+    ctx = make_ctx(small)
+    source_acc = ctx.trainer.accuracy(fmnist_source, small.test_x, small.test_y)
+    surrogate = WeightPruning(rate=0.9)(copy.deepcopy(fmnist_source), ctx)
+    for name, module in surrogate.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            assert (module.weight == 0).float().mean() >= 0.9, name
+    assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) < source_acc - 0.1
+
+
+def test_fine_pruning_kills_the_dormant_channels_of_the_last_conv_layer(small, fmnist_source):
+    ctx = make_ctx(small)
+    victim = copy.deepcopy(fmnist_source)
+    name, stage = last_conv_stage(victim, small.test_x[:2].float() / 255, "test")
+    assert name == "conv4"
+    (before,) = mean_activations(victim, [stage], small.attacker()[0], ctx.trainer)
+    surrogate = FinePruning(rate=0.8, epochs=10)(victim, ctx)
+    (after,) = mean_activations(surrogate, [surrogate.features.conv4], small.test_x, ctx.trainer)
+    dead = after == 0
+    assert dead.sum() >= round(0.8 * 32)
+    assert set(before.argsort()[:round(0.8 * 32)].tolist()) <= set(torch.nonzero(dead).flatten().tolist())
+    assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > 0.35  # chance: 0.1
+
+
+FINE_TUNING = [
+    ("ftll", FTLL(epochs=10)), ("ftal", FTAL(epochs=10)), ("rtll", RTLL(epochs=30, lr=0.05)),
+    ("rtal", RTAL(epochs=30)), ("label_smoothing", LabelSmoothing(epochs=10)),
+    ("regularization", Regularization(epochs=10, finetune_epochs=10)),
+    ("weight_shifting", WeightShifting(epochs=30)), ("weight_quantization", WeightQuantization(bits=4, epochs=10)),
+    ("adversarial_training", AdversarialTraining(eps=0.1, iterations=5, epochs=10)),
+]
+
+
+@pytest.mark.parametrize("name,attack", FINE_TUNING, ids=[n for n, _ in FINE_TUNING])
+def test_fine_tuning_attacks_change_weights_and_keep_accuracy(name, attack, small, fmnist_source):
+    ctx = make_ctx(small)
+    victim = copy.deepcopy(fmnist_source)
+    source_acc = ctx.trainer.accuracy(victim, small.test_x, small.test_y)
+    before = state(victim)
+    surrogate = attack(victim, ctx)
+    assert isinstance(surrogate, SmallCNN) and surrogate.num_classes == 10
+    assert ctx.trainer.predict(surrogate, small.test_x[:3]).shape == (3, 10)
+    touched = changed(before, surrogate)
+    assert "classifier.weight" in touched
+    if name in ("ftll", "rtll"):  # only the last layer moves; BatchNorm statistics stay frozen
+        assert touched <= {"classifier.weight", "classifier.bias"}
+    else:
+        assert "features.conv1.0.weight" in touched
+    expected_usage = N_ATTACKER if name == "ftll" or name == "ftal" else 0
+    assert ctx.usage["labeled_samples"] == expected_usage
+    assert ctx.usage["queries"] == (0 if expected_usage else N_ATTACKER)
+    assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > source_acc - 0.15, name
+
+
+def test_weight_quantization_leaves_2_to_the_b_levels_per_layer(small, fmnist_source):
+    surrogate = WeightQuantization(bits=4, epochs=10)(copy.deepcopy(fmnist_source), make_ctx(small))
+    for module in surrogate.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            assert len(torch.unique(module.weight.detach())) <= 16
+            assert "parametrizations" not in dict(module.named_children())
+
+
+def test_weight_shifting_moves_filters_against_their_mean(small, fmnist_source):
+    victim = copy.deepcopy(fmnist_source)
+    w = victim.features.conv2[0].weight.detach().clone()
+    ctx = make_ctx(small)
+    ctx.trainer.fit = lambda *a, **k: None  # look at the shift alone (Eq. 7 without fine-tuning)
+    shifted = WeightShifting(lambda1=1.5, lambda2=0.0)(victim, ctx).features.conv2[0].weight
+    assert torch.allclose(shifted, w - 1.5 * w.mean(0, keepdim=True), atol=1e-6)
+
+
+def test_anomaly_index_flags_the_class_with_the_small_trigger():
+    norms = torch.tensor([50.0, 52, 49, 51, 48, 50, 53, 5, 48.5, 51])
+    index = anomaly_indices(norms)
+    assert index.argmax() == 7 and index[7] > 2 and (index[torch.arange(10) != 7] < 2).all()
+
+
+@pytest.mark.parametrize("method", ["unlearning", "pruning"])
+def test_neural_cleanse_runs_and_keeps_accuracy(method, small, fmnist_source):
+    ctx = make_ctx(small)
+    source_acc = ctx.trainer.accuracy(fmnist_source, small.test_x, small.test_y)
+    attack = NeuralCleanse(method=method, rate=0.5, epochs=10, reverse_epochs=10, reverse_samples=128)
+    surrogate = attack(copy.deepcopy(fmnist_source), ctx)
+    assert len(attack.detection["mask_l1"]) == 10 and attack.detection["flagged"]
+    assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > source_acc - 0.15
+
+
+def test_neural_laundering_prunes_neurons_the_trigger_excites(small, fmnist_source):
+    ctx = make_ctx(small)
+    attack = NeuralLaundering(threshold=0.03, dense_threshold=0.03, lr=0.01, epochs=10, reverse_epochs=10,
+                              reverse_samples=128)
+    surrogate = attack(copy.deepcopy(fmnist_source), ctx)
+    assert sum(attack.pruned.values()) > 0 and set(attack.pruned) == {"conv1", "conv2", "conv3", "conv4", "relu"}
+    assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > 0.5
+
+
+def test_overwriting_embeds_the_attackers_own_key(small, fmnist_source):
+    from wrt.schemes.adi import Adi
+
+    scheme = Adi(key_size=10, repeats=20, lr=0.05, epochs=100, check_every=100)
+    ctx = make_ctx(small, scheme)
+    victim = copy.deepcopy(fmnist_source)
+    attack = Overwriting()
+    surrogate = attack(victim, ctx)
+    assert isinstance(surrogate, SmallCNN) and attack.key is not None
+    assert ctx.usage["labeled_samples"] == N_ATTACKER
+    # the attacker's key (random labels, chance ≈ 0.1) is now embedded
+    assert scheme.extract(surrogate, attack.key, ctx.trainer) >= 0.6
+    assert scheme.extract(fmnist_source, attack.key, ctx.trainer) <= 0.3
+    assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > 0.4

@@ -1,0 +1,68 @@
+"""Weight quantization (Jacob et al., CVPR 2018; SoK §V-B, Appendix XIII-B).
+
+The weights of every convolutional and linear layer are quantized to 2^b evenly spaced
+levels per layer: the layer's range [min, max] is cut into 2^b intervals and each weight is
+set to the centre of its interval (as input quantization does for pixels), b ∈ {4, 5}. The
+model is then fine-tuned for one epoch (paper budget) on the labels the source model
+predicts, quantization-aware: the forward pass always uses the quantized weights, gradients
+reach the float weights straight through, and the surrogate keeps the quantized weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
+from wrt.validation import in_range, positive_int, require
+
+QUANTIZED = (nn.Conv2d, nn.Linear)
+
+
+def quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Each entry → the centre of its interval among 2^bits equal intervals of [min, max]."""
+    low, high = weight.min(), weight.max()
+    levels = 2 ** bits
+    width = (high - low).clamp_min(1e-12) / levels
+    index = ((weight - low) / width).floor().clamp(0, levels - 1)
+    return low + (index + 0.5) * width
+
+
+class StraightThroughQuantizer(nn.Module):
+    """Parametrization: quantized weights forward, identity gradient backward."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, weight):
+        return weight + (quantize(weight.detach(), self.bits) - weight).detach()
+
+
+class WeightQuantization(Attack):
+    category = "model_modification"
+
+    def __init__(self, bits: int = 5, epochs: float = 1, lr: float = 0.01):
+        positive_int("attack.bits", bits)
+        require(bits <= 16, "attack.bits", bits, "an integer in [1, 16]")
+        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
+        in_range("attack.lr", lr, 0, 1, low_open=True)
+        self.bits, self.epochs, self.lr = bits, epochs, lr
+
+    def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        net = classifier_of(model, "weight_quantization")
+        images, targets = attacker_data(ctx, model, "predicted")
+        layers = [m for m in net.modules() if isinstance(m, QUANTIZED)]
+        for layer in layers:
+            parametrize.register_parametrization(layer, "weight", StraightThroughQuantizer(self.bits))
+        try:
+            fine_tune(ctx, model, images, targets, epochs=self.epochs, lr=self.lr,
+                      desc="weight_quantization")
+        finally:
+            for layer in layers:  # keep the quantized values as plain weights
+                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+                with torch.no_grad():
+                    layer.weight.copy_(quantize(layer.weight, self.bits))
+        return model
