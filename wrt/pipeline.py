@@ -81,6 +81,7 @@ def check_run_config(cfg: DictConfig) -> None:
 
     role_of(cfg)
     require(is_int(cfg.seed, 0), "seed", cfg.seed, "an integer ≥ 0")
+    require(is_int(cfg.split_seed, 0), "split_seed", cfg.split_seed, "an integer ≥ 0")
     require(is_int(cfg.null_seed_offset, 1), "null_seed_offset", cfg.null_seed_offset, "an integer ≥ 1")
     require(is_int(cfg.checkpoint_every, 0), "checkpoint_every", cfg.checkpoint_every, "an integer ≥ 0")
     require(isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or
@@ -104,7 +105,7 @@ def run_path(cfg: DictConfig) -> Path:
 
 
 def load_data(cfg: DictConfig) -> Dataset:
-    data = build(cfg.dataset, split_seed=cfg.seed)
+    data = build(cfg.dataset, split_seed=cfg.split_seed)
     return data.subset(cfg.budget.max_train, cfg.budget.max_test, seed=0)
 
 
@@ -166,7 +167,7 @@ class Run:
         budget = self.cfg.budget
         return {"dataset": as_dict(self.cfg.dataset), "model": as_dict(self.cfg.model), "seed": seed,
                 "max_train": budget.max_train, "max_test": budget.max_test,
-                "trainer": as_dict(budget.source_trainer), "split_seed": self.cfg.seed}
+                "trainer": as_dict(budget.source_trainer), "split_seed": self.cfg.split_seed}
 
     def source_model(self, seed: int) -> tuple[torch.nn.Module, dict, bool]:
         """The unmarked model trained on the defender's data with `seed` (cached)."""
