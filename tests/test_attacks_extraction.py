@@ -1,0 +1,207 @@
+"""Model extraction attacks, transfer learning and combined attacks, at a tiny size: the
+victim is the session's Fashion-MNIST SmallCNN; the attacker sees 800 of its images and
+trains LeNets (chance agreement with the victim: about 0.1)."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+
+from wrt.adversarial import pgd
+from wrt.attacks.base import AttackContext
+from wrt.attacks.compose import Sequential
+from wrt.attacks.extraction import (AdversarialExamples, AdversarialTrainingFromScratch,
+                                    CrossArchitectureRetraining, Distillation, KnockoffNets,
+                                    Retraining, SmoothRetraining, random_affine)
+from wrt.attacks.preprocessing import Preprocessed
+from wrt.attacks.transfer import TransferLearning
+from wrt.models import LeNet, SmallCNN
+from wrt.store import Store
+from wrt.train import StepDecay, Trainer
+from wrt.validation import InvalidParameter
+
+
+SGD = partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True)
+
+
+class RecordingTrainer(Trainer):
+    """A trainer that remembers the arguments of each `fit` call."""
+
+    def __init__(self, **kwargs):
+        super().__init__(optimizer=SGD, **kwargs)
+        self.calls = []
+
+    def fit(self, model, images, targets, **kwargs):
+        kwargs["params"] = None if kwargs.get("params") is None else list(kwargs["params"])
+        self.calls.append({"model": model, "n": len(images), **kwargs})
+        return super().fit(model, images, targets, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def small(fmnist):
+    return fmnist.subset(800, 500, seed=1)
+
+
+def make_ctx(data, store=None, trainer=None):
+    trainer = trainer or Trainer(epochs=4, batch_size=32, progress=False, seed=0, optimizer=SGD)
+
+    def build():  # the "source architecture" of the attacks here: LeNet (fast on a CPU)
+        torch.manual_seed(1)
+        return LeNet(mean=data.mean, std=data.std)
+    return AttackContext(data, trainer, trainer, build, seed=0, store=store)
+
+
+def agreement(a, b, images, trainer):
+    return (trainer.predict(a, images).argmax(1) == trainer.predict(b, images).argmax(1)).float().mean().item()
+
+
+def test_retraining_learns_the_victims_labels_from_unlabeled_queries(small, fmnist_source):
+    ctx = make_ctx(small)
+    victim = copy.deepcopy(fmnist_source)
+    surrogate = Retraining()(victim, ctx)
+    assert surrogate is not victim and isinstance(surrogate, LeNet)
+    assert ctx.usage == {"queries": 800, "labeled_samples": 0, "unlabeled_samples": 800}
+    assert agreement(surrogate, victim, small.test_x, ctx.trainer) > 0.4  # chance: ~0.1
+
+
+def test_cross_architecture_retraining_uses_another_architecture(small, fmnist_source):
+    ctx = make_ctx(small)
+    victim = LeNet(mean=small.mean, std=small.std)  # (untrained) LeNet victim: SmallCNN is "another" architecture
+    surrogate = CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN", "width": 4, "hidden": 16})(victim, ctx)
+    assert isinstance(surrogate, SmallCNN) and surrogate.num_classes == 10 and surrogate.classifier.in_features == 16
+    with pytest.raises(InvalidParameter, match="attack.model"):
+        CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN"})(fmnist_source, make_ctx(small.subset(50, 10)))
+    with pytest.raises(InvalidParameter, match="attack.model"):
+        CrossArchitectureRetraining({"width": 3})
+
+
+def test_distillation_trains_on_softened_logits(small, fmnist_source):
+    ctx = make_ctx(small)
+    hot, cold = Distillation(temperature=10.0), Distillation(temperature=1.0)
+    soft_hot = hot.targets(fmnist_source, small.train_x[:200], ctx)
+    soft_cold = cold.targets(fmnist_source, small.train_x[:200], ctx)
+    assert torch.allclose(soft_hot.sum(1), torch.ones(200), atol=1e-5)
+    assert soft_hot.max(1).values.mean() < soft_cold.max(1).values.mean()  # higher T, flatter
+    assert (soft_hot.argmax(1) == soft_cold.argmax(1)).all()
+    trainer = RecordingTrainer(epochs=4, batch_size=32, progress=False, seed=0)
+    ctx = make_ctx(small, trainer=trainer)
+    surrogate = Distillation(temperature=2.0)(copy.deepcopy(fmnist_source), ctx)
+    assert isinstance(surrogate, LeNet) and trainer.calls[0]["model"].temperature == 2.0
+    assert agreement(surrogate, fmnist_source, small.test_x, trainer) > 0.3
+    with pytest.raises(InvalidParameter, match="attack.temperature"):
+        Distillation(temperature=0.5)
+
+
+class CountingVictim(torch.nn.Module):
+    """Wraps a model and counts the images it is asked about."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return self.model(x)
+
+
+def test_smooth_retraining_queries_n_variations_per_image(small, fmnist_source):
+    ctx = make_ctx(small)
+    victim = CountingVictim(copy.deepcopy(fmnist_source))
+    attack = SmoothRetraining(queries=3, chunk=300)
+    targets = attack.targets(victim, small.train_x, ctx)
+    assert victim.seen == 3 * 800 and ctx.usage["queries"] == 3 * 800
+    assert torch.allclose(targets.sum(1), torch.ones(800))
+    assert set((targets * 3).round().unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
+    assert ((targets > 0).sum(1) > 1).any()  # some images got different labels across variations
+    surrogate = attack(victim, make_ctx(small))
+    assert agreement(surrogate, fmnist_source, small.test_x, ctx.trainer) > 0.4
+
+
+def test_random_affine_varies_images_and_keeps_shape_and_range(small):
+    x = small.train_x[:16].float() / 255
+    g = torch.Generator().manual_seed(0)
+    a, b = random_affine(x, g, 10, 0.1, 0.1), random_affine(x, g, 10, 0.1, 0.1)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert (a - x).abs().mean() > 0.01 and (a - b).abs().mean() > 0.01
+    assert torch.allclose(random_affine(x, g, 0, 0, 0), x, atol=1e-5)
+
+
+def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_source):
+    torch.manual_seed(0)
+    model = copy.deepcopy(fmnist_source)
+    images, labels = small.train_x, small.train_y
+    hook = AdversarialExamples(model, images, labels, per_batch=4, repeats=2, eps=0.1, step=0.01,
+                               iterations=5, seed=0)
+    adv, y = hook(0)
+    assert adv.shape == (8, 1, 28, 28) and torch.equal(adv[:4], adv[4:]) and torch.equal(y[:4], y[4:])
+    assert adv.min() >= 0 and adv.max() <= 1
+    trainer = RecordingTrainer(epochs=1, batch_size=64, progress=False, seed=0)
+    ctx = make_ctx(small.subset(300, 10), trainer=trainer)
+    surrogate = AdversarialTrainingFromScratch(eps=0.1, iterations=3)(copy.deepcopy(fmnist_source), ctx)
+    assert isinstance(surrogate, LeNet) and trainer.calls[0]["extra_batch"].per_batch == 3  # 64·0.1/2
+    assert ctx.usage["queries"] == 300 and ctx.usage["unlabeled_samples"] == 300
+    # the examples are adversarial: within ε and they change the (trained) model's loss upward
+    x = images[:64].float() / 255
+    clean = torch.nn.functional.cross_entropy(fmnist_source(x), labels[:64])
+    attacked = torch.nn.functional.cross_entropy(fmnist_source(pgd(fmnist_source, x, labels[:64], 0.1, iterations=5)), labels[:64])
+    assert attacked > clean
+    with pytest.raises(InvalidParameter, match="attack.eps"):
+        AdversarialTrainingFromScratch(eps=0)
+
+
+def test_knockoff_nets_queries_other_domain_images(small, fmnist_source):
+    ctx = make_ctx(small)
+    surrogate = KnockoffNets(queries=400, transfer_per_class=4, transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
+    assert isinstance(surrogate, LeNet)
+    assert ctx.usage == {"queries": 400, "labeled_samples": 0, "unlabeled_samples": 0, "transfer_samples": 400}
+    with pytest.raises(InvalidParameter, match="attack.transfer_classes"):
+        KnockoffNets(transfer_classes=10_000)
+
+
+def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_source, tmp_path):
+    store = Store(tmp_path / "store")
+    trainer = RecordingTrainer(epochs=1, batch_size=32, progress=False, seed=0, epoch_scale=0.5)
+    ctx = make_ctx(small, store=store, trainer=trainer)
+    attack = TransferLearning(freeze_batches=20, epochs=8, milestones=[6, 7], lr=0.05, pretrain_classes=40,
+                              pretrain_per_class=15, pretrain_epochs=2)
+    surrogate = attack(copy.deepcopy(fmnist_source), ctx)
+    pretrain, frozen, full = trainer.calls
+    assert pretrain["n"] == 600 and pretrain["epochs"] == 1  # 40 × 15 glyphs, 2 × 0.5 epochs
+    assert list((tmp_path / "store" / "pretrained").glob("*.pt"))
+    head = set(map(id, surrogate.classifier.parameters()))
+    assert frozen["max_steps"] == 10 and set(map(id, frozen["params"])) == head  # 20 × 0.5 batches
+    assert full["params"] is None and full["epochs"] == 4  # 8 × 0.5
+    assert isinstance(full["schedule"], StepDecay) and full["schedule"].milestones == [3, 3.5]
+    assert surrogate.num_classes == 10
+    assert ctx.usage == {"queries": 800, "labeled_samples": 0, "unlabeled_samples": 800, "transfer_samples": 600}
+    assert agreement(surrogate, fmnist_source, small.test_x, trainer) > 0.4
+
+    again = RecordingTrainer(epochs=1, batch_size=32, progress=False, seed=0, epoch_scale=0.5)
+    attack(copy.deepcopy(fmnist_source), make_ctx(small.subset(100, 10), store=store, trainer=again))
+    assert len(again.calls) == 2  # the pretrained model came from the store
+    with pytest.raises(InvalidParameter, match="attack.milestones"):
+        TransferLearning(epochs=5, milestones=[3, 6])
+
+
+def test_a_combined_attack_applies_its_parts_in_order(small, fmnist_source):
+    steps = {"1": {"name": "input_noising", "_target_": "wrt.attacks.preprocessing.InputNoising", "sigma": 0.05,
+                   "ablation": {"sigma": [0.01]}},
+             "0": {"name": "retraining", "_target_": "wrt.attacks.extraction.Retraining"}}
+    attack = Sequential(steps)
+    assert attack.category == "combined"
+    assert attack.recorded_params == {"steps": [
+        {"name": "retraining", "category": "model_extraction", "params": {}},
+        {"name": "input_noising", "category": "input_preprocessing", "params": {"sigma": 0.05}}]}
+    ctx = make_ctx(small.subset(200, 10))
+    victim = copy.deepcopy(fmnist_source)
+    surrogate = attack(victim, ctx)
+    # retraining first (a new model), then the noise layer in front of it
+    assert isinstance(surrogate, Preprocessed) and isinstance(surrogate.model, LeNet)
+    assert surrogate.model is not victim and ctx.usage["queries"] == 200
+    with pytest.raises(InvalidParameter, match="attack.sigma"):
+        Sequential([{"_target_": "wrt.attacks.preprocessing.InputNoising", "sigma": 5.0}])
+    with pytest.raises(InvalidParameter, match="attack.steps"):
+        Sequential([])

@@ -1,0 +1,247 @@
+"""Model extraction attacks (SoK §V-C "Model Extraction", Appendix XIII-C, Table III).
+
+The attacker queries the deployed model (the marked model, or DAWN's wrapper) for labels and
+trains a surrogate on them. Following Appendix XIV-A, extraction attackers get the whole
+training set *without* labels ("domain" data): every image is a query, no ground-truth label
+is used. Knockoff Nets instead queries images of another domain (the transfer set).
+
+- Retraining [36]: a fresh model of the source architecture, trained with the source model's
+  training setup on the victim's labels.
+- Cross-architecture retraining: the same with another architecture (LeNet for 28-px data;
+  DenseNet-121 at paper budget on CIFAR-10, as in the SoK).
+- Distillation [22] (Hinton et al. 2015): the student learns the victim's logits softened at
+  temperature T, with its own logits divided by T during training (loss × T²).
+- Smooth retraining (SoK's adaptive attack against DAWN): each label is the mean of the labels
+  returned for n = 3 random affine variations of the image.
+- Adversarial training from scratch [41]: retraining where every batch is extended by PGD
+  examples (ε, step 0.01, 40 iterations) of about 10 % of its size, each repeated twice,
+  crafted against the surrogate being trained (Madry et al.).
+- Knockoff Nets [40], random selection: images drawn at random from an other-domain transfer
+  set (rendered glyphs, `wrt.data.glyphs`, standing in for Open Images) and labelled by the
+  victim; a fresh model is trained on them.
+
+Transfer learning, the remaining extraction attack, lives in `wrt.attacks.transfer`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from wrt.adversarial import batched, pgd
+from wrt.attacks.base import Attack, AttackContext
+from wrt.data.glyphs import ALPHABETS, glyph_dataset
+from wrt.data.loader import to_float
+from wrt.models import unwrap
+from wrt.train import classification_loss
+from wrt.validation import in_range, positive_int, require
+
+GLYPH_CLASSES = sum(len(chars) for chars in ALPHABETS.values())
+
+
+def domain_images(ctx: AttackContext) -> torch.Tensor:
+    """The whole training set without labels (the extraction attacker's data; recorded)."""
+    ctx.usage["unlabeled_samples"] += len(ctx.data.train_x)
+    return ctx.data.train_x
+
+
+def victim_labels(model: nn.Module, images: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+    """The victim's top-1 labels for `images` (one query each)."""
+    return ctx.query(model, images).argmax(1)
+
+
+class Retraining(Attack):
+    """Train a fresh model of the source architecture on the victim's labels with the source
+    model's training parameters (Appendix XIII-C)."""
+
+    category = "model_extraction"
+
+    def surrogate(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        return ctx.build_model()
+
+    def targets(self, model: nn.Module, images: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        return victim_labels(model, images, ctx)
+
+    def train(self, surrogate: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+              ctx: AttackContext) -> None:
+        ctx.source_trainer.fit(surrogate, images, targets, augment=ctx.data.augment,
+                               desc=type(self).__name__)
+
+    def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        images = domain_images(ctx)
+        targets = self.targets(model, images, ctx)
+        surrogate = self.surrogate(model, ctx)
+        self.train(surrogate, images, targets, ctx)
+        return surrogate.eval()
+
+
+class CrossArchitectureRetraining(Retraining):
+    """Retraining into another architecture, given as a model config (`_target_` + options;
+    num_classes, in_channels, mean and std come from the dataset)."""
+
+    def __init__(self, model: dict | DictConfig | None = None):
+        model = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else model
+        require(isinstance(model, dict) and isinstance(model.get("_target_"), str), "attack.model",
+                model, "a model config with a _target_ (e.g. {_target_: wrt.models.LeNet})")
+        self.model = model
+
+    def surrogate(self, model, ctx):
+        data = ctx.data
+        torch.manual_seed(ctx.seed + 1)
+        surrogate = instantiate(self.model, num_classes=data.num_classes, in_channels=data.image_shape[0],
+                                mean=list(data.mean), std=list(data.std))
+        require(type(surrogate) is not type(unwrap(model)), "attack.model", self.model["_target_"],
+                f"an architecture other than the source model's ({type(unwrap(model)).__name__})")
+        return surrogate
+
+
+class TemperatureScaled(nn.Module):
+    """The student's logits divided by T (used only while distilling)."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x):
+        return self.model(x) / self.temperature
+
+
+class Distillation(Retraining):
+    """Hinton et al.: soft labels softmax(z/T) from the victim's logits z; the student's logits
+    are divided by T while training and the loss is multiplied by T² (gradient scale)."""
+
+    def __init__(self, temperature: float = 3.0):
+        in_range("attack.temperature", temperature, 1.0, 100.0)
+        self.temperature = temperature
+
+    def targets(self, model, images, ctx):
+        return F.softmax(ctx.query(model, images) / self.temperature, dim=1)
+
+    def train(self, surrogate, images, targets, ctx):
+        scale = self.temperature ** 2 - 1.0
+        ctx.source_trainer.fit(TemperatureScaled(surrogate, self.temperature), images, targets,
+                               augment=ctx.data.augment, desc="distillation",
+                               extra_loss=lambda m, x, y, logits: scale * classification_loss(logits, y))
+
+
+def random_affine(images: torch.Tensor, generator: torch.Generator, rotation: float,
+                  translation: float, scale: float) -> torch.Tensor:
+    """Random affine variations of float images [N, C, H, W] in [0, 1]: rotation by up to
+    ±`rotation` degrees, shifts by up to ±`translation` of the image size, zoom by up to
+    ±`scale`; borders are filled by replication."""
+    n = len(images)
+    u = torch.rand(n, 4, generator=generator) * 2 - 1
+    angle = u[:, 0] * math.radians(rotation)
+    zoom = 1 + u[:, 1] * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 2 * translation], 1),
+                         torch.stack([sin, cos, u[:, 3] * 2 * translation], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class SmoothRetraining(Retraining):
+    """Each image's label is the mean of the (one-hot) labels the victim returns for `queries`
+    random affine variations of it; the surrogate is retrained on these smoothed labels."""
+
+    def __init__(self, queries: int = 3, rotation: float = 10.0, translation: float = 0.1,
+                 scale: float = 0.1, chunk: int = 4096):
+        positive_int("attack.queries", queries)
+        in_range("attack.rotation", rotation, 0, 180)
+        in_range("attack.translation", translation, 0, 0.5)
+        in_range("attack.scale", scale, 0, 0.5, high_open=True)
+        positive_int("attack.chunk", chunk)
+        self.queries, self.rotation, self.translation, self.scale = queries, rotation, translation, scale
+        self.chunk = chunk
+
+    def targets(self, model, images, ctx):
+        generator = ctx.generator()
+        num_classes = ctx.data.num_classes
+        targets = torch.zeros(len(images), num_classes)
+        for start in range(0, len(images), self.chunk):
+            x = to_float(images[start:start + self.chunk])
+            for _ in range(self.queries):
+                varied = random_affine(x, generator, self.rotation, self.translation, self.scale)
+                labels = ctx.query(model, varied).argmax(1)
+                targets[start:start + len(x)] += F.one_hot(labels, num_classes).float()
+        return targets / self.queries
+
+
+class AdversarialExamples:
+    """`extra_batch` hook: PGD examples against the model being trained, of about `fraction`
+    of a batch, each repeated `repeats` times, with the victim's labels of the clean images."""
+
+    def __init__(self, model, images, labels, per_batch, repeats, eps, step, iterations, seed):
+        self.model, self.images, self.labels = model, images, labels
+        self.per_batch, self.repeats = per_batch, repeats
+        self.eps, self.step, self.iterations = eps, step, iterations
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, step: int):
+        idx = torch.randint(len(self.images), (self.per_batch,), generator=self.generator)
+        device = next(self.model.parameters()).device
+        x, y = to_float(self.images[idx]).to(device), self.labels[idx].to(device)
+        adv = batched(pgd, self.model, x, y, eps=self.eps, step=self.step, iterations=self.iterations,
+                      generator=self.generator)
+        return adv.repeat(self.repeats, 1, 1, 1), y.repeat(self.repeats)
+
+
+class AdversarialTrainingFromScratch(Retraining):
+    """Retraining with PGD adversarial training (Madry et al.; Appendix XIII-B/C parameters)."""
+
+    def __init__(self, eps: float = 0.1, step: float = 0.01, iterations: int = 40,
+                 fraction: float = 0.1, repeats: int = 2):
+        in_range("attack.eps", eps, 0, 1, low_open=True)
+        in_range("attack.step", step, 0, 1, low_open=True)
+        positive_int("attack.iterations", iterations)
+        in_range("attack.fraction", fraction, 0, 1, low_open=True)
+        positive_int("attack.repeats", repeats)
+        self.eps, self.step, self.iterations = eps, step, iterations
+        self.fraction, self.repeats = fraction, repeats
+
+    def __call__(self, model, ctx):
+        images = domain_images(ctx)
+        labels = victim_labels(model, images, ctx)
+        surrogate = ctx.source_trainer.prepare(self.surrogate(model, ctx))
+        per_batch = max(1, round(ctx.source_trainer.batch_size * self.fraction / self.repeats))
+        hook = AdversarialExamples(surrogate, images, labels, per_batch, self.repeats, self.eps,
+                                   self.step, self.iterations, ctx.seed + 11)
+        ctx.source_trainer.fit(surrogate, images, labels, augment=ctx.data.augment, extra_batch=hook,
+                               desc="adversarial_training")
+        return surrogate.eval()
+
+
+class KnockoffNets(Retraining):
+    """Random-selection Knockoff Nets: `queries` images drawn at random from a transfer set of
+    rendered glyphs (`transfer_per_class` per character, all characters), labelled by the
+    victim; a fresh model of the source architecture is trained on them. `queries: null`
+    spends as many queries as the training set has images (like the other extraction attacks)."""
+
+    def __init__(self, queries: int | None = None, transfer_per_class: int = 300,
+                 transfer_classes: int = GLYPH_CLASSES, seed: int = 1):
+        if queries is not None:
+            positive_int("attack.queries", queries)
+        positive_int("attack.transfer_per_class", transfer_per_class)
+        positive_int("attack.transfer_classes", transfer_classes)
+        require(transfer_classes <= GLYPH_CLASSES, "attack.transfer_classes", transfer_classes,
+                f"at most {GLYPH_CLASSES} (the glyph characters available)")
+        self.queries, self.transfer_per_class = queries, transfer_per_class
+        self.transfer_classes, self.seed = transfer_classes, seed
+
+    def __call__(self, model, ctx):
+        channels, size, _ = ctx.data.image_shape
+        pool, _, _ = glyph_dataset(self.transfer_classes, self.transfer_per_class, size=size,
+                                   channels=channels, seed=self.seed)
+        budget = min(len(ctx.data.train_x) if self.queries is None else self.queries, len(pool))
+        pick = torch.randperm(len(pool), generator=ctx.generator())[:budget]
+        images = pool[pick]
+        ctx.usage["transfer_samples"] = ctx.usage.get("transfer_samples", 0) + budget
+        labels = victim_labels(model, images, ctx)
+        surrogate = self.surrogate(model, ctx)
+        self.train(surrogate, images, labels, ctx)
+        return surrogate.eval()

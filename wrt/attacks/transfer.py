@@ -1,0 +1,122 @@
+"""Transfer learning as a removal attack (SoK §V-C, Appendix XIII-C; Table III: black-box,
+domain data).
+
+The SoK starts from a model pre-trained on another domain (Google's ResNet-101 for Open
+Images), replaces its output layer, freezes all but the last layer for the first 300 batches,
+then trains the entire model for five epochs with SGD, dividing the learning rate by ten at
+epochs three and four. The data is the source domain's, labelled by the victim (§V-C: "fine-
+tuned on data from the source model's domain using labels predicted by the source model");
+as for every extraction attack that is the whole training set without labels (App. XIV-A).
+
+No pre-trained network of another domain is available offline, so the attacker pre-trains the
+source architecture on the other-domain glyph dataset (`wrt.data.glyphs`: every character of
+six non-Latin alphabets, rendered at the dataset's image size) once; the result is cached in
+the artifact store, like a downloaded checkpoint. Budgets scale the paper's epochs and the
+300 frozen batches by the fine-tuning trainer's `epoch_scale`; the lr milestones are scaled
+with the epochs so that they keep their place in the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.extraction import GLYPH_CLASSES, domain_images, victim_labels
+from wrt.data.glyphs import glyph_dataset
+from wrt.store import load_state
+from wrt.train import StepDecay, Trainer
+from wrt.validation import in_range, positive_int, require
+
+
+def trainer_spec(trainer: Trainer) -> dict:
+    """What determines a trainer's result (for store keys)."""
+    schedule = trainer.schedule
+    return {"batch_size": trainer.batch_size, "optimizer": repr(trainer.optimizer),
+            "schedule": [type(schedule).__name__, {k: repr(v) for k, v in sorted(vars(schedule).items())}]}
+
+
+class TransferLearning(Attack):
+    category = "model_extraction"
+
+    def __init__(self, freeze_batches: int = 300, epochs: float = 5, lr: float = 0.01,
+                 milestones: tuple[float, ...] = (3, 4), gamma: float = 0.1,
+                 pretrain_classes: int = GLYPH_CLASSES, pretrain_per_class: int = 100,
+                 pretrain_epochs: float = 30, pretrain_seed: int = 0):
+        positive_int("attack.freeze_batches", freeze_batches)
+        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
+        in_range("attack.lr", lr, 0, 1, low_open=True)
+        milestones = list(milestones)
+        require(all(isinstance(m, (int, float)) and 0 < m <= epochs for m in milestones),
+                "attack.milestones", milestones, f"epochs in (0, {epochs}]")
+        in_range("attack.gamma", gamma, 0, 1, low_open=True)
+        positive_int("attack.pretrain_classes", pretrain_classes)
+        require(pretrain_classes <= GLYPH_CLASSES, "attack.pretrain_classes", pretrain_classes,
+                f"at most {GLYPH_CLASSES} (the glyph characters available)")
+        positive_int("attack.pretrain_per_class", pretrain_per_class)
+        in_range("attack.pretrain_epochs", pretrain_epochs, 0, 1000, low_open=True)
+        self.freeze_batches, self.epochs, self.lr = freeze_batches, epochs, lr
+        self.milestones, self.gamma = milestones, gamma
+        self.pretrain_classes, self.pretrain_per_class = pretrain_classes, pretrain_per_class
+        self.pretrain_epochs, self.pretrain_seed = pretrain_epochs, pretrain_seed
+
+    # ---- the other-domain model -------------------------------------------------------------
+
+    def pretrained(self, ctx: AttackContext) -> nn.Module:
+        """The source architecture pre-trained on glyphs (head: one output per character)."""
+        model = ctx.build_model()
+        model.reset_classifier(self.pretrain_classes)
+        channels, size, _ = ctx.data.image_shape
+        epochs = ctx.trainer.scaled_epochs(self.pretrain_epochs)
+        trainer = ctx.source_trainer
+        spec = {"architecture": type(model).__name__,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "dataset": ctx.data.name, "image_shape": list(ctx.data.image_shape),
+                "normalization": [list(ctx.data.mean), list(ctx.data.std)],
+                "glyphs": {"classes": self.pretrain_classes, "per_class": self.pretrain_per_class,
+                           "seed": self.pretrain_seed},
+                "epochs": epochs, "trainer": trainer_spec(trainer), "seed": ctx.seed}
+
+        def pretrain():
+            images, labels, _ = glyph_dataset(self.pretrain_classes, self.pretrain_per_class, size=size,
+                                              channels=channels, seed=self.pretrain_seed)
+            trainer.fit(model, images, labels, epochs=epochs, scale_epochs=False,
+                        augment={"crop_padding": max(1, size // 14)}, desc="pretrain (glyphs)")
+            return model.state_dict(), {"glyph_samples": len(labels)}
+
+        if ctx.store is None:
+            pretrain()
+        else:
+            state, _, _ = ctx.store.get_or_create("pretrained", spec, pretrain)
+            load_state(model, state, ctx.store.path("pretrained", spec))
+        ctx.usage["transfer_samples"] = (ctx.usage.get("transfer_samples", 0)
+                                         + self.pretrain_classes * self.pretrain_per_class)
+        return model
+
+    # ---- the attack -------------------------------------------------------------------------
+
+    def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        images = domain_images(ctx)
+        labels = victim_labels(model, images, ctx)
+        surrogate = self.pretrained(ctx)
+        torch.manual_seed(ctx.seed + 2)
+        surrogate.reset_classifier(ctx.data.num_classes)
+        trainer = ctx.trainer
+
+        # 1) only the new last layer learns, for the first `freeze_batches` batches
+        steps = max(1, round(self.freeze_batches * trainer.epoch_scale))
+        steps_per_epoch = math.ceil(len(images) / trainer.batch_size)
+        trainer.fit(surrogate, images, labels, epochs=math.ceil(steps / steps_per_epoch),
+                    scale_epochs=False, max_steps=steps, lr=self.lr,
+                    params=surrogate.classifier.parameters(), augment=ctx.data.augment,
+                    desc="transfer (last layer)")
+
+        # 2) the entire model, lr ÷ 1/gamma at each milestone (scaled with the epochs)
+        epochs = trainer.scaled_epochs(self.epochs)
+        milestones = [m * epochs / self.epochs for m in self.milestones]
+        trainer.fit(surrogate, images, labels, epochs=epochs, scale_epochs=False, lr=self.lr,
+                    schedule=StepDecay(milestones, self.gamma), augment=ctx.data.augment,
+                    desc="transfer (all layers)")
+        return surrogate.eval()
