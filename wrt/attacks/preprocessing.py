@@ -1,0 +1,260 @@
+"""Input preprocessing attacks (SoK §V-A, Appendix XIII-A; Table III: white-box, no data).
+
+The surrogate is the marked model behind a preprocessing layer: every input is transformed
+before the model sees it. Wrappers keep the model as `.model` (so `wrt.models.unwrap` finds
+it), keep each input's shape and its value range [0, 1].
+
+- Input reconstruction [46]: a convolutional autoencoder with a bottleneck of 64 ≤ h ≤ 512
+  units, trained by the attacker on its own images, reconstructs every input.
+- JPEG compression [44]: real JPEG encoding and decoding (Pillow) at quality 5 ≤ q ≤ 95.
+- Input quantization [42]: 2^b evenly spaced quanta, each value set to its quantum's mean.
+- Input smoothing [43]: a 3×3 mean or median filter, or a Gaussian filter with σ ∈ [0.1, 0.3].
+- Input noising [45]: additive zero-mean Gaussian noise, σ ∈ [0.01, 0.2].
+- Input flipping: mirror every image about its vertical axis (a horizontal flip).
+- Feature squeezing [43] (Xu et al. 2018): values rounded to the nearest multiple of 0.5^k,
+  1 ≤ k ≤ 6, followed by median smoothing.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from wrt.attacks.base import Attack, AttackContext
+from wrt.store import load_state
+from wrt.validation import in_range, positive_int, require
+
+# ---- transforms on float images [N, C, H, W] in [0, 1] ------------------------------------
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode each image as a JPEG at `quality` with Pillow and decode it again (1 or 3 channels)."""
+    require(x.shape[1] in (1, 3), "input channels", x.shape[1], "1 or 3 for jpeg_compression")
+    pixels = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    decoded = []
+    for image in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="JPEG",
+                                                                                quality=quality)
+        decoded.append(np.asarray(Image.open(buffer)).reshape(image.shape))
+    return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(x.device, torch.float32).div_(255)
+
+
+def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Project each value onto the mean of its quantum (2^bits intervals of [0, 1])."""
+    levels = 2 ** bits
+    return (torch.floor(x * levels).clamp(0, levels - 1) + 0.5) / levels
+
+
+def squeeze_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round each value to the nearest multiple of 0.5^bits (feature squeezing)."""
+    levels = 2 ** bits
+    return torch.round(x * levels) / levels
+
+
+def _patches(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W, size*size] neighbourhoods, with reflected borders."""
+    lo = (size - 1) // 2
+    padded = F.pad(x, (lo, size - 1 - lo, lo, size - 1 - lo), mode="reflect")
+    return padded.unfold(2, size, 1).unfold(3, size, 1).flatten(-2)
+
+
+def median_filter(x: torch.Tensor, size: int) -> torch.Tensor:
+    return _patches(x, size).median(dim=-1).values
+
+
+def mean_filter(x: torch.Tensor, size: int) -> torch.Tensor:
+    return _patches(x, size).mean(dim=-1)
+
+
+def gaussian_filter(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    offsets = torch.arange(size, dtype=torch.float32, device=x.device) - (size - 1) / 2
+    weights = torch.exp(-(offsets[:, None] ** 2 + offsets[None] ** 2) / (2 * sigma ** 2))
+    return (_patches(x, size) * (weights / weights.sum()).flatten()).sum(-1)
+
+
+class Preprocessed(nn.Module):
+    """`model(transform(x))`: the marked model behind an input transformation."""
+
+    def __init__(self, model: nn.Module, transform, name: str):
+        super().__init__()
+        self.model, self.transform, self.name = model, transform, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.transform(x))
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class InputPreprocessing(Attack):
+    """Base: subclasses implement `transform(x)`; the surrogate is the wrapped model."""
+
+    category = "input_preprocessing"
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        return Preprocessed(model, self.transform, type(self).__name__)
+
+
+class JpegCompression(InputPreprocessing):
+    def __init__(self, quality: int = 50):
+        require(isinstance(quality, int) and not isinstance(quality, bool) and 5 <= quality <= 95,
+                "attack.quality", quality, "an integer in [5, 95]")
+        self.quality = quality
+
+    def transform(self, x):
+        return jpeg(x, self.quality)
+
+
+class InputQuantization(InputPreprocessing):
+    def __init__(self, bits: int = 4):
+        require(bits in (3, 4, 5) and not isinstance(bits, bool), "attack.bits", bits, "3, 4 or 5")
+        self.bits = bits
+
+    def transform(self, x):
+        return quantize(x, self.bits)
+
+
+class InputSmoothing(InputPreprocessing):
+    KERNELS = ("mean", "median", "gaussian")
+
+    def __init__(self, kernel: str = "median", size: int = 3, sigma: float = 0.3):
+        require(kernel in self.KERNELS, "attack.kernel", kernel, "one of " + ", ".join(self.KERNELS))
+        positive_int("attack.size", size)
+        in_range("attack.sigma", sigma, 0.1, 0.3)
+        self.kernel, self.size, self.sigma = kernel, size, sigma
+
+    def transform(self, x):
+        if self.kernel == "gaussian":
+            return gaussian_filter(x, self.size, self.sigma)
+        return (median_filter if self.kernel == "median" else mean_filter)(x, self.size)
+
+
+class InputNoising(InputPreprocessing):
+    def __init__(self, sigma: float = 0.1):
+        in_range("attack.sigma", sigma, 0.01, 0.2)
+        self.sigma = sigma
+        self.generator = torch.Generator()
+
+    def transform(self, x):
+        noise = torch.randn(x.shape, generator=self.generator).to(x.device)
+        return (x + self.sigma * noise).clamp(0, 1)
+
+    def __call__(self, model, ctx):
+        self.generator.manual_seed(ctx.seed + 17)
+        return super().__call__(model, ctx)
+
+
+class InputFlipping(InputPreprocessing):
+    def transform(self, x):
+        return x.flip(-1)
+
+
+class FeatureSqueezing(InputPreprocessing):
+    def __init__(self, bits: int = 4, median_size: int = 3):
+        require(isinstance(bits, int) and not isinstance(bits, bool) and 1 <= bits <= 6,
+                "attack.bits", bits, "an integer in [1, 6]")
+        positive_int("attack.median_size", median_size)
+        self.bits, self.median_size = bits, median_size
+
+    def transform(self, x):
+        squeezed = squeeze_bits(x, self.bits)
+        return median_filter(squeezed, self.median_size) if self.median_size > 1 else squeezed
+
+
+# ---- input reconstruction ------------------------------------------------------------------
+
+class ConvAutoencoder(nn.Module):
+    """Two strided convolutions → a linear bottleneck of `bottleneck` units → two transposed
+    convolutions; outputs images in [0, 1] of the input's shape (H, W divisible by 4)."""
+
+    def __init__(self, channels: int, size: int, bottleneck: int, width: int = 32):
+        super().__init__()
+        self.inner = size // 4
+        flat = 2 * width * self.inner ** 2
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, width, 3, 2, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Linear(flat, bottleneck))
+        self.decoder_fc = nn.Sequential(nn.Linear(bottleneck, flat), nn.ReLU(inplace=True))
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, channels, 4, 2, 1))
+        self.width = width
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.decoder_fc(self.encoder(x))
+        return self.decoder(h.view(len(x), 2 * self.width, self.inner, self.inner))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+class PixelBernoulli(nn.Module):
+    """Training view of an autoencoder for `Trainer.fit`: per-pixel logits as two classes
+    (−z/2, z/2), so the loop's cross-entropy against targets (1 − x, x) is exactly the
+    per-pixel binary cross-entropy reconstruction loss."""
+
+    def __init__(self, autoencoder: ConvAutoencoder):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, x):
+        z = self.autoencoder.logits(x)
+        return torch.stack([-z / 2, z / 2], dim=1)
+
+
+class InputReconstruction(InputPreprocessing):
+    """An autoencoder trained on the attacker's own images (its third of the training set,
+    labels unused, Adam on the per-pixel binary cross-entropy) reconstructs every input;
+    cached in the store per bottleneck."""
+
+    def __init__(self, bottleneck: int = 256, epochs: float = 10, lr: float = 1e-3):
+        require(isinstance(bottleneck, int) and not isinstance(bottleneck, bool) and 64 <= bottleneck <= 512,
+                "attack.bottleneck", bottleneck, "an integer in [64, 512]")
+        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
+        in_range("attack.lr", lr, 0, 1, low_open=True)
+        self.bottleneck, self.epochs, self.lr = bottleneck, epochs, lr
+
+    def autoencoder(self, ctx: AttackContext) -> ConvAutoencoder:
+        channels, size, width = ctx.data.image_shape
+        require(size == width and size % 4 == 0, "dataset image size", (size, width),
+                "square with a side divisible by 4 for input_reconstruction")
+        images, _ = ctx.data.attacker()  # the attacker's images; their labels are not used
+        ctx.usage["unlabeled_samples"] += len(images)
+        trainer = ctx.trainer
+        epochs = trainer.scaled_epochs(self.epochs)
+        torch.manual_seed(ctx.seed + 3)
+        autoencoder = ConvAutoencoder(channels, size, self.bottleneck)
+        spec = {"dataset": ctx.data.name, "images": len(images), "image_shape": [channels, size, width],
+                "bottleneck": self.bottleneck, "epochs": epochs, "lr": self.lr,
+                "batch_size": trainer.batch_size, "optimizer": "Adam",
+                "seed": ctx.seed, "split_seed": ctx.data.split_seed}
+
+        def train():
+            pixels = images.float().div(255)
+            targets = torch.stack([1 - pixels, pixels], dim=1)
+            trainer.fit(PixelBernoulli(autoencoder), images, targets, epochs=epochs, scale_epochs=False,
+                        optimizer=partial(torch.optim.Adam, lr=self.lr), desc="autoencoder")
+            return autoencoder.state_dict(), {}
+
+        if ctx.store is None:
+            train()
+        else:
+            state, _, _ = ctx.store.get_or_create("autoencoder", spec, train)
+            load_state(autoencoder, state, ctx.store.path("autoencoder", spec))
+        return autoencoder.eval()
+
+    def __call__(self, model, ctx):
+        autoencoder = self.autoencoder(ctx)
+        wrapper = Preprocessed(model, autoencoder, f"InputReconstruction(h={self.bottleneck})")
+        return wrapper
