@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   – install, fetch Fashion-MNIST, run the default job (prints the result's path)
+#   make run   – install, fetch Fashion-MNIST, run the demonstration sweep and its analysis
+#                (each run prints its JSON's path; the last line is the path of report.html)
 #   make test  – install, fetch Fashion-MNIST, run the tests
 # Repeating either skips what is already done.
 
@@ -30,8 +31,8 @@ data:  ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when miss
 		echo "Fashion-MNIST is missing: run 'sudo apt-get install -y dataset-fashion-mnist' or set WRT_DATA"; \
 	fi
 
-run: install data  ## run the default job (adi × weight_pruning on Fashion-MNIST)
-	$(VENV)/bin/wrt-run
+run: install data  ## the demo: 3 schemes × 5 attacks + null runs on Fashion-MNIST, then wrt-analyze
+	bash scripts/reproduce_demo.sh
 
 test: install data  ## run the test suite
 	$(PYTHON) -m pytest -q
