@@ -1,0 +1,92 @@
+"""Chen, Rouhani, Fu, Zhao, Koushanfar, "DeepMarks: A Secure Fingerprinting Framework for
+Digital Rights Management of Deep Learning Models" (ICMR 2019); SoK §V-D and Appendix XII-C.
+
+Each distributed model carries one code vector of an anti-collusion code (AND-ACC, Trappe et
+al. 2003) built from a balanced incomplete block design: the codebook is the bit complement
+of the incidence matrix of a (v, k, 1)-BIBD, one column per user. We construct the BIBD as
+the projective plane PG(2, q) for a prime q — points and lines are the normalised non-zero
+vectors of GF(q)³, point p lies on line l iff p·l ≡ 0 (mod q) — which gives
+v = q² + q + 1 points and as many users, k = q + 1 points per line and every pair of points
+on exactly one line; the code resists collusions of up to k − 1 = q users. The default q = 7
+gives 57-bit code vectors for 57 users.
+
+The owner's fingerprint c ∈ {0, 1}^v (the column of the user drawn from the key's seed) is
+mapped to b = 2c − 1 ∈ {±1}^v and embedded like Uchida's watermark into the mean filter w̄
+of the same target layer: fine-tuning adds γ · ‖X·w̄ − b‖² (the squared error summed over the
+v code bits) with a secret projection X ~ N(0, 1)^{v×M}; γ ∈ {0.1, 10} (SoK ablation).
+Extraction computes X·w̄: DeepMarks correlates it with the code vectors (`correlations`,
+used to trace colluders); the watermark accuracy reported here is the fraction of code bits
+whose sign matches, as for the other bit-based schemes.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from wrt.data import Dataset
+from wrt.schemes.base import Key
+from wrt.schemes.uchida import MeanFilterScheme
+from wrt.validation import in_range, require
+
+
+def is_prime(q: int) -> bool:
+    return q >= 2 and all(q % d for d in range(2, int(q ** 0.5) + 1))
+
+
+def projective_plane(q: int) -> torch.Tensor:
+    """Incidence matrix [points, lines] of PG(2, q) for a prime q: a (q²+q+1, q+1, 1)-BIBD."""
+    if not is_prime(q):
+        raise ValueError(f"PG(2, q) is built here for prime q only, got {q}")
+    # normalised representatives: the first non-zero coordinate is 1
+    reps = [v for v in itertools.product(range(q), repeat=3)
+            if any(v) and v[next(i for i, x in enumerate(v) if x)] == 1]
+    pts = torch.tensor(reps)
+    return ((pts @ pts.T) % q == 0).to(torch.uint8)  # lines have the same representatives
+
+
+def and_acc_codebook(q: int) -> torch.Tensor:
+    """AND anti-collusion codebook [v, users]: the complement of the BIBD incidence matrix."""
+    return 1 - projective_plane(q)
+
+
+class DeepMarks(MeanFilterScheme):
+    def __init__(self, order: int = 7, gamma: float = 10.0, user: int | None = None, **kwargs):
+        require(isinstance(order, int) and not isinstance(order, bool) and is_prime(order),
+                "scheme.order", order, "a prime q (the BIBD is the projective plane PG(2, q))")
+        in_range("scheme.gamma", gamma, 0, 1e4, low_open=True)
+        users = order * order + order + 1
+        require(user is None or (isinstance(user, int) and not isinstance(user, bool) and 0 <= user < users),
+                "scheme.user", user, f"null (drawn from the seed) or an integer in [0, {users - 1}]")
+        super().__init__(**kwargs)
+        self.order, self.gamma, self.user = order, gamma, user
+
+    def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
+        name, conv = self.resolve_layer(model)
+        codebook = and_acc_codebook(self.order)
+        v, users = codebook.shape
+        m = conv.weight[0].numel()
+        projection = torch.randn(v, m, generator=generator)
+        user = self.user if self.user is not None else int(torch.randint(users, (1,), generator=generator))
+        return Key({"projection": projection, "codebook": codebook,
+                    "fingerprint": codebook[:, user].float()},
+                   {"layer": name, "carrier_size": m, "user": user,
+                    "bibd": {"v": v, "k": self.order + 1, "lambda": 1}})
+
+    def embedding_loss(self, model, key) -> torch.Tensor:
+        projected = self.projected(model, key)
+        target = 2 * key.tensors["fingerprint"].to(projected.device) - 1
+        return self.gamma * ((projected - target) ** 2).sum()
+
+    def extract(self, model, key, trainer) -> float:
+        with torch.no_grad():
+            bits = (self.projected(model, key) >= 0).float().cpu()
+        return (bits == key.tensors["fingerprint"]).float().mean().item()
+
+    def correlations(self, model, key) -> torch.Tensor:
+        """Normalised correlation of X·w̄ with every user's ±1 code vector (colluder tracing)."""
+        with torch.no_grad():
+            projected = self.projected(model, key).cpu()
+        codes = 2 * key.tensors["codebook"].float() - 1
+        return (codes.T @ projected) / (projected.norm() * codes.norm(dim=0) + 1e-12)

@@ -1,0 +1,99 @@
+"""Layer lookup for white-box schemes: which layer a scheme marks, by name or by default.
+
+A scheme config's `layer:` names a submodule of the classifier (`features.conv2.0`, as in
+`model.named_modules()`); `layer: null` picks the model's default from its own structure, so
+every architecture in `configs/model/` gets one without a table:
+
+- weight schemes (Uchida, DeepMarks) mark the first convolution whose filters have at least
+  `min_fan_in` weights each (c·kh·kw), because they project the mean filter (c·kh·kw values)
+  and need more dimensions than key bits. SmallCNN → `features.conv2.0` (288 per filter),
+  LeNet → `features.conv2` (150), ResNet-18 → `features.3.conv1` (576), WRN-28-10 →
+  `features.1.conv1` (144), ResNet-50 / DenseNet-121 → their 7×7 stem (147 per filter,
+  9,408 weights: the SoK's ImageNet target layer, Appendix XII-C).
+- Greedy Residuals marks the first convolution (its authors' released setting).
+- DeepSigns marks the activations of the last hidden `nn.Linear` inside `features`
+  (SmallCNN `features.fc1`, LeNet `features.fc2`) or, without one, the output of `features`
+  (the pooled penultimate vector of the ResNets and DenseNet).
+
+Layers are looked up on `wrt.models.unwrap(model)`, so wrappers (DAWN, preprocessing) work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wrt.models import unwrap
+from wrt.validation import InvalidParameter
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    return [(n, m) for n, m in unwrap(model).named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def named_layer(model: nn.Module, name: str, kinds: tuple[type, ...], key: str) -> nn.Module:
+    """The submodule `name` of the classifier, which must be one of `kinds`; otherwise a
+    one-line `InvalidParameter` listing the valid names."""
+    net = unwrap(model)
+    try:
+        layer = net.get_submodule(name)
+    except AttributeError:
+        layer = None
+    if not isinstance(layer, kinds):
+        valid = [n for n, m in net.named_modules() if n and isinstance(m, kinds)]
+        kind = "/".join(k.__name__ for k in kinds)
+        raise InvalidParameter(f"{key}={name!r} is not a {kind} layer of {type(net).__name__}; "
+                               f"valid names: {', '.join(valid)}")
+    return layer
+
+
+def conv_layer(model: nn.Module, name: str | None, key: str, min_fan_in: int = 1) -> tuple[str, nn.Conv2d]:
+    """(name, conv): the named convolution, or by default the first whose filters have at least
+    `min_fan_in` weights (the one with the largest filters if none has)."""
+    if name is not None:
+        return name, named_layer(model, name, (nn.Conv2d,), key)
+    convs = conv_layers(model)
+    if not convs:
+        raise InvalidParameter(f"{key}: {type(unwrap(model)).__name__} has no convolution to mark")
+    for n, m in convs:
+        if m.weight[0].numel() >= min_fan_in:
+            return n, m
+    return max(convs, key=lambda nm: nm[1].weight[0].numel())
+
+
+def activation_layer(model: nn.Module, name: str | None, key: str) -> tuple[str, nn.Module]:
+    """(name, module) whose output activations carry a DeepSigns watermark."""
+    net = unwrap(model)
+    if name is not None:
+        return name, named_layer(model, name, (nn.Module,), key)
+    linears = [(n, m) for n, m in net.named_modules()
+               if isinstance(m, nn.Linear) and n.startswith("features.")]
+    return linears[-1] if linears else ("features", net.features)
+
+
+class Activations:
+    """Context manager recording the output of `layer` (flattened per sample) on each forward."""
+
+    def __init__(self, layer: nn.Module):
+        self.layer, self.value, self.handle = layer, None, None
+
+    def _hook(self, module, inputs, output):
+        # a copy: an in-place activation after the layer (SmallCNN's ReLU) must not change it
+        self.value = output.flatten(1).clone()
+
+    def __enter__(self) -> "Activations":
+        self.handle = self.layer.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+
+def mean_filter(weight: torch.Tensor) -> torch.Tensor:
+    """The mean over a convolution's output filters, flattened (Uchida's permutation-invariant
+    carrier, SoK §V-D): [n, c, kh, kw] → [c·kh·kw]."""
+    return weight.float().mean(0).flatten()
+
+
+def random_bits(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(2, (n,), generator=generator).float()

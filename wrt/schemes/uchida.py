@@ -1,0 +1,104 @@
+"""Uchida et al., "Embedding Watermarks into Deep Neural Networks" (ICMR 2017); SoK §V-D and
+Appendix XII-C.
+
+The key is a secret projection matrix X ∈ R^{N×M} (i.i.d. N(0, 1), from the key's seed) and
+N random message bits b. The carrier is the *mean filter* of one convolutional layer,
+w̄ = (1/n) Σ_i W_i flattened to M = c·kh·kw values: the mean over the n output filters, as in
+Uchida et al. and the SoK's description ("to deal with the permutation invariance of the
+filters"), not the full flattened weight tensor. Embedding fine-tunes the source model with
+the regulariser E_R = λ · Σ_j BCE(σ(X_j·w̄), b_j) (Uchida's Eq. 5, a sum over bits) added to
+the cross-entropy, with early stopping (patience 5) on E_R; extraction thresholds X·w̄ at 0
+(SoK Eq. 3) and the watermark accuracy is the fraction of matching bits.
+
+Key length N = 64: Uchida et al. require N ≤ M, and the default carriers of the 28-px models
+have M = 150 (LeNet) to 288 (SmallCNN) — 64 bits keep N ≤ M/2 on every default layer, while
+an unmarked model matches 64 random bits at 0.5 ± 0.06 (so ≥ 0.95 by chance has
+probability < 1e-14). The SoK's toolbox embeds 100 bits into WRN layers with more dimensions.
+λ ∈ {0.1, 1, 10} is the SoK's CIFAR-10 ablation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wrt.data import Dataset
+from wrt.models import unwrap
+from wrt.schemes.base import Key, Scheme
+from wrt.schemes.layers import conv_layer, mean_filter, random_bits
+from wrt.train import EarlyStopping, Trainer
+from wrt.validation import in_range, positive_int, require
+
+MIN_FAN_IN = 128  # default layer: the first conv whose filters have ≥ this many weights
+
+
+class MeanFilterScheme(Scheme):
+    """Shared machinery of schemes that project the mean filter of one conv layer
+    (Uchida, DeepMarks): key with `projection` [N, M] and the layer name in `meta`."""
+
+    bits = True
+
+    def __init__(self, layer: str | None = None, lr: float = 0.01, epochs: float = 5,
+                 patience: int = 5, check_every: int = 100):
+        require(layer is None or (isinstance(layer, str) and layer != ""), "scheme.layer", layer,
+                "a layer name of the model or null (the model's default)")
+        in_range("scheme.lr", lr, 0, 1, low_open=True)
+        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
+        positive_int("scheme.patience", patience)
+        positive_int("scheme.check_every", check_every)
+        self.layer, self.lr, self.epochs = layer, lr, epochs
+        self.patience, self.check_every = patience, check_every
+
+    def resolve_layer(self, model: nn.Module) -> tuple[str, nn.Conv2d]:
+        return conv_layer(model, self.layer, "scheme.layer", MIN_FAN_IN)
+
+    @staticmethod
+    def carrier(model: nn.Module, key: Key) -> torch.Tensor:
+        """The mean filter w̄ of the key's layer (differentiable)."""
+        return mean_filter(unwrap(model).get_submodule(key.meta["layer"]).weight)
+
+    def projected(self, model: nn.Module, key: Key) -> torch.Tensor:
+        w = self.carrier(model, key)
+        with torch.autocast(w.device.type, enabled=False):
+            return key.tensors["projection"].to(w.device) @ w
+
+    def embedding_loss(self, model: nn.Module, key: Key) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, model, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:
+        images, labels = data.defender()
+        stop = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
+                             min_delta=1e-3)
+        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
+                    extra_loss=lambda m, x, y, logits: self.embedding_loss(m, key),
+                    stop=stop, check_every=self.check_every, desc="embed")
+        return model
+
+    def key_length(self, key: Key) -> int:
+        return len(key.tensors["projection"])
+
+
+class Uchida(MeanFilterScheme):
+    def __init__(self, key_bits: int = 64, lam: float = 0.1, **kwargs):
+        positive_int("scheme.key_bits", key_bits)
+        in_range("scheme.lam", lam, 0, 1e4, low_open=True)
+        super().__init__(**kwargs)
+        self.key_bits, self.lam = key_bits, lam
+
+    def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
+        name, conv = self.resolve_layer(model)
+        m = conv.weight[0].numel()
+        projection = torch.randn(self.key_bits, m, generator=generator)
+        bits = random_bits(self.key_bits, generator)
+        return Key({"projection": projection, "bits": bits}, {"layer": name, "carrier_size": m})
+
+    def embedding_loss(self, model, key) -> torch.Tensor:
+        logits = self.projected(model, key)
+        bits = key.tensors["bits"].to(logits.device)
+        return self.lam * F.binary_cross_entropy_with_logits(logits, bits, reduction="sum")
+
+    def extract(self, model, key, trainer) -> float:
+        with torch.no_grad():
+            bits = (self.projected(model, key) >= 0).float().cpu()
+        return (bits == key.tensors["bits"]).float().mean().item()
