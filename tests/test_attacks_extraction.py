@@ -154,9 +154,9 @@ def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_sour
 
 def test_knockoff_nets_queries_other_domain_images(small, fmnist_source):
     ctx = make_ctx(small)
-    surrogate = KnockoffNets(queries=400, transfer_per_class=4, transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
+    surrogate = KnockoffNets(queries=200, transfer_per_class=2, transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet)
-    assert ctx.usage == {"queries": 400, "labeled_samples": 0, "unlabeled_samples": 0, "transfer_samples": 400}
+    assert ctx.usage == {"queries": 200, "labeled_samples": 0, "unlabeled_samples": 0, "transfer_samples": 200}
     with pytest.raises(InvalidParameter, match="attack.transfer_classes"):
         KnockoffNets(transfer_classes=10_000)
 
@@ -205,3 +205,21 @@ def test_a_combined_attack_applies_its_parts_in_order(small, fmnist_source):
         Sequential([{"_target_": "wrt.attacks.preprocessing.InputNoising", "sigma": 5.0}])
     with pytest.raises(InvalidParameter, match="attack.steps"):
         Sequential([])
+
+
+def test_combined_run_records_its_steps_and_data_use(compose_cfg, fmnist_full):
+    from wrt.pipeline import run
+
+    result, _ = run(compose_cfg("budget=smoke", "budget.max_train=1200", "budget.max_test=300", "attack=tl_label_smoothing",
+                                "attack.steps.0.pretrain_per_class=2",
+                                "attack.steps.1.epsilon=0.1"))
+    assert result["status"] == "ok", result["error"]
+    attack = result["attack"]
+    assert attack["name"] == "tl_label_smoothing" and attack["category"] == "combined"
+    assert [(s["name"], s["category"]) for s in attack["params"]["steps"]] == [
+        ("transfer_learning", "model_extraction"), ("label_smoothing", "model_modification")]
+    assert attack["params"]["steps"][1]["params"]["epsilon"] == 0.1
+    usage = result["attack_usage"]
+    assert usage["queries"] >= 1200 and usage["unlabeled_samples"] >= 1200 and usage["transfer_samples"] == 428
+    # (at this size the surrogate's accuracy says little; TransferLearning's own test checks it)
+    assert 0 <= result["surrogate"]["test_acc"] <= 1 and result["attack_time_ratio"] > 0
