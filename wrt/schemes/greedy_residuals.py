@@ -1,0 +1,148 @@
+"""Liu, Weng, Zhu, "Watermarking Deep Neural Networks with Greedy Residuals" (ICML 2021).
+
+Message (Eqs. 3–4): the owner signs a copyright statement `msg` (the owner's identity) with a
+private key; α = SHA-256(signature) gives b = 256 bits, mapped to signs ω ∈ {±1}^b. The paper
+uses RSA (its released code hashes the RSA signature with SHA-256); we sign with Ed25519 from
+the `cryptography` package, whose private key is derived from the key's seed and whose
+signatures are deterministic, so the key is reproducible from the seed. The key stores the
+message, the signature and the public key (never the private key).
+
+Carrier (Eqs. 5–8): the flattened weights w ∈ R^m of one convolutional layer (by default the
+first, as in the authors' released settings) are 1-d average-pooled to γ ∈ R^d, d = b·b′
+(b′ = 253, the paper's d = 256 × 253 = 64,768; pooling with m < d repeats weights), reshaped
+to b × b′; in each row the ⌊η·b′⌋ entries of largest magnitude form B_i (greedy selection,
+η = 0.5) and the residual is ψ_i = (1/b′) Σ_{j∈B_i} γ_ij (Eq. 8).
+
+Embedding (Eq. 2): fine-tuning adds the hinge term E = λ Σ_i ReLU(µ − ω_i ψ_i) with
+λ = 0.01 and µ = 0.1, with early stopping (patience 5) on E.
+
+Verification (§3.3): check the signature over `msg` with the public key, recompute
+α = SHA-256(signature), and compare its signs with sgn(ψ) of the model. `verify` returns all
+three; the watermark accuracy (`extract`) is the fraction of matching signs when the
+signature verifies and 0 when it does not (a forged or altered signature proves nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn.functional as F
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from torch import nn
+
+from wrt.data import Dataset
+from wrt.models import unwrap
+from wrt.schemes.base import Key, Scheme
+from wrt.schemes.layers import conv_layer
+from wrt.train import EarlyStopping, Trainer
+from wrt.validation import in_range, positive_int, require
+
+BITS = 256  # SHA-256 of the signature
+
+
+def signature_bits(signature: bytes) -> torch.Tensor:
+    """α = SHA-256(signature) as 256 bits (most significant first), float 0/1."""
+    digest = hashlib.sha256(signature).digest()
+    return torch.tensor([(byte >> (7 - i)) & 1 for byte in digest for i in range(8)], dtype=torch.float)
+
+
+def as_bytes(tensor: torch.Tensor) -> bytes:
+    return bytes(tensor.to(torch.uint8).tolist())
+
+
+class GreedyResiduals(Scheme):
+    bits = True
+
+    def __init__(self, owner: str = "Copyright (c) the model owner", lam: float = 0.01,
+                 threshold: float = 0.1, eta: float = 0.5, columns: int = 253,
+                 layer: str | None = None, lr: float = 0.01, epochs: float = 5, patience: int = 5,
+                 check_every: int = 100):
+        require(isinstance(owner, str) and owner != "", "scheme.owner", owner,
+                "a non-empty copyright statement naming the owner")
+        in_range("scheme.lam", lam, 0, 1e4, low_open=True)
+        in_range("scheme.threshold", threshold, 0, 1e3, low_open=True)
+        in_range("scheme.eta", eta, 0, 1, low_open=True)
+        positive_int("scheme.columns", columns)
+        require(layer is None or (isinstance(layer, str) and layer != ""), "scheme.layer", layer,
+                "a layer name of the model or null (the model's default)")
+        in_range("scheme.lr", lr, 0, 1, low_open=True)
+        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
+        positive_int("scheme.patience", patience)
+        positive_int("scheme.check_every", check_every)
+        self.owner, self.lam, self.threshold, self.eta, self.columns = owner, lam, threshold, eta, columns
+        self.layer, self.lr, self.epochs, self.patience, self.check_every = layer, lr, epochs, patience, check_every
+
+    # ---- key ------------------------------------------------------------------------------
+
+    def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
+        name, _ = conv_layer(model, self.layer, "scheme.layer")
+        seed = bytes(torch.randint(256, (32,), generator=generator, dtype=torch.uint8).tolist())
+        private = Ed25519PrivateKey.from_private_bytes(seed)
+        message = self.owner.encode()
+        signature = private.sign(message)
+        public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return Key({"bits": signature_bits(signature),
+                    "signature": torch.tensor(list(signature), dtype=torch.uint8),
+                    "public_key": torch.tensor(list(public), dtype=torch.uint8)},
+                   {"layer": name, "message": self.owner, "signature_scheme": "Ed25519",
+                    "bits_from": "SHA-256(signature)", "columns": self.columns, "eta": self.eta})
+
+    # ---- residuals --------------------------------------------------------------------------
+
+    def residuals(self, model: nn.Module, key: Key) -> torch.Tensor:
+        """ψ ∈ R^256 of the key's layer (Eqs. 5–8), differentiable."""
+        weight = unwrap(model).get_submodule(key.meta["layer"]).weight
+        columns = key.meta["columns"]
+        with torch.autocast(weight.device.type, enabled=False):
+            gamma = F.adaptive_avg_pool1d(weight.float().reshape(1, 1, -1), BITS * columns).view(BITS, columns)
+            top = max(1, int(key.meta["eta"] * columns))
+            idx = gamma.abs().topk(top, dim=1).indices
+            return gamma.gather(1, idx).sum(1) / columns
+
+    def embedding_loss(self, model: nn.Module, key: Key) -> torch.Tensor:
+        psi = self.residuals(model, key)
+        signs = 2 * key.tensors["bits"].to(psi.device) - 1
+        return self.lam * F.relu(self.threshold - signs * psi).sum()
+
+    def embed(self, model, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:
+        images, labels = data.defender()
+        early = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
+                              min_delta=1e-4)
+
+        def stop(m) -> bool:  # the hinge is exactly 0 once every residual has its margin
+            return early(m) or early.best == 0.0
+        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
+                    extra_loss=lambda m, x, y, logits: self.embedding_loss(m, key),
+                    stop=stop, check_every=self.check_every, desc="embed")
+        return model
+
+    # ---- verification -----------------------------------------------------------------------
+
+    @staticmethod
+    def signature_valid(key: Key) -> bool:
+        public = Ed25519PublicKey.from_public_bytes(as_bytes(key.tensors["public_key"]))
+        try:
+            public.verify(as_bytes(key.tensors["signature"]), key.meta["message"].encode())
+            return True
+        except InvalidSignature:
+            return False
+
+    def verify(self, model: nn.Module, key: Key) -> dict:
+        """Signature check, the bits recomputed from the signature, and the model's residuals."""
+        valid = self.signature_valid(key)
+        alpha = signature_bits(as_bytes(key.tensors["signature"]))
+        with torch.no_grad():
+            extracted = (self.residuals(model, key) > 0).float().cpu()
+        accuracy = (extracted == alpha).float().mean().item()
+        return {"signature_valid": valid, "bit_accuracy": accuracy,
+                "verified": valid and accuracy == 1.0}
+
+    def extract(self, model, key, trainer) -> float:
+        result = self.verify(model, key)
+        return result["bit_accuracy"] if result["signature_valid"] else 0.0
+
+    def key_length(self, key: Key) -> int:
+        return len(key.tensors["bits"])
