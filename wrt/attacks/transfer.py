@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.finetuning import HeadOnly
 from wrt.attacks.extraction import GLYPH_CLASSES, domain_images, victim_labels
 from wrt.data.glyphs import glyph_dataset
 from wrt.store import load_state
@@ -105,10 +106,11 @@ class TransferLearning(Attack):
         surrogate.reset_classifier(ctx.data.num_classes)
         trainer = ctx.trainer
 
-        # 1) only the new last layer learns, for the first `freeze_batches` batches
+        # 1) only the new last layer learns, for the first `freeze_batches` batches (the frozen
+        #    layers' BatchNorm statistics stay fixed too)
         steps = max(1, round(self.freeze_batches * trainer.epoch_scale))
         steps_per_epoch = math.ceil(len(images) / trainer.batch_size)
-        trainer.fit(surrogate, images, labels, epochs=math.ceil(steps / steps_per_epoch),
+        trainer.fit(HeadOnly(surrogate), images, labels, epochs=math.ceil(steps / steps_per_epoch),
                     scale_epochs=False, max_steps=steps, lr=self.lr,
                     params=surrogate.classifier.parameters(), augment=ctx.data.augment,
                     desc="transfer (last layer)")
