@@ -1,7 +1,7 @@
 """Benchmark: wrt's training path against the plain PyTorch baseline a user would write.
 
-Same model (SmallCNN), same data (Fashion-MNIST), same steps, same optimizer, measured in one
-run. The baseline is torchvision's FashionMNIST dataset with a per-sample `ToTensor` transform
+Same model (SmallCNN), same data (Fashion-MNIST), same steps, same optimizer and one-cycle
+schedule, measured in one run. The baseline is torchvision's FashionMNIST dataset with a per-sample `ToTensor` transform
 and a `torch.utils.data.DataLoader`; wrt keeps the data as one tensor on the device, batches by
 slicing, and uses channels_last (plus bf16 autocast where the device has it natively).
 Writes results/bench/bench_train.json, prints a table; the last line is `speedup <ratio>`.
@@ -27,7 +27,7 @@ from torchvision import datasets, transforms
 
 from wrt.data.sources import FASHION_MNIST_SYSTEM_DIR, candidate_dirs, fashion_mnist, find_idx
 from wrt.models import SmallCNN
-from wrt.train import Trainer
+from wrt.train import OneCycle, Trainer
 
 STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -65,6 +65,7 @@ def baseline(root: Path, n_train: int, epochs: int, device: torch.device, worker
                                          generator=torch.Generator().manual_seed(seed))
     model = new_model(seed).to(device)
     opt = optimizer(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: OneCycle()(step / len(loader), epochs))
     model.train()
     steps = 0
     start = time.perf_counter()
@@ -75,6 +76,7 @@ def baseline(root: Path, n_train: int, epochs: int, device: torch.device, worker
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             steps += 1
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -91,7 +93,7 @@ def baseline(root: Path, n_train: int, epochs: int, device: torch.device, worker
 def wrt_path(n_train: int, epochs: int, device: torch.device, bf16: bool, seed: int) -> dict:
     data = fashion_mnist()
     trainer = Trainer(epochs=epochs, batch_size=128, device=device, amp=bf16, cpu_bf16=bf16, progress=False, seed=seed,
-                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
+                      schedule=OneCycle(), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
     model = new_model(seed)
     if device.type == "cuda":
         torch.cuda.synchronize()
