@@ -6,7 +6,6 @@ every architecture and bad names fail with the valid ones listed."""
 from __future__ import annotations
 
 import copy
-import itertools
 
 import pytest
 import torch
