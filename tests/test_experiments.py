@@ -17,6 +17,10 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.y
 def test_experiment_composes_and_names_existing_options(name):
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
+    experiment = yaml.safe_load((Path(CONFIG_DIR) / "experiment" / f"{name}.yaml").read_text())
+    for key in ("results_dir", "role"):
+        if key in experiment:  # the experiment's settings win over config.yaml's
+            assert cfg[key] == experiment[key], f"{name}: {key} is {cfg[key]!r}"
     params = cfg.hydra.sweeper.params
     assert params, f"{name} sweeps nothing"
     for group, values in params.items():

@@ -198,14 +198,14 @@ class Run:
         meta = {k: v for k, v in meta.items() if k != "spec"}
         return Key(tensors, meta)
 
-    def embed(self, scheme, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, bool]:
+    def embed(self, scheme, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, float | None, bool]:
         spec = {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
                 "trainer": as_dict(self.cfg.budget.trainer)}
         model = copy.deepcopy(source)
 
         def embed():
             start = time.perf_counter()
-            marked = scheme.embed(model, self.data, key, self.trainer_)
+            marked = scheme.embed(model, self.data, key, self.finetune_trainer)
             return marked.state_dict(), {"embed_time_s": time.perf_counter() - start}
 
         state, meta, cached = self.store.get_or_create("marked", spec, embed)
@@ -213,8 +213,8 @@ class Run:
         return model.eval(), meta.get("embed_time_s"), cached
 
     def evaluate(self, model, scheme, key) -> dict:
-        test_acc = self.trainer_.accuracy(model, self.data.test_x, self.data.test_y)
-        wm_acc = scheme.extract(model, key, self.trainer_)
+        test_acc = self.finetune_trainer.accuracy(model, self.data.test_x, self.data.test_y)
+        wm_acc = scheme.extract(model, key, self.finetune_trainer)
         return {"test_acc": test_acc, "wm_acc": None if wm_acc != wm_acc else wm_acc}
 
     def execute(self) -> dict:
@@ -226,14 +226,15 @@ class Run:
                 attack = build(cfg.attack)
                 self.data = load_data(cfg)
                 self.source_trainer = self.trainer(cfg.budget.source_trainer)
-                self.trainer_ = self.trainer(cfg.budget.trainer)
+                self.finetune_trainer = self.trainer(cfg.budget.trainer)
                 r["attack"]["category"] = attack.category
                 r["attack"]["params"] = getattr(attack, "recorded_params", r["attack"]["params"])  # combined
                 r["scheme"]["bits"] = scheme.bits
             with self.stage_timer("source"):
                 source, source_meta, cached = self.source_model(cfg.seed)
-                r["source"] = {"test_acc": self.trainer_.accuracy(source, self.data.test_x, self.data.test_y),
-                               "cached": cached, "train_time_s": source_meta["train_time_s"]}
+                test_acc = self.finetune_trainer.accuracy(source, self.data.test_x, self.data.test_y)
+                r["source"] = {"test_acc": test_acc, "cached": cached,
+                               "train_time_s": source_meta["train_time_s"]}
             with self.stage_timer("keygen"):
                 key = self.key(scheme, source)
                 r["scheme"]["key_size"] = scheme.key_length(key)
@@ -250,7 +251,7 @@ class Run:
                 r["marked"] = {**self.evaluate(deployed, scheme, key), "cached": cached,
                                "embed_time_s": embed_time}
             with self.stage_timer("attack"):
-                ctx = AttackContext(self.data, self.trainer_, self.source_trainer,
+                ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
                                     lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
                                     store=self.store)
                 surrogate = attack(copy.deepcopy(deployed), ctx)
