@@ -57,13 +57,19 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def error_summary(error: BaseException) -> str:
+    """`Type: first line of the message` (at most 120 characters), for one-line errors."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:120] if lines else ''}".rstrip(": ")
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     fix = f"delete {path} and rerun, or rerun with force=true"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         tensors, meta = payload["tensors"], json.loads(payload["meta"])
     except Exception as e:
-        raise CorruptArtifact(f"cannot read {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {fix}") from None
+        raise CorruptArtifact(f"cannot read {path} ({error_summary(e)}); {fix}") from None
     if not isinstance(tensors, dict) or not isinstance(meta, dict):
         raise CorruptArtifact(f"{path} is not a wrt artifact; {fix}")
     return tensors, meta

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wrt.data.loader import TensorLoader, to_float
-from wrt.store import CorruptArtifact, atomic_write
+from wrt.store import CorruptArtifact, atomic_write, error_summary
 
 
 # ---- learning-rate schedules: multiplier of the base lr at a fractional epoch -------------
@@ -127,8 +127,8 @@ def resume_checkpoint(path: Path, model, opt, sched, loader: TensorLoader, histo
         loader.generator.set_state(state["loader_rng"])
         torch.set_rng_state(state["torch_rng"])
     except Exception as e:
-        raise CorruptArtifact(f"cannot resume from checkpoint {path} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:120]}); delete it and rerun") from None
+        raise CorruptArtifact(f"cannot resume from checkpoint {path} ({error_summary(e)}); "
+                              "delete it and rerun") from None
     history.steps, history.losses = state["steps"], state["losses"].tolist()
     return state["epoch"]
 
