@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import wrt
 from wrt.data import Dataset
 from wrt.attacks.base import AttackContext
-from wrt.schemes.base import Key
+from wrt.schemes.base import Key, KeyMismatch
 from wrt.store import Store, atomic_write_json, load_state, spec_digest
 from wrt.train import Trainer
 from wrt.validation import require
@@ -127,7 +127,7 @@ class Run:
         self.result = {
             "schema_version": 1, "status": "running", "error": None, "failed_stage": None,
             "run_name": run_name(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name,
-            "budget": cfg.budget.name, "seed": cfg.seed, "role": role_of(cfg),
+            "budget": cfg.budget.name, "seed": cfg.seed, "role": role_of(cfg), "num_classes": None,
             "scheme": {"name": cfg.scheme.name, "params": params_of(cfg.scheme),
                        "ablated": ablated_of(cfg.scheme), "bits": None, "key_size": None},
             "attack": {"name": cfg.attack.name, "category": None, "params": params_of(cfg.attack),
@@ -213,8 +213,13 @@ class Run:
         return model.eval(), meta.get("embed_time_s"), cached
 
     def evaluate(self, model, scheme, key) -> dict:
+        """Test accuracy and watermark accuracy; a key that no longer fits the model (its layer
+        is gone or reshaped) verifies nothing: watermark accuracy 0 and the reason recorded."""
         test_acc = self.finetune_trainer.accuracy(model, self.data.test_x, self.data.test_y)
-        wm_acc = scheme.extract(model, key, self.finetune_trainer)
+        try:
+            wm_acc = scheme.extract(model, key, self.finetune_trainer)
+        except KeyMismatch as e:
+            return {"test_acc": test_acc, "wm_acc": 0.0, "wm_error": f"KeyMismatch: {e}"}
         return {"test_acc": test_acc, "wm_acc": None if wm_acc != wm_acc else wm_acc}
 
     def execute(self) -> dict:
@@ -225,6 +230,7 @@ class Run:
                 scheme = build(cfg.scheme)  # parameters are validated before anything is loaded
                 attack = build(cfg.attack)
                 self.data = load_data(cfg)
+                r["num_classes"] = self.data.num_classes
                 self.source_trainer = self.trainer(cfg.budget.source_trainer)
                 self.finetune_trainer = self.trainer(cfg.budget.trainer)
                 r["attack"]["category"] = attack.category

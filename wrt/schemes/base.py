@@ -18,6 +18,11 @@ from wrt.train import EarlyStopping, KeyMixer, Trainer
 from wrt.validation import in_range, positive_int
 
 
+class KeyMismatch(Exception):
+    """The model has no place for the key: the marked layer is missing or has another shape
+    (e.g. after a structural obfuscation attack). The verifier finds no watermark there."""
+
+
 @dataclass
 class Key:
     """A watermarking key: named tensors plus JSON-able metadata."""
