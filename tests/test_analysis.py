@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 from fixtures.analysis_runs import run_record, write
 
-from wrt.analysis import game
+from scipy import stats
+
+from wrt.analysis import game, roc
 from wrt.analysis.load import ResultsDirError, config_label, load_runs
+from wrt.analysis.tables import mean_ci
 from wrt.analysis.thresholds import (ThresholdError, binomial_threshold, decision_thresholds, empirical_threshold,
                                      normal_threshold)
 
@@ -36,9 +39,43 @@ def test_binomial_threshold_hand_computed():
         binomial_threshold(4, 0.05)  # even 4/4 matching bits has probability 1/16 > 0.05
 
 
-def _null_runs(scheme, wm_accs, bits=False, key_size=100):
-    return pd.DataFrame([{"status": "ok", "role": "null", "dataset": "d", "scheme.name": scheme,
-                          "scheme.bits": bits, "scheme.key_size": key_size, "marked.wm_acc": w} for w in wm_accs])
+@pytest.mark.parametrize("key_size, classes, p, k", [
+    (100, 10, 0.05, 16),   # P[X>=16] = 0.0399 <= 0.05 < P[X>=15] = 0.0726
+    (100, 10, 0.01, 19),   # P[X>=18] = 0.010007 is just above 0.01
+    (20, 10, 0.05, 5),     # P[X>=5] = 0.0432 <= 0.05 < P[X>=4] = 0.1330
+    (100, 100, 0.05, 4),   # P[X>=4] = 0.0184 <= 0.05 < P[X>=3] = 0.0794
+])
+def test_chance_threshold_of_trigger_sets(key_size, classes, p, k):
+    assert binomial_threshold(key_size, p, chance=1 / classes) == pytest.approx(k / key_size)
+    tail = stats.binom.sf(np.array([k, k - 1]) - 1, key_size, 1 / classes)  # P[X >= k], P[X >= k - 1]
+    assert tail[0] <= p < tail[1]
+
+
+def _null_runs(scheme, wm_accs, bits=False, key_size=100, num_classes=None):
+    runs = pd.DataFrame([{"status": "ok", "role": "null", "dataset": "d", "scheme.name": scheme, "scheme.bits": bits,
+                          "scheme.key_size": key_size, "marked.wm_acc": w} for w in wm_accs])
+    return runs if num_classes is None else runs.assign(num_classes=num_classes)
+
+
+def test_chance_floor_when_unmarked_models_never_match_the_trigger_labels():
+    # content-like key: every null run scores 0, which used to give θ = 0 (no attack could ever succeed)
+    table = decision_thresholds(_null_runs("content", [0.0] * 6, num_classes=10), p=0.05).iloc[0]
+    assert table["empirical"] == 0.0 and table["normal"] == 0.0 and table["chance"] == pytest.approx(0.1)
+    assert table["threshold"] == pytest.approx(0.16) and table["method"].startswith("auto: binomial")
+    # null runs above chance keep their own, larger estimate
+    high = decision_thresholds(_null_runs("adi", [0.3, 0.35, 0.4, 0.45, 0.5], num_classes=10)).iloc[0]
+    assert high["binomial"] == pytest.approx(0.16) and high["threshold"] > 0.5
+    # the chance bound is a floor, not a replacement for null runs; an explicit method may use it alone
+    with pytest.raises(ThresholdError, match=r"content on d: 2 null run\(s\), 5 needed"):
+        decision_thresholds(_null_runs("content", [0.0] * 2, num_classes=10))
+    alone = decision_thresholds(_null_runs("content", [0.0] * 2, num_classes=10), method="binomial").iloc[0]
+    assert alone["threshold"] == pytest.approx(0.16)
+
+
+def test_runs_without_num_classes_have_no_chance_bound():
+    table = decision_thresholds(_null_runs("content", [0.0, 0.0, 0.1, 0.1, 0.2])).iloc[0]
+    assert np.isnan(table["chance"]) and np.isnan(table["binomial"])
+    assert table["threshold"] == max(table["empirical"], table["normal"])
 
 
 def test_decision_thresholds_report_all_estimates_and_use_the_largest():
@@ -67,6 +104,55 @@ def test_too_few_null_runs_names_count_and_need():
     with pytest.raises(ThresholdError, match=r"adi on d: 2 null run\(s\), 5 needed \(min_null_runs=5\)"):
         decision_thresholds(runs, p=0.05, min_null_runs=5)
     assert decision_thresholds(runs, min_null_runs=2)["threshold"].iloc[0] > 0.2
+
+
+# ------------------------------------------------------------------ ROC
+
+
+def _mann_whitney(pos, neg):
+    pairs = [(x > y) + 0.5 * (x == y) for x in pos for y in neg]
+    return sum(pairs) / len(pairs)
+
+
+@pytest.mark.parametrize("pos, neg, expected", [
+    ([0.9, 0.8, 1.0], [0.1, 0.2], 1.0),                 # perfect separation
+    ([0.5, 0.5, 0.5], [0.5, 0.5], 0.5),                 # identical scores: all ties
+    ([0.2, 0.4], [0.6, 0.8], 0.0),                      # perfectly wrong
+    ([0.9, 0.5, 0.3], [0.5, 0.1], 4.5 / 6),             # 0.9 beats both, 0.5 ties one and beats one, 0.3 beats one
+])
+def test_auc_is_the_mann_whitney_probability(pos, neg, expected):
+    fpr, tpr = roc.roc_curve(pos, neg)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert roc.auc(fpr, tpr) == pytest.approx(expected)
+    assert roc.auc(fpr, tpr) == pytest.approx(_mann_whitney(pos, neg))
+
+
+def test_auc_with_ties_matches_mann_whitney_on_random_scores():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 6, 40) / 5, rng.integers(0, 4, 30) / 5  # many ties
+    assert roc.auc(*roc.roc_curve(pos, neg)) == pytest.approx(_mann_whitney(pos, neg))
+
+
+def test_tpr_at_fpr_takes_the_largest_tpr_within_the_level():
+    fpr, tpr = roc.roc_curve([0.9, 0.5, 0.3], [0.5, 0.1])
+    # points (fpr, tpr): (0, 0), (0, 1/3) at t=0.9, (1/2, 2/3) at t=0.5, (1/2, 1) at t=0.3, (1, 1)
+    assert roc.tpr_at_fpr(fpr, tpr, 0.05) == pytest.approx(1 / 3)
+    assert roc.tpr_at_fpr(fpr, tpr, 0.5) == 1.0
+    neg = np.arange(100) / 100  # 0.00 … 0.99: FPR moves in steps of 1 %
+    fpr, tpr = roc.roc_curve([0.995, 0.985, 0.96, 0.5], neg)
+    assert roc.tpr_at_fpr(fpr, tpr, 0.01) == 0.5   # t = 0.985: FPR 1/100, two of four positives
+    assert roc.tpr_at_fpr(fpr, tpr, 0.05) == 0.75  # t = 0.96: FPR 4/100
+    assert roc.few_negatives_note(100) == ""
+    assert roc.few_negatives_note(5) == ("5 negatives: FPR steps of 20%, so TPR@1%FPR and TPR@5%FPR read the "
+                                         "TPR at FPR 0")
+    assert "TPR@5%FPR" not in roc.few_negatives_note(50)
+
+
+def test_mean_ci_needs_two_values():
+    assert mean_ci("x", [0.5]) == {"x": 0.5, "x_lo": pytest.approx(np.nan, nan_ok=True),
+                                   "x_hi": pytest.approx(np.nan, nan_ok=True)}
+    ci = mean_ci("x", [0.1, 0.2, 0.3, 0.4])
+    assert ci["x"] == pytest.approx(0.25) and 0.1 <= ci["x_lo"] < 0.25 < ci["x_hi"] <= 0.4
 
 
 # ------------------------------------------------------------------ rescaling, success, payoff
@@ -170,6 +256,44 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path):
     assert "seed" in reasons["wrongtype"] and "missing surrogate.wm_acc" in reasons["incomplete"]
 
 
+def test_older_files_without_num_classes_and_attack_data_load(tmp_path):
+    args = dict(scheme="adi", scheme_params={"size": 50}, attack="transfer_learning", attack_params={"epochs": 5})
+    write(tmp_path, run_record(run_name="old", seed=0, num_classes=None, **args))
+    write(tmp_path, run_record(run_name="new", seed=1, **args,
+                               data={"fraction": 1.0, "count": None, "labels": "protocol", "domain": "in",
+                                     "images": 20000}))
+    write(tmp_path, run_record(run_name="bad", seed=2, num_classes=1, **args))
+    warnings = []
+    runs = load_runs(tmp_path, warn=warnings.append).runs.set_index("run_name")
+    assert "num_classes" in warnings[0] and "bad.json" in warnings[0]
+    assert np.isnan(runs.loc["old", "num_classes"]) and runs.loc["new", "num_classes"] == 10
+    # an older file had the default budget (the whole data); images unknown; same budget, same label
+    assert runs.loc["old", "attack.data.fraction"] == 1.0 and pd.isna(runs.loc["old", "attack.data.images"])
+    assert set(runs["attack_label"]) == {"transfer_learning(epochs=5)"}
+
+
+def test_attack_configs_with_several_data_budgets_get_them_in_their_label(tmp_path):
+    args = dict(scheme="adi", scheme_params={"size": 50}, attack="transfer_learning", attack_params={"epochs": 5})
+    budgets = {"f10": {"fraction": 0.1}, "n500": {"fraction": 1.0, "count": 500},
+               "q10": {"fraction": 0.1, "labels": "queried"}}
+    for name, budget in budgets.items():
+        data = {"fraction": 1.0, "count": None, "labels": "protocol", "domain": "in", "images": 1, **budget}
+        write(tmp_path, run_record(run_name=name, seed=0, data=data, **args))
+    write(tmp_path, run_record(run_name="old", seed=0, **args))
+    failed = {**run_record(run_name="failed", seed=0, status="failed", **args),
+              "config": {"attacker_data": {"fraction": 0.1, "count": None, "labels": "protocol", "domain": "in"}}}
+    write(tmp_path, failed)
+    runs = load_runs(tmp_path).runs.set_index("run_name")
+    assert runs["attack_label"].to_dict() == {
+        "f10": "transfer_learning(epochs=5)@data=10%,labels=protocol",
+        "n500": "transfer_learning(epochs=5)@data=500,labels=protocol",
+        "q10": "transfer_learning(epochs=5)@data=10%,labels=queried",
+        "old": "transfer_learning(epochs=5)@data=100%,labels=protocol",
+        "failed": "transfer_learning(epochs=5)@data=10%,labels=protocol",  # its budget from the config
+    }
+    assert set(runs["attack_base_label"]) == {"transfer_learning(epochs=5)"}
+
+
 def test_missing_results_dir_names_the_path(tmp_path):
     with pytest.raises(ResultsDirError, match=str(tmp_path / "nope")):
         load_runs(tmp_path / "nope")
@@ -184,3 +308,21 @@ def test_labels_show_only_the_ablated_parameters():
     steps = {"steps": [{"name": "transfer_learning", "params": {"epochs": 5, "lr": 0.01}, "ablated": []},
                        {"name": "label_smoothing", "params": {"epsilon": 0.3}, "ablated": ["epsilon"]}]}
     assert config_label("tl_label_smoothing", steps) == "tl_label_smoothing(transfer_learning+label_smoothing(epsilon=0.3))"
+
+
+def test_min_data_to_remove_takes_the_smallest_successful_budget():
+    from wrt.analysis.budget import amount_column, min_data_table
+
+    line = {"setting": "d", "scheme": "adi", "scheme_config": "adi(size=50)", "surrogate_wm_acc": 0.1,
+            "surrogate_test_acc": 0.8, "stealing_loss": 0.01}
+    rows = [{**line, "attack": "tl", "fraction": 1.0, "count": c, "images": c, "success": ok}
+            for c, ok in [(5000, True), (100, False), (1000, True)]]
+    rows += [{**line, "attack": "retrain", "fraction": f, "count": None, "images": None, "success": False}
+             for f in (0.1, 1.0)]
+    budget = pd.DataFrame(rows).astype({"count": "Int64", "images": "Int64"})
+    assert amount_column(budget[budget["attack"] == "tl"]) == "images"
+    assert amount_column(budget) == "fraction"  # some rows do not know how many images they used
+    table = min_data_table(budget).set_index("attack")
+    assert table.loc["tl", ["min_images", "min_count", "budgets_tried", "max_images"]].tolist() == [1000, 1000, 3, 5000]
+    assert bool(table.loc["tl", "removed"]) and not table.loc["retrain", "removed"]
+    assert pd.isna(table.loc["retrain", "min_images"]) and np.isnan(table.loc["retrain", "min_fraction"])

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures.analysis_runs import write_sweep
+from fixtures.analysis_runs import write_budget_sweep, write_disagreeing_seed, write_sweep
 
 from wrt.analysis.report import Options, analyze
 from wrt.analysis.thresholds import ThresholdError
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ["thresholds", "robustness", "nash_per_scheme", "nash_per_category", "dominant_attacks",
+TABLES = ["thresholds", "robustness", "roc", "nash_per_scheme", "nash_per_category", "dominant_attacks",
           "fastest_attacks", "outcomes", "payoff_fashion_mnist", "runtimes_fashion_mnist", "embedding_fashion_mnist"]
-PLOTS = ["payoff_fashion_mnist", "pareto_fashion_mnist", "radar_fashion_mnist", "runtime_fashion_mnist",
+PLOTS = ["roc", "payoff_fashion_mnist", "pareto_fashion_mnist", "radar_fashion_mnist", "runtime_fashion_mnist",
          "embedding_loss_fashion_mnist"]
+BUDGET_TABLES, BUDGET_PLOTS = ["data_budget", "min_data_to_remove"], ["data_budget"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,8 @@ def test_every_output_exists_and_report_embeds_them(analyzed):
     assert [name for name in expected if name != "report.html" and f'href="{name}"' not in html] == []
     assert "half_written.json" in html  # skipped files are listed
     assert printed[-1] == str(report)
+    # no attack was run at several data budgets: no budget outputs
+    assert not any((out / f"{name}.csv").exists() for name in BUDGET_TABLES) and "data budget" not in html
 
 
 def test_nash_json_shape_and_values(analyzed):
@@ -71,12 +74,28 @@ def test_tables_follow_the_sok(analyzed):
     thresholds = pd.read_csv(out / "thresholds.csv").set_index("scheme")
     assert thresholds.loc["uchida", "binomial"] == pytest.approx(0.625)  # N=64: k=40
     assert thresholds.loc["adi", "n_null"] == 6
+    # N=100 trigger inputs on 10 classes: chance floor 0.16, below the null runs' normal fit
+    assert thresholds.loc["adi", "binomial"] == pytest.approx(0.16) and thresholds.loc["adi", "chance"] == 0.1
+    assert thresholds.loc["adi", "threshold"] == pytest.approx(thresholds.loc["adi", "normal"])
     dominant = pd.read_csv(out / "dominant_attacks.csv").set_index("attack")
     assert bool(dominant.loc["transfer_learning", "dominant"]) and not dominant.loc["weight_pruning", "dominant"]
     outcomes = pd.read_csv(out / "outcomes.csv")
     assert (outcomes["n_seeds"] == 2).all()
     assert outcomes["surrogate_wm_acc_lo"].le(outcomes["surrogate_wm_acc"]).all()
     assert pd.read_csv(out / "fastest_attacks.csv").set_index("scheme").loc["adi", "speed"] == "medium"
+
+
+def test_roc_of_verification(analyzed):
+    results, _, _ = analyzed
+    table = pd.read_csv(results / "analysis" / "roc.csv").set_index("positives")
+    assert set(table["scheme"]) == {"adi"}  # uchida has no null runs, so no negatives
+    assert table.loc["marked", "n_pos"] == 4 and table.loc["marked", "n_neg"] == 6  # 2 configs × 2 seeds
+    assert table.loc["marked", "auc"] == 1.0 and table.loc["marked", "tpr_at_1fpr"] == 1.0
+    assert table.loc["surrogate:all", "n_pos"] == 16  # 4 attack configs × 2 configs × 2 seeds
+    # pruning at 0.9 leaves wm acc ≈ 0.05, below every null run but the lowest (0.05, a tie for seed 0)
+    assert table.loc["surrogate:weight_pruning(rate=0.9)", "auc"] == pytest.approx(0.5 / 24)
+    assert table.loc["surrogate:input_smoothing(sigma=1)", "auc"] == 1.0
+    assert table["note"].str.contains("6 negatives: FPR steps of 17%").all()
 
 
 def test_failed_run_listed_and_never_a_success(analyzed):
@@ -110,3 +129,64 @@ def test_cli_writes_report_and_rejects_missing_dir(tmp_path):
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
         f"wrt-analyze: error: results_dir {tmp_path / 'nope'} does not exist or is not a directory"]
+
+
+@pytest.fixture(scope="module")
+def seeds_and_budgets(tmp_path_factory):
+    """Three seeds (on seed 2 input smoothing removes adi) and attacks against adi at several data budgets."""
+    results = write_sweep(tmp_path_factory.mktemp("budgets"), seeds=(0, 1, 2))
+    write_disagreeing_seed(results, seed=2)
+    write_budget_sweep(results)
+    report = analyze(Options(results_dir=str(results)), out=lambda line: None)
+    return results / "analysis", report.read_text(encoding="utf-8")
+
+
+def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
+    out, html = seeds_and_budgets
+    robustness = pd.read_csv(out / "robustness.csv").set_index("attack")
+    assert robustness.loc["input_smoothing", "adi"] == "±(1 of 3)"  # the seed means keep the watermark
+    assert robustness.loc["input_smoothing", "uchida"] == "✓"
+    assert robustness["seeds_agree"].to_dict() == {"input_smoothing": False, "weight_pruning": True,
+                                                   "retraining": True, "transfer_learning": True}
+    assert "±(k of n) the seeds disagree" in html
+    assert r"$\pm$(1 of 3)" in (out / "robustness.tex").read_text(encoding="utf-8")
+    cell = pd.read_csv(out / "outcomes.csv").set_index(["scheme_config", "attack_config"]).loc[
+        ("adi(size=50)", "input_smoothing(sigma=1)")]
+    assert cell["n_seeds"] == 3 and cell["success_rate"] == pytest.approx(1 / 3) and not cell["success"]
+
+
+def test_tables_that_average_over_runs_report_cis(seeds_and_budgets):
+    out, _ = seeds_and_budgets
+    expected = {"outcomes": ["surrogate_wm_acc", "stealing_loss", "payoff"],
+                "nash_per_scheme": ["rescaled_wm_acc", "stealing_loss"],
+                "nash_per_category": ["rescaled_wm_acc", "stealing_loss"],
+                "dominant_attacks": ["nash_payoff"], "fastest_attacks": ["attack_time_ratio"],
+                "runtimes_fashion_mnist": ["attack_time_ratio"],
+                "embedding_fashion_mnist": ["embedding_loss", "embed_time_ratio"],
+                "data_budget": ["surrogate_wm_acc", "rescaled_wm_acc", "surrogate_test_acc", "stealing_loss"]}
+    for name, measures in expected.items():
+        table = pd.read_csv(out / f"{name}.csv")
+        for m in measures:
+            assert {m, f"{m}_lo", f"{m}_hi"} <= set(table.columns), (name, m)
+    per_scheme = pd.read_csv(out / "nash_per_scheme.csv")
+    assert (per_scheme["n_seeds"] == 3).all()
+    assert (per_scheme["stealing_loss_lo"] <= per_scheme["stealing_loss"]).all()
+    assert (per_scheme["stealing_loss"] <= per_scheme["stealing_loss_hi"]).all()
+
+
+def test_data_budget_table_plot_and_minimum(seeds_and_budgets):
+    out, html = seeds_and_budgets
+    assert all((out / f"{t}.{ext}").is_file() for t in BUDGET_TABLES for ext in ("csv", "md", "tex"))
+    assert all((out / f"{p}.{ext}").is_file() for p in BUDGET_PLOTS for ext in ("png", "pdf"))
+    assert html.count("data:image/png;base64,") == len(PLOTS) + len(BUDGET_PLOTS)
+    assert "Attacker&#x27;s data budget" in html and "Minimum data to remove" in html
+    sweep = pd.read_csv(out / "data_budget.csv")
+    assert set(sweep["scheme_config"]) == {"adi(size=50)"}  # only pairs run at several budgets
+    tl = sweep[sweep["attack"] == "transfer_learning(epochs=5)"]
+    assert list(tl["attack_config"]) == [f"transfer_learning(epochs=5)@data={f}" for f in ("1%", "10%", "100%")]
+    assert list(tl["images"].fillna(-1)) == [200, 2000, -1]  # the full-data runs predate attack.data
+    assert list(tl["success"]) == [False, True, True]  # 1 %: 9 points of stealing loss
+    minimum = pd.read_csv(out / "min_data_to_remove.csv").set_index("attack")
+    assert minimum.loc["transfer_learning(epochs=5)", "min_images"] == 2000
+    assert minimum.loc["retraining(epochs=10)", ["min_images", "min_fraction"]].tolist() == [60000, 1.0]
+    assert minimum["removed"].all() and (minimum["budgets_tried"] == 3).all()

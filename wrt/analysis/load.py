@@ -46,12 +46,21 @@ REQUIRED_OK_FIELDS = {
     "stealing_loss": _IS_NUM,
     "attack_time_ratio": _IS_OPT_NUM,
 }
+# Fields newer run JSONs carry; older files lack them, but when present they must pass the check.
+OPTIONAL_FIELDS = {
+    "num_classes": (lambda v: v is None or (_IS_INT[0](v) and v >= 2), "an integer ≥ 2 or null"),
+    "attack.data.fraction": (lambda v: _IS_FRACTION[0](v) and v > 0, "a fraction in (0, 1]"),
+    "attack.data.count": (lambda v: v is None or (_IS_INT[0](v) and v >= 1), "an integer ≥ 1 or null"),
+    "attack.data.images": _IS_OPT_INT,
+}
+DATA_FIELDS = ["attack.data.fraction", "attack.data.count", "attack.data.labels", "attack.data.domain"]
 
 # Columns every DataFrame row has, so failed runs that stopped early still fit the table.
 BASE_COLUMNS = [
     "path", "run_name", "status", "error", "failed_stage", "dataset", "model", "budget", "seed", "role",
     "scheme.name", "scheme.bits", "scheme.key_size", "attack.name", "attack.category",
     "marked.cached", "marked.embed_time_s", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
+    "num_classes", *DATA_FIELDS, "attack.data.images",
 ]
 
 
@@ -121,19 +130,52 @@ def validate(record) -> str | None:
         return f'status is {status!r}, expected "ok" or "failed"'
     if status == "failed":
         return None if isinstance(record.get("run_name"), str) else "failed run without a run_name"
-    for field, (check, expected) in REQUIRED_OK_FIELDS.items():
+    for field, (check, expected) in {**REQUIRED_OK_FIELDS, **OPTIONAL_FIELDS}.items():
         try:
             value = _get(record, field)
         except KeyError:
+            if field in OPTIONAL_FIELDS:
+                continue
             return f"incomplete: missing {field}"
         if not check(value):
             return f"wrong type: {field} is {value!r}, expected {expected}"
     return None
 
 
+DEFAULT_DATA = {"attack.data.fraction": 1.0, "attack.data.labels": "protocol", "attack.data.domain": "in"}
+
+
+def _budget_text(row: pd.Series, varied: list[str]) -> str:
+    """`data=10%` (or `data=500` images), plus the label source and domain when those vary."""
+    count = row["attack.data.count"]
+    parts = [f"data={int(count)}" if pd.notna(count) else f"data={100 * row['attack.data.fraction']:g}%"]
+    parts += [f"{f.rsplit('.', 1)[1]}={row[f]}" for f in ("attack.data.labels", "attack.data.domain") if f in varied]
+    return ",".join(parts)
+
+
+def add_data_budgets(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs without `attack.data` (older files) had the default budget: the whole data, images unknown.
+    An attack config whose runs differ in the attacker's data budget gets it in its label,
+    `transfer_learning(epochs=5)@data=10%`, so different budgets are never averaged like seeds;
+    `attack_base_label` keeps the label without it."""
+    runs = runs.fillna(DEFAULT_DATA)
+    runs["attack_base_label"] = runs["attack_label"]
+    for label, group in runs.groupby("attack_label"):
+        varied = [f for f in DATA_FIELDS if group[f].nunique(dropna=False) > 1]
+        if varied:
+            runs.loc[group.index, "attack_label"] = [f"{label}@{_budget_text(row, varied)}"
+                                                     for _, row in group.iterrows()]
+    return runs
+
+
 def _row(path: Path, record: dict) -> dict:
+    """The flattened record without `config`; a run that failed before recording `attack.data` takes its
+    budget from the config's `attacker_data`."""
+    config = record.get("config")
     record = {k: v for k, v in record.items() if k != "config"}
     row = dict.fromkeys(BASE_COLUMNS)
+    if isinstance(config, dict) and isinstance(config.get("attacker_data"), dict):
+        row.update(flatten({"attack": {"data": config["attacker_data"]}}))
     row.update(flatten(record))
     row["path"] = str(path)
     scheme, attack = record.get("scheme") or {}, record.get("attack") or {}
@@ -178,4 +220,4 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
         warn(f"warning: skipped {len(skipped)} of {len(skipped) + len(rows)} JSON files under {results_dir}")
     if not rows:
         raise ResultsDirError(f"no usable run JSON under {results_dir}")
-    return LoadedRuns(runs=pd.DataFrame(rows), skipped=skipped)
+    return LoadedRuns(runs=add_data_budgets(pd.DataFrame(rows)), skipped=skipped)

@@ -1,5 +1,6 @@
 """The SoK's figures (§VIII): Pareto scatter (Fig. 3b,e), radar per attack category (Fig. 4), runtime and
-embedding-loss bars (Fig. 2), plus a payoff-matrix heatmap. Each is saved as PNG and PDF."""
+embedding-loss bars (Fig. 2), the attacker's data budget (Fig. 3a), plus a payoff-matrix heatmap and ROC
+curves of verification. Each is saved as PNG and PDF."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from wrt.analysis.budget import amount_column  # noqa: E402
 from wrt.analysis.tables import CATEGORY_ABBREV, FAST, MEDIUM, game_cells  # noqa: E402
 
 SPEED_COLORS = {"fast": "tab:green", "medium": "tab:orange", "slow": "tab:red"}
@@ -23,6 +25,14 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def _ci_errors(table: pd.DataFrame, column: str) -> list[np.ndarray]:
+    """Error-bar lengths below and above the mean from the `_lo`/`_hi` CI columns (0 where there is none)."""
+    mean = table[column].to_numpy(float)
+    below = np.nan_to_num(mean - table[f"{column}_lo"].to_numpy(float))
+    above = np.nan_to_num(table[f"{column}_hi"].to_numpy(float) - mean)
+    return [np.maximum(below, 0.0), np.maximum(above, 0.0)]
 
 
 def _grid(n: int, polar: bool = False, size: float = 3.6):
@@ -108,7 +118,7 @@ def runtime_bars(runtimes: pd.DataFrame, embedding: pd.DataFrame, title: str):
     for ax, (xlabel, data, label_col, value_col) in zip(axes.flat, panels):
         values = data[value_col].to_numpy(float)
         colors = [SPEED_COLORS["fast" if v < FAST else "medium" if v <= MEDIUM else "slow"] for v in values]
-        ax.barh(data[label_col], values, color=colors)
+        ax.barh(data[label_col], values, xerr=_ci_errors(data, value_col), color=colors, capsize=2)
         for bound in (FAST, MEDIUM):
             ax.axvline(bound, ls="--", c="gray", lw=0.8)
         ax.set(xlabel=xlabel)
@@ -123,12 +133,10 @@ def runtime_bars(runtimes: pd.DataFrame, embedding: pd.DataFrame, title: str):
 def embedding_loss_bars(embedding: pd.DataFrame, title: str):
     """Mean embedding loss per scheme config with 95 % bootstrap CI (SoK Fig. 2c,f)."""
     fig, ax = plt.subplots(figsize=(6, max(2.5, 0.25 * len(embedding) + 1)))
-    mean = embedding["embedding_loss"].to_numpy(float)
-    lo = np.nan_to_num(mean - embedding["embedding_loss_lo"].to_numpy(float))
-    hi = np.nan_to_num(embedding["embedding_loss_hi"].to_numpy(float) - mean)
     schemes = sorted(embedding["scheme"].unique())
     colors = [plt.cm.tab10(schemes.index(s) % 10) for s in embedding["scheme"]]
-    ax.barh(embedding["scheme_config"], mean, xerr=[lo, hi], color=colors, capsize=2)
+    ax.barh(embedding["scheme_config"], embedding["embedding_loss"], xerr=_ci_errors(embedding, "embedding_loss"),
+            color=colors, capsize=2)
     ax.axvline(0, c="k", lw=0.6)
     ax.set(xlabel="embedding loss (source − marked test accuracy)")
     ax.tick_params(axis="y", labelsize=7)
@@ -145,5 +153,53 @@ def payoff_heatmap(V: pd.DataFrame, title: str):
     ax.set_yticks(range(V.shape[0]), V.index, fontsize=7)
     fig.colorbar(image, ax=ax, label="payoff (surrogate test acc if removed, else 0)")
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def roc(curves: dict, roc_rows: pd.DataFrame, title: str):
+    """ROC curves of verification, one panel per (dataset, scheme): marked models and all surrogates."""
+    panels = sorted({(d, s) for d, s, _ in curves})
+    several_datasets = len({d for d, _ in panels}) > 1
+    auc = roc_rows.set_index(["dataset", "scheme", "positives"])["auc"]
+    fig, axes = _grid(len(panels))
+    for ax, (dataset, scheme) in zip(axes, panels):
+        for kind, style in (("marked", "b-"), ("surrogate:all", "r-")):
+            if (dataset, scheme, kind) in curves:
+                fpr, tpr = curves[(dataset, scheme, kind)]
+                ax.plot(fpr, tpr, style, label=f"{kind} (AUC {auc[(dataset, scheme, kind)]:.3f})")
+        ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
+        ax.set(title=f"{scheme} — {dataset}" if several_datasets else scheme, xlabel="false positive rate",
+               ylabel="true positive rate", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def data_budget(budget: pd.DataFrame, theta_prime: float, title: str):
+    """SoK Fig. 3a: rescaled surrogate wm acc (solid) and surrogate test acc (dashed) against the attacker's
+    data, one line per attack (and scheme config when a scheme has several), one panel per scheme."""
+    panels = sorted({(setting, scheme) for setting, scheme in zip(budget["setting"], budget["scheme"])})
+    several_settings = len({s for s, _ in panels}) > 1
+    fig, axes = _grid(len(panels), size=4.2)
+    for ax, (setting, scheme) in zip(axes, panels):
+        sub = budget[(budget["setting"] == setting) & (budget["scheme"] == scheme)]
+        x_col = amount_column(sub)
+        several_configs = sub["scheme_config"].nunique() > 1
+        for k, ((config, attack), line) in enumerate(sub.groupby(["scheme_config", "attack"], sort=True)):
+            line = line.sort_values(x_col)
+            x = line[x_col].to_numpy(float)
+            color, name = plt.cm.tab10(k % 10), f"{attack} · {config}" if several_configs else attack
+            ax.plot(x, line["rescaled_wm_acc"], "o-", c=color, label=name)
+            ax.plot(x, line["surrogate_test_acc"], "s--", c=color, alpha=0.7)
+        ax.axhline(theta_prime, ls=":", c="k", lw=0.8, label="θ (rescaled: θ′)")
+        if (sub[x_col] > 0).all():
+            ax.set_xscale("log")
+        ax.set(title=f"{scheme} — {setting}" if several_settings else scheme, ylim=(-0.05, 1.05),
+               xlabel="images used by the attacker" if x_col == "images" else "fraction of the attacker's data",
+               ylabel="rescaled wm acc (solid), test acc (dashed)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

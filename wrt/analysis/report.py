@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wrt.analysis import plots, tables
+from wrt.analysis import budget, plots, roc, tables
 from wrt.analysis.load import ANALYSIS_DIRNAME, ResultsDirError, load_runs
 from wrt.analysis.thresholds import ThresholdError, decision_thresholds
 
@@ -87,23 +87,35 @@ def analyze(options: Options, out=print) -> Path:
     per_scheme = tables.nash_per_scheme_table(cells, nash)
     per_category = tables.nash_per_category_table(cells, nash)
     embedding = tables.embedding_table(scored)
-    runtimes = tables.runtime_table(cells)
+    runtimes = tables.runtime_table(scored)
     failed_table = tables.failed_runs_table(runs)
-    robustness = tables.robustness_table(cells, failed, options.max_stealing_loss)
+    robustness = tables.robustness_table(cells, scored, failed, options.max_stealing_loss)
+    roc_rows, roc_curves = roc.roc_table(runs)
     dominant = tables.dominant_attacks_table(cells, options.max_stealing_loss)
     fastest = tables.fastest_attacks_table(cells)
     sections = [
         Section("Decision thresholds (SoK Table IV)",
                 f"θ per scheme and dataset from role=null runs, p = {options.p:g}, method "
-                f"{options.threshold_method}; all three estimates shown, `method` says which one is used.",
+                f"{options.threshold_method}; all three estimates shown, `method` says which one is used. "
+                "binomial: the chance bound for a key whose entries an unmarked model matches with "
+                "probability `chance` each (½ per bit, 1/C per trigger label); auto never goes below it.",
                 thresholds, table("thresholds", thresholds, f"Decision thresholds, p = {options.p:g}")),
         Section("Robustness (SoK Table V)",
                 f"{tables.ROBUST} robust, {tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's "
-                f"configs vs the attack's configs, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only failed "
+                f"configs vs the attack's configs (on the seed means), {tables.SEEDS_DISAGREE}(k of n) the seeds "
+                f"disagree: the equilibrium on k of the n seeds' runs alone removes the watermark "
+                f"(seeds_agree: no), {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only failed "
                 f"runs; several settings are joined by '/' in the order "
                 f"{' / '.join(sorted(cells['setting'].unique()))}. {crit}.",
                 robustness,
                 table("robustness", robustness, "Robustness of each scheme against each attack")),
+        Section("Verification quality (ROC)",
+                "Negatives: unmarked models (null runs' wm acc); positives: marked models (one per seed and "
+                "scheme config) or the surrogates of an attack (all attacked models, whatever their stealing "
+                "loss). AUC = P[pos > neg] + ½ P[tie]; TPR@x%FPR: the largest TPR whose FPR ≤ x %. Schemes "
+                "without null runs have no row.", roc_rows,
+                table("roc", roc_rows, "Verification ROC: AUC and TPR at 1 % and 5 % FPR"),
+                figure("roc", plots.roc(roc_curves, roc_rows, "verification ROC")) if roc_curves else None),
         Section("Nash equilibrium per scheme against all attacks (SoK §VIII-E)",
                 "Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). "
                 "Full detail in nash.json.", per_scheme,
@@ -125,6 +137,7 @@ def analyze(options: Options, out=print) -> Path:
                 None, table("outcomes", cells, "Outcome of every scheme config against every attack config")
                 + [out_dir / "runs.csv"]),
     ]
+    sections += _budget_sections(cells, scored, options, table, figure)
     for setting in sorted(cells["setting"].unique()):
         slug, sc = _slug(setting), cells[cells["setting"] == setting]
         if setting in nash:
@@ -171,6 +184,27 @@ def _game_sections(setting, slug, sc, nash_entry, per_category, options, table, 
                 "Rescaled wm acc at each scheme's equilibrium per category; red dashed: θ'.", None, None,
                 figure(f"radar_{slug}", plots.radar(per_category[per_category["setting"] == setting],
                                                     options.theta_prime, setting))),
+    ]
+
+
+def _budget_sections(cells, scored, options, table, figure) -> list[Section]:
+    """The attacker's data budget (SoK Fig. 3a) and the minimum data to remove; none when no attack's runs
+    differ in data fraction or count."""
+    sweep = budget.data_budget_table(cells, scored)
+    if sweep.empty:
+        return []
+    minimum = budget.min_data_table(sweep)
+    return [
+        Section("Attacker's data budget (SoK Fig. 3a)",
+                "Outcome of each attack per data budget (means over seeds with 95 % bootstrap CIs); plot: "
+                "rescaled surrogate wm acc (solid) and surrogate test acc (dashed) against the images the "
+                "attacker used (the fraction when images are unknown), dotted: θ, rescaled to θ'.", sweep,
+                table("data_budget", sweep, "Outcome per attacker data budget"),
+                figure("data_budget", plots.data_budget(sweep, options.theta_prime, "attacker's data budget"))),
+        Section("Minimum data to remove the watermark",
+                f"Smallest budget at which the attack succeeds (wm acc < θ and stealing loss ≤ "
+                f"{options.max_stealing_loss:g}, on the seed means); removed: no when no budget tried does.",
+                minimum, table("min_data_to_remove", minimum, "Minimum attacker data to remove the watermark")),
     ]
 
 

@@ -16,7 +16,7 @@ from wrt.analysis import game
 CATEGORY_ORDER = ["input_preprocessing", "model_modification", "model_extraction", "combined"]
 CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "model_extraction": "ME",
                    "combined": "CO"}
-ROBUST, REMOVED, NOT_RUN, ONLY_FAILED = "✓", "✗", "–", "!"
+ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
 FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
 MEASURES = {  # outcome column prefix -> run column
     "surrogate_wm_acc": "surrogate.wm_acc",
@@ -38,6 +38,14 @@ def bootstrap_ci(values, n_resamples: int = 1000, level: float = 0.95, seed: int
     resamples = np.random.default_rng(seed).choice(values, size=(n_resamples, values.size)).mean(axis=1)
     alpha = (1.0 - level) / 2.0
     return float(np.quantile(resamples, alpha)), float(np.quantile(resamples, 1.0 - alpha))
+
+
+def mean_ci(name: str, values) -> dict:
+    """{name: mean, name_lo, name_hi: its 95 % bootstrap CI} (CI NaN for fewer than two values)."""
+    values = np.asarray(values, dtype=float)
+    lo, hi = bootstrap_ci(values)
+    return {name: float(np.nanmean(values)) if np.any(~np.isnan(values)) else np.nan,
+            f"{name}_lo": lo, f"{name}_hi": hi}
 
 
 def add_settings(runs: pd.DataFrame) -> pd.DataFrame:
@@ -74,14 +82,12 @@ def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: floa
         row = dict(zip(CELL_KEYS, key))
         row.update(theta=group["theta"].iloc[0], n_seeds=group["seed"].nunique(), n_runs=len(group))
         for name, column in MEASURES.items():
-            values = group[column].astype(float)
-            row[name] = values.mean()
-            row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(values)
+            row.update(mean_ci(name, group[column]))
         row["success_rate"] = group["success"].mean()
         row["success"] = bool(game.attack_succeeds(row["surrogate_wm_acc"], row["theta"],
                                                    row["stealing_loss"], max_stealing_loss))
         row["payoff"] = float(game.payoff(row["success"], row["surrogate_test_acc"]))
-        row["payoff_lo"], row["payoff_hi"] = bootstrap_ci(group["payoff"])
+        row["payoff_lo"], row["payoff_hi"] = bootstrap_ci(group["payoff"])  # of the per-seed payoffs
         rows.append(row)
     cells = pd.DataFrame(rows)
     counts = failed.groupby(["scheme_label", "attack_label"]).size()
@@ -109,6 +115,13 @@ def nash_entry(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
     return game.solve_game(V, T)
 
 
+def removed_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
+    """Whether the Eq. 6 equilibrium of these cells pays the attacker (removes the watermark)."""
+    V, T = matrices(cells, max_stealing_loss)
+    i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
+    return bool(V.iat[i, j] > 0)
+
+
 def outcome_at(cells: pd.DataFrame, entry: dict) -> pd.Series:
     pure = entry["pure"]
     match = cells[(cells["scheme_config"] == pure["scheme"]) & (cells["attack_config"] == pure["attack"])]
@@ -133,13 +146,11 @@ def nash_all(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
 
 def _pure_summary(cells: pd.DataFrame, entry: dict) -> dict:
     at = outcome_at(cells, entry)
+    columns = [f"{m}{suffix}" for m in ("rescaled_wm_acc", "stealing_loss") for suffix in ("", "_lo", "_hi")]
     return {
         "scheme_config": entry["pure"]["scheme"], "attack_config": entry["pure"]["attack"],
         "payoff": entry["pure"]["payoff"], "robust": entry["pure"]["payoff"] == 0,
-        "rescaled_wm_acc": at.get("rescaled_wm_acc", np.nan),
-        "rescaled_wm_acc_lo": at.get("rescaled_wm_acc_lo", np.nan),
-        "rescaled_wm_acc_hi": at.get("rescaled_wm_acc_hi", np.nan),
-        "stealing_loss": at.get("stealing_loss", np.nan),
+        "n_seeds": at.get("n_seeds", 0), **{c: at.get(c, np.nan) for c in columns},
     }
 
 
@@ -176,11 +187,32 @@ def _category_rank(category: str) -> int:
     return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else len(CATEGORY_ORDER)
 
 
-def robustness_table(cells: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
+    """Per seed, whether the Eq. 6 equilibrium on that seed's runs alone removes the watermark."""
+    per_seed = runs.groupby(["seed", "scheme_config", "attack_config"], as_index=False)[
+        ["payoff", "stealing_loss", "rescaled_wm_acc"]].mean()
+    return [removed_at_pure_nash(g, max_stealing_loss) for _, g in per_seed.groupby("seed", sort=True)]
+
+
+def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float) -> tuple[str, bool]:
+    """✓/✗ on the seed means, or ±(k of n) when only k of the n seeds' equilibria remove the watermark."""
+    removals = seed_removals(runs, max_stealing_loss)
+    if 0 < sum(removals) < len(removals):
+        return f"{SEEDS_DISAGREE}({sum(removals)} of {len(removals)})", False
+    return (REMOVED if removed_at_pure_nash(cells, max_stealing_loss) else ROBUST), True
+
+
+def _select(frame: pd.DataFrame, setting: str, scheme: str, attack: str) -> pd.DataFrame:
+    return frame[(frame["setting"] == setting) & (frame["scheme"] == scheme) & (frame["attack"] == attack)]
+
+
+def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataFrame,
+                     max_stealing_loss: float) -> pd.DataFrame:
     """SoK Table V: attacks (grouped by category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of
-    the scheme's configs against the attack's configs, – not run, ! only failed runs. Several settings are
-    joined with '/' in setting order, as the SoK joins CIFAR-10/ImageNet."""
-    gc = game_cells(cells)
+    the scheme's configs against the attack's configs, ±(k of n) the seeds disagree (k of n remove it),
+    – not run, ! only failed runs. Several settings are joined with '/' in setting order, as the SoK joins
+    CIFAR-10/ImageNet. `seeds_agree` is false when any cell of the row is ±."""
+    gc, gr = game_cells(cells), game_cells(scored)
     settings = sorted(gc["setting"].unique())
     schemes = sorted(gc["scheme"].unique())
     attacks = (gc[["category", "attack"]].drop_duplicates()
@@ -189,18 +221,20 @@ def robustness_table(cells: pd.DataFrame, failed: pd.DataFrame, max_stealing_los
     failed_pairs = set(zip(failed["scheme.name"], failed["attack.name"], failed["dataset"]))
     rows = []
     for category, attack in zip(attacks["category"], attacks["attack"]):
-        row = {"category": category, "attack": attack}
+        row, agree = {"category": category, "attack": attack}, True
         for scheme in schemes:
             marks = []
             for setting in settings:
-                sub = gc[(gc["setting"] == setting) & (gc["scheme"] == scheme) & (gc["attack"] == attack)]
+                sub = _select(gc, setting, scheme, attack)
                 if len(sub):
-                    marks.append(REMOVED if nash_entry(sub, max_stealing_loss)["pure"]["payoff"] > 0 else ROBUST)
+                    mark, cell_agrees = _robustness_mark(sub, _select(gr, setting, scheme, attack), max_stealing_loss)
+                    marks.append(mark)
+                    agree &= cell_agrees
                 else:
                     dataset = setting.split("/")[0]
                     marks.append(ONLY_FAILED if (scheme, attack, dataset) in failed_pairs else NOT_RUN)
             row[scheme] = "/".join(marks)
-        rows.append(row)
+        rows.append({**row, "seeds_agree": agree})
     return pd.DataFrame(rows)
 
 
@@ -218,11 +252,14 @@ def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.
         best_config = removed.sum(axis=0).idxmax()
         i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
         nash_payoff = float(V.iat[i, j])
+        at = sub[(sub["scheme_config"] == V.index[i]) & (sub["attack_config"] == V.columns[j])]
         rows.append({
             "setting": setting, "category": category, "attack": attack, "scheme_configs": len(all_configs),
             "removed_by_some_config": int(removed.any(axis=1).sum()), "best_single_config": best_config,
             "removed_by_best_config": int(removed[best_config].sum()),
             "dominant": nash_payoff > 0, "nash_payoff": nash_payoff,
+            "nash_payoff_lo": at["payoff_lo"].iloc[0] if len(at) else np.nan,
+            "nash_payoff_hi": at["payoff_hi"].iloc[0] if len(at) else np.nan,
         })
     table = pd.DataFrame(rows)
     return table.sort_values(["setting", "dominant", "removed_by_some_config", "attack"],
@@ -249,15 +286,20 @@ def fastest_attacks_table(cells: pd.DataFrame) -> pd.DataFrame:
         best = hits.sort_values(["attack_time_ratio", "attack_config"]).iloc[0]
         rows.append({"setting": setting, "scheme": scheme, "attack_config": best["attack_config"],
                      "category": best["category"], "scheme_config": best["scheme_config"],
-                     "attack_time_ratio": best["attack_time_ratio"],
+                     **{c: best[c] for c in ("attack_time_ratio", "attack_time_ratio_lo", "attack_time_ratio_hi")},
                      "speed": speed_class(best["attack_time_ratio"])})
     return pd.DataFrame(rows)
 
 
-def runtime_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Mean attack time relative to training from scratch per attack config (SoK Fig. 2b,e)."""
-    gc = game_cells(cells).dropna(subset=["attack_time_ratio"])
-    table = (gc.groupby(["setting", "category", "attack_config"], as_index=False)["attack_time_ratio"].mean())
+def runtime_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """Attack time relative to training from scratch per attack config (SoK Fig. 2b,e): mean over its runs
+    (every scheme config and seed) with 95 % bootstrap CI."""
+    gr = game_cells(scored).dropna(subset=["attack_time_ratio"])
+    rows = [{"setting": setting, "category": category, "attack_config": config, "n_runs": len(g),
+             **mean_ci("attack_time_ratio", g["attack_time_ratio"])}
+            for (setting, category, config), g in gr.groupby(["setting", "category", "attack_config"], sort=True)]
+    table = pd.DataFrame(rows, columns=["setting", "category", "attack_config", "n_runs", "attack_time_ratio",
+                                        "attack_time_ratio_lo", "attack_time_ratio_hi"])
     return table.assign(speed=table["attack_time_ratio"].map(speed_class)).sort_values(["setting", "attack_time_ratio"])
 
 
@@ -271,11 +313,9 @@ def embedding_table(scored: pd.DataFrame) -> pd.DataFrame:
         # older runs without it fall back to this run's embed stage when it was not cached
         fresh_time = g["timing_s.embed"].where(g["marked.cached"] == False)  # noqa: E712 - True/False/None
         embed_time = g["marked.embed_time_s"].astype(float).fillna(fresh_time.astype(float))
-        ratio = (embed_time / g["source.train_time_s"].astype(float)).mean()
-        lo, hi = bootstrap_ci(g["embedding_loss"])
+        ratio = embed_time / g["source.train_time_s"].astype(float)
         rows.append({"setting": setting, "scheme": scheme, "scheme_config": config, "n_seeds": len(g),
-                     "embedding_loss": g["embedding_loss"].mean(), "embedding_loss_lo": lo,
-                     "embedding_loss_hi": hi, "embed_time_ratio": ratio})
+                     **mean_ci("embedding_loss", g["embedding_loss"]), **mean_ci("embed_time_ratio", ratio)})
     return pd.DataFrame(rows)
 
 
@@ -291,7 +331,7 @@ def _fmt(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
         return "" if np.isnan(value) else f"{value:.4f}"
-    return "" if value is None else str(value)
+    return "" if value is None or value is pd.NA else str(value)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -303,7 +343,8 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  ROBUST: r"\checkmark{}", REMOVED: r"$\times$", NOT_RUN: "--", "θ": r"$\theta$"}
+                  ROBUST: r"\checkmark{}", REMOVED: r"$\times$", NOT_RUN: "--", SEEDS_DISAGREE: r"$\pm$",
+                  "θ": r"$\theta$"}
 
 
 def _latex_escape(text: str) -> str:

@@ -5,12 +5,14 @@ Three estimates are computed from the `role=null` runs' `marked.wm_acc`:
 
 * empirical: the (1 − p) quantile of the null watermark accuracies (linear interpolation);
 * normal:    mean + z_{1−p} · std (sample std), the normal fit the SoK uses (§VII-A);
-* binomial:  for bit-string keys of N bits, the smallest k/N with P[Binom(N, 1/2) ≥ k] ≤ p — the exact
-             chance-match bound of DeepSigns' Eq. 4 with two outcomes per bit; needs no null runs.
+* binomial:  the exact chance-match bound, the smallest k/N with P[Binom(N, q) ≥ k] ≤ p for a key of N
+             entries that an unmarked model matches by chance with probability q each: q = 1/2 for bit-string
+             keys (DeepSigns' Eq. 4), q = 1/C for trigger-set keys on a C-class task (`num_classes`).
 
-Method `auto` uses the largest estimate available, so θ never falls below what the null models show:
-bit keys always have the binomial bound (plus empirical/normal when there are enough null runs), other
-keys need `min_null_runs` null runs for empirical and normal.
+Method `auto` uses the largest estimate available, so θ never falls below what the null models show nor
+below chance: bit keys always have the binomial bound (plus empirical/normal when there are enough null
+runs); trigger-set keys need `min_null_runs` null runs, and the binomial bound (when `num_classes` is
+known) is their floor — unmarked models that never match the key's labels still get θ above chance.
 """
 
 from __future__ import annotations
@@ -37,15 +39,25 @@ def normal_threshold(null_wm_accs, p: float) -> float:
     return float(values.mean() + stats.norm.ppf(1.0 - p) * values.std(ddof=1))
 
 
-def binomial_threshold(key_size: int, p: float) -> float:
-    """Smallest k/N with P[Binom(N, 1/2) ≥ k] ≤ p: an unmarked model matches ≥ k random bits w.p. ≤ p."""
+def binomial_threshold(key_size: int, p: float, chance: float = 0.5) -> float:
+    """Smallest k/N with P[Binom(N, chance) ≥ k] ≤ p: a model that matches each of the N key entries by
+    chance (a random bit: 1/2; a trigger label on a C-class task: 1/C) matches ≥ k of them w.p. ≤ p."""
     ks = np.arange(key_size + 1)
-    tail = stats.binom.sf(ks - 1, key_size, 0.5)  # P[X ≥ k]
+    tail = stats.binom.sf(ks - 1, key_size, chance)  # P[X ≥ k]
     feasible = ks[tail <= p]
     if feasible.size == 0:
-        raise ThresholdError(f"a key of {key_size} bits is too short: even all bits matching has "
-                             f"probability {0.5 ** key_size:.3g} > p={p}")
+        raise ThresholdError(f"a key of {key_size} entries is too short: even all of them matching by chance "
+                             f"has probability {chance ** key_size:.3g} > p={p}")
     return float(feasible[0] / key_size)
+
+
+def _chance(group: pd.DataFrame, bits: bool) -> float:
+    """Probability that an unmarked model matches one key entry: 1/2 per bit, 1/C per trigger label (the
+    fewest classes when several; NaN when no run says how many classes there are)."""
+    if bits:
+        return 0.5
+    classes = group["num_classes"].dropna() if "num_classes" in group else []
+    return 1.0 / min(int(c) for c in classes) if len(classes) else np.nan
 
 
 def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
@@ -53,10 +65,12 @@ def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
     bits = bool(group["scheme.bits"].fillna(False).any())
     key_sizes = sorted({int(k) for k in group["scheme.key_size"].dropna()})
     enough = len(null_accs) >= max(min_null_runs, 1)
+    chance = _chance(group, bits)
     est = {
         "n_null": len(null_accs),
         "bits": bits,
         "key_size": ",".join(map(str, key_sizes)),
+        "chance": chance,
         "null_mean": float(null_accs.mean()) if len(null_accs) else np.nan,
         "null_std": float(null_accs.std(ddof=1)) if len(null_accs) > 1 else np.nan,
         "empirical": empirical_threshold(null_accs, p) if enough else np.nan,
@@ -65,9 +79,9 @@ def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
         "binomial": np.nan,
         "binomial_error": "",
     }
-    if bits and key_sizes:
+    if key_sizes and not np.isnan(chance):
         try:
-            est["binomial"] = binomial_threshold(key_sizes[0], p)
+            est["binomial"] = binomial_threshold(key_sizes[0], p, chance)
         except ThresholdError as exc:
             est["binomial_error"] = str(exc)
     return est
@@ -75,7 +89,8 @@ def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
 
 def _shortage(est: dict, method: str, min_null_runs: int, dataset: str, scheme: str) -> str:
     if method == "binomial" or (est["bits"] and est["binomial_error"]):
-        reason = est["binomial_error"] or "needs a bit-string key (scheme.bits true, scheme.key_size set)"
+        reason = est["binomial_error"] or ("needs a bit-string key (scheme.bits true) or the runs' num_classes, "
+                                           "and scheme.key_size")
         return f"{scheme} on {dataset}: binomial bound: {reason}"
     needed = max(min_null_runs, 2 if method == "normal" else 1)
     return f"{scheme} on {dataset}: {est['n_null']} null run(s), {needed} needed (min_null_runs={min_null_runs})"
@@ -84,7 +99,7 @@ def _shortage(est: dict, method: str, min_null_runs: int, dataset: str, scheme: 
 def _choose(est: dict, method: str) -> tuple[str, float] | None:
     if method == "auto":
         available = {m: est[m] for m in ("binomial", "empirical", "normal") if not np.isnan(est[m])}
-        if not available:
+        if not available or not (est["bits"] or "empirical" in available):  # chance alone is only a floor
             return None
         used = max(available, key=available.get)
         return (f"auto: {used} (largest of {', '.join(available)})", available[used])
