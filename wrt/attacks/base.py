@@ -19,7 +19,7 @@ from torch import nn
 from wrt.data import Dataset
 from wrt.train import Trainer
 
-CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "combined")
+CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "combined", "obfuscation")
 
 
 @dataclass

@@ -40,8 +40,8 @@ from torch import nn
 from wrt.data import Dataset
 from wrt.data.loader import to_float
 from wrt.models import unwrap
-from wrt.schemes.base import Key, Scheme
-from wrt.schemes.layers import Activations, activation_layer
+from wrt.schemes.base import Key, KeyMismatch, Scheme
+from wrt.schemes.layers import Activations, activation_layer, key_layer
 from wrt.train import EarlyStopping, KeyMixer, Trainer
 from wrt.validation import in_range, positive_int, require
 
@@ -111,7 +111,7 @@ class DeepSigns(Scheme):
 
     def mean_activations(self, model: nn.Module, key: Key, batch_size: int = 256) -> torch.Tensor:
         """µ̂ [s, M]: the model's mean activation over the key images of each selected class."""
-        layer = unwrap(model).get_submodule(key.meta["layer"])
+        layer = key_layer(model, key.meta["layer"])
         device = next(unwrap(model).parameters()).device
         images, labels = key.tensors["images"], key.tensors["labels"]
         was_training = model.training
@@ -126,7 +126,12 @@ class DeepSigns(Scheme):
         return torch.stack([feats[labels == c].mean(0) for c in key.tensors["classes"].tolist()])
 
     def extract(self, model, key, trainer) -> float:
-        bits = (self.mean_activations(model, key) @ key.tensors["projection"] > 0).float()
+        mu = self.mean_activations(model, key)
+        expected = key.tensors["projection"].shape[0]
+        if mu.shape[1] != expected:
+            raise KeyMismatch(f"layer {key.meta['layer']!r}: the key projects {expected} activations, "
+                              f"the layer outputs {mu.shape[1]}")
+        bits = (mu @ key.tensors["projection"] > 0).float()
         return (bits == key.tensors["bits"]).float().mean().item()
 
     # ---- embedding --------------------------------------------------------------------------

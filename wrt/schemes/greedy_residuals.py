@@ -34,9 +34,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from torch import nn
 
 from wrt.data import Dataset
-from wrt.models import unwrap
 from wrt.schemes.base import Key, Scheme
-from wrt.schemes.layers import conv_layer
+from wrt.schemes.layers import conv_layer, key_layer
 from wrt.train import EarlyStopping, Trainer
 from wrt.validation import in_range, positive_int, require
 
@@ -94,7 +93,7 @@ class GreedyResiduals(Scheme):
 
     def residuals(self, model: nn.Module, key: Key) -> torch.Tensor:
         """ψ ∈ R^256 of the key's layer (Eqs. 5–8), differentiable."""
-        weight = unwrap(model).get_submodule(key.meta["layer"]).weight
+        weight = key_layer(model, key.meta["layer"], nn.Conv2d).weight
         columns = key.meta["columns"]
         with torch.autocast(weight.device.type, enabled=False):
             gamma = F.adaptive_avg_pool1d(weight.float().reshape(1, 1, -1), BITS * columns).view(BITS, columns)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from wrt.models import unwrap
+from wrt.schemes.base import KeyMismatch
 from wrt.validation import InvalidParameter
 
 
@@ -44,6 +45,18 @@ def named_layer(model: nn.Module, name: str, kinds: tuple[type, ...], key: str) 
         kind = "/".join(k.__name__ for k in kinds)
         raise InvalidParameter(f"{key}={name!r} is not a {kind} layer of {type(net).__name__}; "
                                f"valid names: {', '.join(valid)}")
+    return layer
+
+
+def key_layer(model: nn.Module, name: str, kind: type = nn.Module) -> nn.Module:
+    """The layer `name` a key was made for; `KeyMismatch` when the model has no such layer."""
+    try:
+        layer = unwrap(model).get_submodule(name)
+    except AttributeError:
+        layer = None
+    if not isinstance(layer, kind):
+        raise KeyMismatch(f"layer {name!r}: the key expects a {kind.__name__}, "
+                          f"the model has {type(layer).__name__ if layer is not None else 'no such layer'}")
     return layer
 
 

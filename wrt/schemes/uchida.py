@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wrt.data import Dataset
-from wrt.models import unwrap
-from wrt.schemes.base import Key, Scheme
-from wrt.schemes.layers import conv_layer, mean_filter, random_bits
+from wrt.schemes.base import Key, KeyMismatch, Scheme
+from wrt.schemes.layers import conv_layer, key_layer, mean_filter, random_bits
 from wrt.train import EarlyStopping, Trainer
 from wrt.validation import in_range, positive_int, require
 
@@ -55,8 +54,15 @@ class MeanFilterScheme(Scheme):
 
     @staticmethod
     def carrier(model: nn.Module, key: Key) -> torch.Tensor:
-        """The mean filter w̄ of the key's layer (differentiable)."""
-        return mean_filter(unwrap(model).get_submodule(key.meta["layer"]).weight)
+        """The mean filter w̄ of the key's layer (differentiable); `KeyMismatch` when the layer
+        is gone or its filters no longer have the projection's M weights."""
+        name = key.meta["layer"]
+        weight = key_layer(model, name, nn.Conv2d).weight
+        expected = key.tensors["projection"].shape[1]
+        if weight[0].numel() != expected:
+            raise KeyMismatch(f"layer {name!r}: the key projects mean filters of {expected} weights, "
+                              f"the layer's filters have {weight[0].numel()} ({'×'.join(map(str, weight.shape[1:]))})")
+        return mean_filter(weight)
 
     def projected(self, model: nn.Module, key: Key) -> torch.Tensor:
         w = self.carrier(model, key)
