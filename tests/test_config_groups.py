@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import CONFIG_DIR
+from wrt.attacks.base import CATEGORIES
 from wrt.pipeline import build, params_of
 from wrt.validation import InvalidParameter
 
@@ -31,8 +32,7 @@ def test_config_builds_and_names_itself(group, name):
     assert node.name == name, f"configs/{group}/{name}.yaml must say name: {name}"
     component = build(node)
     if group == "attack":
-        assert component.category in ("none", "input_preprocessing", "model_modification",
-                                      "model_extraction", "combined")
+        assert component.category in CATEGORIES
     for key, values in (node.get("ablation") or {}).items():
         assert key in params_of(node), f"{name}: ablation over unknown parameter {key}"
         for value in values:

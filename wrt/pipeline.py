@@ -8,6 +8,7 @@ inside a stage is recorded in the run's JSON (status "failed", the error and the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import platform
 import resource
@@ -25,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import wrt
 from wrt.data import Dataset
-from wrt.attacks.base import AttackContext
+from wrt.attacks.base import AttackContext, AttackerData
 from wrt.schemes.base import Key, KeyMismatch
 from wrt.store import Store, atomic_write_json, load_state, spec_digest
 from wrt.train import Trainer
@@ -80,6 +81,7 @@ def check_run_config(cfg: DictConfig) -> None:
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
     role_of(cfg)
+    attacker_data(cfg)
     require(is_int(cfg.seed, 0), "seed", cfg.seed, "an integer ≥ 0")
     require(is_int(cfg.split_seed, 0), "split_seed", cfg.split_seed, "an integer ≥ 0")
     require(is_int(cfg.null_seed_offset, 1), "null_seed_offset", cfg.null_seed_offset, "an integer ≥ 1")
@@ -93,9 +95,21 @@ def check_run_config(cfg: DictConfig) -> None:
         require(value is None or is_int(value, 1), f"budget.{key}", value, "null or an integer ≥ 1")
 
 
+def attacker_data(cfg: DictConfig) -> AttackerData:
+    """The attacker's data budget from the config (validated; absent: the whole protocol)."""
+    node = as_dict(cfg).get("attacker_data") or {}
+    unknown = sorted(set(node) - {f.name for f in dataclasses.fields(AttackerData)})
+    require(not unknown, "attacker_data", unknown, "keys fraction, count, labels, domain")
+    return AttackerData(**node)
+
+
 def run_name(cfg: DictConfig) -> str:
-    """A stable file name for a run: the same config always maps to the same file (resume)."""
+    """A stable file name for a run: the same config always maps to the same file (resume).
+    The default attacker data budget is left out of the hash, so runs from before it existed
+    keep their names."""
     stable = {k: v for k, v in as_dict(cfg).items() if k not in VOLATILE_KEYS}
+    if attacker_data(cfg) == AttackerData():
+        stable.pop("attacker_data", None)
     return (f"{role_of(cfg)}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
             f"_{cfg.budget.name}_s{cfg.seed}_{spec_digest(stable)[:8]}")
 
@@ -199,13 +213,17 @@ class Run:
         return Key(tensors, meta)
 
     def embed(self, scheme, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, float | None, bool]:
+        """The marked model (cached): the scheme fine-tunes a copy of the source model, or trains a
+        fresh one (seeded like the source) with the source setup if it embeds while training."""
+        fresh = scheme.while_training
         spec = {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
-                "trainer": as_dict(self.cfg.budget.trainer)}
-        model = copy.deepcopy(source)
+                "trainer": as_dict(self.cfg.budget.source_trainer if fresh else self.cfg.budget.trainer)}
+        model = self.new_model(self.cfg.seed) if fresh else copy.deepcopy(source)
+        trainer = self.source_trainer if fresh else self.finetune_trainer
 
         def embed():
             start = time.perf_counter()
-            marked = scheme.embed(model, self.data, key, self.finetune_trainer)
+            marked = scheme.embed(model, self.data, key, trainer)
             return marked.state_dict(), {"embed_time_s": time.perf_counter() - start}
 
         state, meta, cached = self.store.get_or_create("marked", spec, embed)
@@ -259,9 +277,11 @@ class Run:
             with self.stage_timer("attack"):
                 ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
                                     lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
-                                    store=self.store)
+                                    store=self.store, attacker_data=attacker_data(cfg))
                 surrogate = attack(copy.deepcopy(deployed), ctx)
                 r["attack_usage"] = ctx.usage
+                r["attack"]["data"] = ctx.record()
+                r["attack"]["result"] = ctx.result
             with self.stage_timer("evaluate"):
                 r["surrogate"] = self.evaluate(surrogate, scheme, key)
             r["embedding_loss"] = r["source"]["test_acc"] - r["marked"]["test_acc"]

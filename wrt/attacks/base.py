@@ -17,9 +17,57 @@ import torch
 from torch import nn
 
 from wrt.data import Dataset
+from wrt.data.glyphs import ALPHABETS, glyph_dataset
 from wrt.train import Trainer
+from wrt.validation import InvalidParameter, in_range, positive_int, require
 
-CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "combined", "obfuscation")
+CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "combined", "obfuscation",
+              "ambiguity")
+
+
+LABEL_SOURCES = ("protocol", "ground_truth", "queried")
+DOMAINS = ("in", "out", "none")
+
+
+@dataclass
+class AttackerData:
+    """The attacker's data budget (SoK §VIII-E, Fig. 3): how much of the data an attack's
+    protocol grants it, where the images come from and who labels them.
+
+    - `fraction` (0, 1] of the pool the attack draws from (its third of the training set for
+      fine-tuning-type attacks, the whole training set for extraction, the transfer set for
+      Knockoff Nets), or `count` images (overrides `fraction`);
+    - `labels`: `protocol` (the attack's own: ground truth or the victim's labels),
+      `ground_truth`, or `queried` (the victim's top-1 labels);
+    - `domain`: `in` (the task's images), `out` (other-domain images: rendered glyphs,
+      labelled by the victim) or `none` (data-free attacks only).
+    """
+
+    fraction: float = 1.0
+    count: int | None = None
+    labels: str = "protocol"
+    domain: str = "in"
+
+    def __post_init__(self):
+        in_range("attacker_data.fraction", self.fraction, 0, 1, low_open=True)
+        if self.count is not None:
+            positive_int("attacker_data.count", self.count)
+        require(self.labels in LABEL_SOURCES, "attacker_data.labels", self.labels, ", ".join(LABEL_SOURCES))
+        require(self.domain in DOMAINS, "attacker_data.domain", self.domain, ", ".join(DOMAINS))
+        require(not (self.domain == "out" and self.labels == "ground_truth"), "attacker_data.labels",
+                self.labels, "protocol or queried with domain=out (other-domain images have no task labels)")
+
+    def size(self, available: int) -> int:
+        """How many of `available` images the budget grants (at least one)."""
+        wanted = self.count if self.count is not None else round(self.fraction * available)
+        return max(1, min(available, wanted))
+
+    def ground_truth(self, protocol: str) -> bool:
+        """Whether labels are the true ones, given the attack's own choice (`ground_truth` or
+        `queried`); other-domain images have no true labels of the task."""
+        if self.domain == "out":
+            return False
+        return (protocol if self.labels == "protocol" else self.labels) == "ground_truth"
 
 
 @dataclass
@@ -33,15 +81,59 @@ class AttackContext:
     usage: dict = field(default_factory=lambda: {"queries": 0, "labeled_samples": 0,
                                                   "unlabeled_samples": 0})
     store: object = None  # the run's `wrt.store.Store` (caches pretrained models); None: no caching
+    attacker_data: AttackerData = field(default_factory=AttackerData)
+    images_drawn: int = 0  # images the attack drew under `attacker_data` (recorded)
+    result: dict | None = None  # what the attack reports beyond its surrogate (`attack.result`)
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed + 7919)
 
-    def attacker_labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attacker's labeled third of the training data (recorded in `usage`)."""
-        images, labels = self.data.attacker()
-        self.usage["labeled_samples"] += len(labels)
-        return images, labels
+    def share(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        """The seeded share of a pool (and its labels) that the budget grants; counted."""
+        n = self.attacker_data.size(len(images))
+        self.images_drawn += n
+        pick = torch.randperm(len(images), generator=self.generator())[:n]
+        return images[pick], None if labels is None else labels[pick]
+
+    def draw(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        """The budget's share of a pool of in-domain images (and their true labels) or, with
+        `domain=out`, as many rendered glyphs (other-domain images, labels None)."""
+        budget = self.attacker_data
+        if budget.domain == "none":
+            raise InvalidParameter("attacker_data.domain='none' but this attack needs data; "
+                                   "allowed for it: in, out")
+        if budget.domain == "out":
+            channels, size, _ = self.data.image_shape
+            classes = sum(len(chars) for chars in ALPHABETS.values())
+            per_class = -(-budget.size(len(images)) // classes)
+            images, _, _ = glyph_dataset(classes, per_class, size=size, channels=channels,
+                                         seed=self.seed + 104729)
+            labels = None
+        return self.share(images, labels)
+
+    def labeled(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
+                protocol: str) -> torch.Tensor:
+        """The labels the budget allows for drawn `images`: the true ones, or the victim's
+        top-1 answers (`protocol`: the attack's own choice, `ground_truth` or `queried`)."""
+        if labels is not None and self.attacker_data.ground_truth(protocol):
+            self.usage["labeled_samples"] += len(labels)
+            return labels
+        self.usage["unlabeled_samples"] += len(images)
+        return self.query(model, images).argmax(1)
+
+    def attacker_labeled(self, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attacker's third of the training data under the budget, with ground-truth labels
+        (or the victim's when the budget says `queried` or the images are other-domain)."""
+        images, labels = self.draw(*self.data.attacker())
+        require(model is not None or (labels is not None and self.attacker_data.ground_truth("ground_truth")),
+                "attacker_data", self.attacker_data, "ground-truth labels for this attack (it has no victim to query)")
+        return images, self.labeled(model, images, labels, "ground_truth")
+
+    def record(self) -> dict:
+        """`attack.data` of the run JSON."""
+        budget = self.attacker_data
+        return {"fraction": budget.fraction, "count": budget.count, "labels": budget.labels,
+                "domain": budget.domain, "images": self.images_drawn}
 
     def query(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Logits of the victim on `images`, counted as queries."""

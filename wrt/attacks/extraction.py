@@ -44,10 +44,10 @@ from wrt.validation import in_range, positive_int, require
 GLYPH_CLASSES = sum(len(chars) for chars in ALPHABETS.values())
 
 
-def domain_images(ctx: AttackContext) -> torch.Tensor:
-    """The whole training set without labels (the extraction attacker's data; recorded)."""
-    ctx.usage["unlabeled_samples"] += len(ctx.data.train_x)
-    return ctx.data.train_x
+def domain_data(ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The extraction attacker's images: the whole training set, without its labels unless
+    the data budget grants ground truth (drawn under the budget; recorded)."""
+    return ctx.draw(ctx.data.train_x, ctx.data.train_y)
 
 
 def victim_labels(model: nn.Module, images: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
@@ -73,8 +73,13 @@ class Retraining(Attack):
                                desc=type(self).__name__)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
-        images = domain_images(ctx)
-        targets = self.targets(model, images, ctx)
+        images, truth = domain_data(ctx)
+        if truth is not None and ctx.attacker_data.ground_truth("queried"):
+            ctx.usage["labeled_samples"] += len(truth)
+            targets = truth
+        else:
+            ctx.usage["unlabeled_samples"] += len(images)
+            targets = self.targets(model, images, ctx)
         surrogate = self.surrogate(model, ctx)
         self.train(surrogate, images, targets, ctx)
         return surrogate.eval()
@@ -205,8 +210,8 @@ class AdversarialTrainingFromScratch(Retraining):
         self.fraction, self.repeats = fraction, repeats
 
     def __call__(self, model, ctx):
-        images = domain_images(ctx)
-        labels = victim_labels(model, images, ctx)
+        images, truth = domain_data(ctx)
+        labels = ctx.labeled(model, images, truth, "queried")
         surrogate = ctx.source_trainer.prepare(self.surrogate(model, ctx))
         per_batch = max(1, round(ctx.source_trainer.batch_size * self.fraction / self.repeats))
         hook = AdversarialExamples(surrogate, images, labels, per_batch, self.repeats, self.eps,
@@ -238,9 +243,11 @@ class KnockoffNets(Retraining):
         pool, _, _ = glyph_dataset(self.transfer_classes, self.transfer_per_class, size=size,
                                    channels=channels, seed=self.seed)
         budget = min(len(ctx.data.train_x) if self.queries is None else self.queries, len(pool))
-        pick = torch.randperm(len(pool), generator=ctx.generator())[:budget]
-        images = pool[pick]
-        ctx.usage["transfer_samples"] = ctx.usage.get("transfer_samples", 0) + budget
+        images = pool[torch.randperm(len(pool), generator=ctx.generator())[:budget]]
+        require(ctx.attacker_data.domain != "none", "attacker_data.domain", "none",
+                "in or out (Knockoff Nets queries other-domain images by protocol)")
+        images, _ = ctx.share(images)  # the transfer set is other-domain by protocol
+        ctx.usage["transfer_samples"] = ctx.usage.get("transfer_samples", 0) + len(images)
         labels = victim_labels(model, images, ctx)
         surrogate = self.surrogate(model, ctx)
         self.train(surrogate, images, labels, ctx)

@@ -42,14 +42,12 @@ def classifier_of(model: nn.Module, attack: str) -> nn.Module:
 
 
 def attacker_data(ctx: AttackContext, model: nn.Module, labels: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attacker's third of the training images with ground-truth labels (labeled-data
-    attacks) or with the labels `model` predicts for them (domain-data attacks). Call it
-    before changing `model`: the predictions are those of the model under attack."""
-    if labels == "ground_truth":
-        return ctx.attacker_labeled()
-    images, _ = ctx.data.attacker()
-    ctx.usage["unlabeled_samples"] += len(images)
-    return images, ctx.query(model, images).argmax(1)
+    """The attacker's third of the training images under its data budget, with ground-truth
+    labels (labeled-data attacks) or with the labels `model` predicts for them (domain-data
+    attacks); the budget's `labels` setting overrides the attack's choice. Call it before
+    changing `model`: the predictions are those of the model under attack."""
+    images, truth = ctx.draw(*ctx.data.attacker())
+    return images, ctx.labeled(model, images, truth, "ground_truth" if labels == "ground_truth" else "queried")
 
 
 class HeadOnly(nn.Module):

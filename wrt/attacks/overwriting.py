@@ -23,9 +23,9 @@ from wrt.schemes.base import Key
 from wrt.validation import require
 
 
-def attacker_view(ctx: AttackContext) -> Dataset:
+def attacker_view(ctx: AttackContext, model) -> Dataset:
     """The dataset as the attacker has it: its training set is the attacker's labeled third."""
-    images, labels = ctx.attacker_labeled()
+    images, labels = ctx.attacker_labeled(model)
     return dataclasses.replace(ctx.data, train_x=images, train_y=labels, defender_fraction=1.0)
 
 
@@ -40,7 +40,7 @@ class Overwriting(Attack):
         require(scheme is not None and callable(getattr(scheme, "embed", None))
                 and callable(getattr(scheme, "keygen", None)), "attack.overwriting",
                 type(scheme).__name__, "a scheme with keygen and embed")
-        data = attacker_view(ctx)
+        data = attacker_view(ctx, model)
         net = unwrap(model)
         generator = torch.Generator().manual_seed(ctx.seed + 104729)  # the attacker's own randomness
         self.key = scheme.keygen(net, data, generator)

@@ -229,8 +229,9 @@ class InputReconstruction(InputPreprocessing):
         channels, size, width = ctx.data.image_shape
         require(size == width and size % 4 == 0, "dataset image size", (size, width),
                 "square with a side divisible by 4 for input_reconstruction")
-        images, _ = ctx.data.attacker()  # the attacker's images; their labels are not used
+        images, _ = ctx.draw(*ctx.data.attacker())  # the attacker's images; labels are not used
         ctx.usage["unlabeled_samples"] += len(images)
+        budget = ctx.attacker_data
         trainer = ctx.trainer
         epochs = trainer.scaled_epochs(self.epochs)
         torch.manual_seed(ctx.seed + 3)
@@ -238,7 +239,8 @@ class InputReconstruction(InputPreprocessing):
         spec = {"dataset": ctx.data.name, "images": len(images), "image_shape": [channels, size, width],
                 "bottleneck": self.bottleneck, "epochs": epochs, "lr": self.lr,
                 "batch_size": trainer.batch_size, "optimizer": "Adam",
-                "seed": ctx.seed, "split_seed": ctx.data.split_seed}
+                "seed": ctx.seed, "split_seed": ctx.data.split_seed,
+                "attacker_data": [budget.fraction, budget.count, budget.domain]}
 
         def train():
             pixels = images.float().div(255)

@@ -25,7 +25,7 @@ from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
 from wrt.attacks.finetuning import HeadOnly
-from wrt.attacks.extraction import GLYPH_CLASSES, domain_images, victim_labels
+from wrt.attacks.extraction import GLYPH_CLASSES, domain_data
 from wrt.data.glyphs import glyph_dataset
 from wrt.store import load_state
 from wrt.train import StepDecay, Trainer
@@ -99,8 +99,8 @@ class TransferLearning(Attack):
     # ---- the attack -------------------------------------------------------------------------
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
-        images = domain_images(ctx)
-        labels = victim_labels(model, images, ctx)
+        images, truth = domain_data(ctx)
+        labels = ctx.labeled(model, images, truth, "queried")
         surrogate = self.pretrained(ctx)
         torch.manual_seed(ctx.seed + 2)
         surrogate.reset_classifier(ctx.data.num_classes)

@@ -35,6 +35,8 @@ class Scheme:
     """Base class. `bits` is True for schemes whose watermark accuracy is a bit-match rate."""
 
     bits: bool = False
+    exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
+    while_training: bool = False  # embeds while training a fresh model with the source setup
 
     def keygen(self, model: nn.Module, data: Dataset, generator: torch.Generator) -> Key:
         raise NotImplementedError
@@ -52,6 +54,12 @@ class Scheme:
 
     def key_length(self, key: Key) -> int:
         return len(next(iter(key.tensors.values()))) if key.tensors else 0
+
+    def forge(self, model: nn.Module, image_shape: tuple, num_classes: int, generator: torch.Generator,
+              trainer: Trainer) -> Key:
+        """A counterfeit key in this scheme's format, made for `model` without training data
+        (the ambiguity attack, `wrt.attacks.forging`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no counterfeit-key strategy")
 
 
 class NoWatermark(Scheme):
@@ -105,3 +113,9 @@ class TriggerSetScheme(Scheme):
 
     def extract(self, model, key, trainer) -> float:
         return trainer.accuracy(model, key.tensors["images"], key.tensors["labels"])
+
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """Uniform-noise images labelled with the stolen model's own answers: a trigger set the
+        model passes by construction (nothing ties a trigger set to its owner)."""
+        images = torch.rand(self.key_size, *image_shape, generator=generator)
+        return Key({"images": images, "labels": trainer.predict(model, images).argmax(1)}, {"forged": True})

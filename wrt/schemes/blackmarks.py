@@ -151,6 +151,15 @@ class Blackmarks(TriggerSetScheme):
     def extract(self, model, key, trainer) -> float:
         return (self.decode(model, key, trainer) == key.tensors["bits"]).float().mean().item()
 
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """A random two-cluster split of the classes and noise images; the claimed bits are the
+        clusters the stolen model's answers fall into."""
+        cluster = torch.randperm(num_classes, generator=generator).remainder(2)
+        images = torch.rand(self.key_size, *image_shape, generator=generator)
+        labels = trainer.predict(model, images).argmax(1)
+        return Key({"images": images, "labels": labels, "bits": cluster[labels], "cluster": cluster},
+                   {"forged": True})
+
     def embed(self, model, data, key, trainer):
         images, labels = data.defender()
         n_key = len(key.tensors["labels"]) * self.repeats

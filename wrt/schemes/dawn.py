@@ -106,3 +106,10 @@ class Dawn(Scheme):
 
     def extract(self, model, key, trainer) -> float:
         return trainer.accuracy(model, key.tensors["images"], key.tensors["labels"])
+
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """A made-up secret and noise images labelled by the stolen model (as for trigger sets)."""
+        images = torch.rand(self.key_size, *image_shape, generator=generator)
+        secret = torch.randint(256, (32,), generator=generator, dtype=torch.uint8)
+        return Key({"images": images, "labels": trainer.predict(model, images).argmax(1), "secret": secret},
+                   {"forged": True})

@@ -84,6 +84,18 @@ class DeepMarks(MeanFilterScheme):
             bits = (self.projected(model, key) >= 0).float().cpu()
         return (bits == key.tensors["fingerprint"]).float().mean().item()
 
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """A fresh projection matrix; the claimed fingerprint is the codebook's code vector
+        closest (Hamming) to the bits the stolen model shows through it — a valid user code."""
+        key = self.keygen(model, None, generator)
+        with torch.no_grad():
+            bits = (self.projected(model, key) >= 0).float().cpu()
+        codebook = key.tensors["codebook"].float()
+        user = int((codebook == bits[:, None]).sum(0).argmax())
+        key.tensors["fingerprint"] = codebook[:, user]
+        key.meta.update(user=user, forged=True)
+        return key
+
     def correlations(self, model, key) -> torch.Tensor:
         """Normalised correlation of X·w̄ with every user's ±1 code vector (colluder tracing)."""
         with torch.no_grad():

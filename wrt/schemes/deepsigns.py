@@ -134,6 +134,21 @@ class DeepSigns(Scheme):
         bits = (mu @ key.tensors["projection"] > 0).float()
         return (bits == key.tensors["bits"]).float().mean().item()
 
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """Noise images grouped by the stolen model's answers stand in for the key's class
+        images; with a fresh projection, the claimed bits are those the model's mean
+        activations give (DeepSigns' bits are not bound to the owner either)."""
+        name, _ = activation_layer(model, self.layer, "scheme.layer")
+        images = torch.randint(256, (200, *image_shape), generator=generator, dtype=torch.uint8)
+        labels = trainer.predict(model, images).argmax(1)
+        key = Key({"images": images, "labels": labels, "classes": labels.unique()},
+                  {"layer": name, "forged": True})
+        mu = self.mean_activations(model, key)
+        key.tensors["projection"] = torch.randn(mu.shape[1], self.bits_per_gaussian, generator=generator)
+        key.tensors["bits"] = (mu @ key.tensors["projection"] > 0).float()
+        key.meta["features"] = mu.shape[1]
+        return key
+
     # ---- embedding --------------------------------------------------------------------------
 
     def embed(self, model, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:

@@ -13,8 +13,12 @@ first, as in the authors' released settings) are 1-d average-pooled to γ ∈ R^
 to b × b′; in each row the ⌊η·b′⌋ entries of largest magnitude form B_i (greedy selection,
 η = 0.5) and the residual is ψ_i = (1/b′) Σ_{j∈B_i} γ_ij (Eq. 8).
 
-Embedding (Eq. 2): fine-tuning adds the hinge term E = λ Σ_i ReLU(µ − ω_i ψ_i) with
-λ = 0.01 and µ = 0.1, with early stopping (patience 5) on E.
+Embedding (Eq. 2): the hinge term E = λ Σ_i ReLU(µ − ω_i ψ_i) with λ = 0.01 and µ = 0.1 is
+added to the training loss. As in the paper ("watermarking while training", §3.2) the default
+trains the model from scratch with the source model's setup and E (`while_training: true`; the
+pipeline hands over a fresh model, seeded like the source model). `while_training: false`
+fine-tunes the source model instead, with early stopping (patience 5) on E: with λ = 0.01 a
+fine-tuning budget moves the residuals too little to reach the margin on every bit.
 
 Verification (§3.3): check the signature over `msg` with the public key, recompute
 α = SHA-256(signature), and compare its signs with sgn(ψ) of the model. `verify` returns all
@@ -54,11 +58,12 @@ def as_bytes(tensor: torch.Tensor) -> bytes:
 
 class GreedyResiduals(Scheme):
     bits = True
+    exact_verification = True  # the signature's hash must reappear bit for bit (§3.3)
 
     def __init__(self, owner: str = "Copyright (c) the model owner", lam: float = 0.01,
                  threshold: float = 0.1, eta: float = 0.5, columns: int = 253,
-                 layer: str | None = None, lr: float = 0.01, epochs: float = 5, patience: int = 5,
-                 check_every: int = 100):
+                 layer: str | None = None, while_training: bool = True, lr: float = 0.01,
+                 epochs: float = 5, patience: int = 5, check_every: int = 100):
         require(isinstance(owner, str) and owner != "", "scheme.owner", owner,
                 "a non-empty copyright statement naming the owner")
         in_range("scheme.lam", lam, 0, 1e4, low_open=True)
@@ -67,10 +72,12 @@ class GreedyResiduals(Scheme):
         positive_int("scheme.columns", columns)
         require(layer is None or (isinstance(layer, str) and layer != ""), "scheme.layer", layer,
                 "a layer name of the model or null (the model's default)")
+        require(isinstance(while_training, bool), "scheme.while_training", while_training, "true or false")
         in_range("scheme.lr", lr, 0, 1, low_open=True)
         in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
         positive_int("scheme.patience", patience)
         positive_int("scheme.check_every", check_every)
+        self.while_training = while_training
         self.owner, self.lam, self.threshold, self.eta, self.columns = owner, lam, threshold, eta, columns
         self.layer, self.lr, self.epochs, self.patience, self.check_every = layer, lr, epochs, patience, check_every
 
@@ -107,15 +114,22 @@ class GreedyResiduals(Scheme):
         return self.lam * F.relu(self.threshold - signs * psi).sum()
 
     def embed(self, model, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:
+        """While training (the paper's way, `while_training`): `model` is freshly initialised and
+        `trainer` is the source model's setup, run in full with E added. Otherwise fine-tune the
+        source model with E until the hinge is 0 or stops improving."""
         images, labels = data.defender()
+        extra_loss = lambda m, x, y, logits: self.embedding_loss(m, key)  # noqa: E731
+        if self.while_training:
+            trainer.fit(model, images, labels, augment=data.augment, extra_loss=extra_loss,
+                        desc="embed (while training)")
+            return model
         early = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
                               min_delta=1e-4)
 
         def stop(m) -> bool:  # the hinge is exactly 0 once every residual has its margin
             return early(m) or early.best == 0.0
         trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    extra_loss=lambda m, x, y, logits: self.embedding_loss(m, key),
-                    stop=stop, check_every=self.check_every, desc="embed")
+                    extra_loss=extra_loss, stop=stop, check_every=self.check_every, desc="embed")
         return model
 
     # ---- verification -----------------------------------------------------------------------
@@ -145,3 +159,13 @@ class GreedyResiduals(Scheme):
 
     def key_length(self, key: Key) -> int:
         return len(key.tensors["bits"])
+
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """The forging attack of the paper's Fig. 5: the attacker signs its own claim with its
+        own key pair. The signature is valid, but its hash fixes the bits, so it verifies only
+        if the residuals happen to carry them (probability 2^-256)."""
+        forger = GreedyResiduals(owner="Copyright (c) the forger", lam=self.lam, threshold=self.threshold,
+                                 eta=self.eta, columns=self.columns, layer=self.layer)
+        key = forger.keygen(model, None, generator)
+        key.meta["forged"] = True
+        return key

@@ -108,3 +108,12 @@ class Uchida(MeanFilterScheme):
         with torch.no_grad():
             bits = (self.projected(model, key) >= 0).float().cpu()
         return (bits == key.tensors["bits"]).float().mean().item()
+
+    def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
+        """A fresh projection matrix; the claimed bits are read off the stolen model through it
+        (the ambiguity attack on weight-projection watermarks)."""
+        key = self.keygen(model, None, generator)
+        with torch.no_grad():
+            key.tensors["bits"] = (self.projected(model, key) >= 0).float().cpu()
+        key.meta["forged"] = True
+        return key

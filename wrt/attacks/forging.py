@@ -1,0 +1,63 @@
+"""Ambiguity (forging) attack: a false ownership claim on the stolen model, without training data.
+
+Instead of removing the owner's watermark, the attacker presents a counterfeit key in the
+scheme's own format that the stolen model passes, so ownership becomes ambiguous (Liu et al.,
+Greedy Residuals, §4.4 and Fig. 5: 200 random forged signatures; Fan et al., NeurIPS 2019, for
+weight-projection schemes). Each scheme says how a counterfeit is made (`Scheme.forge`):
+trigger sets are noise images labelled by the stolen model, projection schemes read the claimed
+bits off the model through a fresh projection, Greedy Residuals can only sign a claim of its
+own and hope that the hash of the signature matches.
+
+A counterfeit verifies when its watermark accuracy reaches the level at which an unmarked model
+matches a key by chance with probability ≤ p: the smallest k/N with P[Binom(N, q) ≥ k] ≤ p,
+q = 1/2 for bit keys and 1/C for trigger labels of C classes (DeepSigns' Eq. 4); schemes whose
+verification is exact (a signature's hash) need every bit. The surrogate is the stolen model,
+unchanged; the run JSON's `attack.result` records the attempts and whether a claim succeeded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+
+from wrt.attacks.base import Attack, AttackContext
+from wrt.validation import in_range, positive_int
+
+
+def claim_level(key_size: int, chance: float, p: float) -> float:
+    """Smallest k/N with P[Binom(N, chance) ≥ k] ≤ p (1.0 when even N matches are likelier)."""
+    ks = np.arange(key_size + 1)
+    feasible = ks[stats.binom.sf(ks - 1, key_size, chance) <= p]
+    return float(feasible[0] / key_size) if feasible.size else 1.0
+
+
+class Forging(Attack):
+    category = "ambiguity"
+
+    def __init__(self, attempts: int = 200, p: float = 0.05):
+        positive_int("attack.attempts", attempts)
+        in_range("attack.p", p, 0, 1, low_open=True, high_open=True)
+        self.attempts, self.p = attempts, p
+
+    def __call__(self, model, ctx: AttackContext):
+        scheme, data = ctx.scheme, ctx.data
+        accuracies, level = [], None
+        for attempt in range(self.attempts):
+            generator = torch.Generator().manual_seed(1_000_003 * (ctx.seed + 1) + attempt)
+            try:
+                key = scheme.forge(model, data.image_shape, data.num_classes, generator, ctx.trainer)
+            except NotImplementedError as e:
+                ctx.result = {"applicable": False, "reason": str(e)}
+                return model
+            if level is None:
+                chance = 0.5 if scheme.bits else 1.0 / data.num_classes
+                size = scheme.key_length(key)
+                level = 1.0 if scheme.exact_verification else claim_level(size, chance, self.p)
+            accuracies.append(scheme.extract(model, key, ctx.trainer))
+        verified = sum(acc >= level for acc in accuracies)
+        ctx.result = {"applicable": True, "attempts": self.attempts, "key_size": size,
+                      "claim_level": level, "p": self.p, "verified": verified,
+                      "best_wm_acc": max(accuracies), "mean_wm_acc": float(np.mean(accuracies)),
+                      "false_claim": verified > 0}
+        return model
