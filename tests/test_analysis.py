@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures.analysis_runs import run_record, write
+from fixtures.analysis_runs import FORGING, run_record, write, write_new_categories
 
 from scipy import stats
 
-from wrt.analysis import game, roc
+from wrt.analysis import forgery, game, plots, roc
 from wrt.analysis.load import ResultsDirError, config_label, load_runs
-from wrt.analysis.tables import mean_ci
+from wrt.analysis.tables import add_settings, mean_ci, removal_runs
 from wrt.analysis.thresholds import (ThresholdError, binomial_threshold, decision_thresholds, empirical_threshold,
                                      normal_threshold)
 
@@ -270,6 +270,29 @@ def test_older_files_without_num_classes_and_attack_data_load(tmp_path):
     # an older file had the default budget (the whole data); images unknown; same budget, same label
     assert runs.loc["old", "attack.data.fraction"] == 1.0 and pd.isna(runs.loc["old", "attack.data.images"])
     assert set(runs["attack_label"]) == {"transfer_learning(epochs=5)"}
+    assert forgery.forgery_table(add_settings(runs.reset_index())).empty  # no attack.result: no claim
+
+
+def test_forging_runs_make_the_forgery_table_not_the_game(tmp_path):
+    write_new_categories(tmp_path, seeds=(0,))
+    write(tmp_path, run_record(run_name="bad_result", scheme="adi", scheme_params={"size": 50}, attack="forging",
+                               attack_params={}, seed=1, result={**FORGING["adi"][1][0], "false_claim": "yes"}))
+    warnings = []
+    runs = add_settings(load_runs(tmp_path, warn=warnings.append).runs)
+    assert "bad_result.json" in warnings[0] and "attack.result.false_claim" in warnings[0]
+    assert set(removal_runs(runs)["attack.name"]) == {"dummy_neurons"}
+    table = forgery.forgery_table(runs).set_index("scheme")
+    assert table["false_claim"].to_dict() == {"adi": "yes", "greedy_residuals": "no", "unforgeable": "not applicable"}
+    assert table.loc["adi", "verified"] == 200 and table.loc["adi", "n_seeds"] == 1
+    assert forgery.summary(table.reset_index()) == ("forging: false ownership claims succeed against 1 of 3 "
+                                                    "schemes (1 not applicable)")
+
+
+def test_radar_orders_the_categories():
+    per_category = pd.DataFrame({"scheme": "uchida", "rescaled_wm_acc": 0.5,
+                                 "category": ["obfuscation", "model_extraction", "input_preprocessing"]})
+    fig = plots.radar(per_category, 0.5, "t")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["IP", "ME", "OB"]
 
 
 def test_attack_configs_with_several_data_budgets_get_them_in_their_label(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures.analysis_runs import write_budget_sweep, write_disagreeing_seed, write_sweep
+from fixtures.analysis_runs import write_budget_sweep, write_disagreeing_seed, write_new_categories, write_sweep
 
 from wrt.analysis.report import Options, analyze
 from wrt.analysis.thresholds import ThresholdError
@@ -41,8 +41,9 @@ def test_every_output_exists_and_report_embeds_them(analyzed):
     assert [name for name in expected if name != "report.html" and f'href="{name}"' not in html] == []
     assert "half_written.json" in html  # skipped files are listed
     assert printed[-1] == str(report)
-    # no attack was run at several data budgets: no budget outputs
-    assert not any((out / f"{name}.csv").exists() for name in BUDGET_TABLES) and "data budget" not in html
+    # no attack was run at several data budgets and none forged a claim: no budget or forgery outputs
+    assert not any((out / f"{name}.csv").exists() for name in [*BUDGET_TABLES, "forgery"])
+    assert "data budget" not in html and "forging" not in html
 
 
 def test_nash_json_shape_and_values(analyzed):
@@ -190,3 +191,59 @@ def test_data_budget_table_plot_and_minimum(seeds_and_budgets):
     assert minimum.loc["transfer_learning(epochs=5)", "min_images"] == 2000
     assert minimum.loc["retraining(epochs=10)", ["min_images", "min_fraction"]].tolist() == [60000, 1.0]
     assert minimum["removed"].all() and (minimum["budgets_tried"] == 3).all()
+
+
+@pytest.fixture(scope="module")
+def new_categories(tmp_path_factory):
+    """The sweep plus forging (ambiguity) runs against three schemes and dummy neurons (obfuscation)."""
+    results = write_sweep(tmp_path_factory.mktemp("new_categories"))
+    write_new_categories(results)
+    printed = []
+    report = analyze(Options(results_dir=str(results)), out=printed.append)
+    return results / "analysis", report.read_text(encoding="utf-8"), printed
+
+
+def test_forgery_table_report_and_summary(new_categories):
+    out, html, printed = new_categories
+    assert all((out / f"forgery.{ext}").is_file() for ext in ("csv", "md", "tex"))
+    table = pd.read_csv(out / "forgery.csv").set_index("scheme")
+    assert list(table.index) == ["adi", "greedy_residuals", "unforgeable"]
+    adi = table.loc["adi"]
+    assert (adi["scheme_config"], adi["attack_config"]) == ("adi(size=50)", "forging(attempts=200)")
+    assert adi[["n_seeds", "attempts", "key_size", "claim_level"]].tolist() == [2, 200, 100, 0.16]
+    assert adi[["verified", "best_wm_acc", "false_claim_rate", "false_claim"]].tolist() == [195, 1.0, 1.0, "yes"]
+    assert adi["mean_wm_acc"] == pytest.approx(0.96)
+    gr = table.loc["greedy_residuals"]
+    assert gr[["verified", "claim_level", "false_claim_rate", "false_claim"]].tolist() == [0, 1.0, 0.0, "no"]
+    na = table.loc["unforgeable"]
+    assert na["false_claim"] == "not applicable" and na["reason"] == "Unforgeable has no counterfeit-key strategy"
+    assert na[["attempts", "verified", "best_wm_acc", "false_claim_rate"]].isna().all()
+    assert "Ambiguity (forging) attacks" in html and "made without training data verifies on the stolen model" in html
+    assert 'href="forgery.csv"' in html
+    assert "forging: false ownership claims succeed against 1 of 3 schemes (1 not applicable)" in printed
+    assert printed[-1].endswith("report.html")
+
+
+def test_forging_stays_out_of_the_removal_game(new_categories):
+    out, _, _ = new_categories
+    robustness = pd.read_csv(out / "robustness.csv")
+    assert "forging" not in set(robustness["attack"])
+    assert not any("forging" in c for c in pd.read_csv(out / "payoff_fashion_mnist.csv").columns)
+    assert "forging" not in set(pd.read_csv(out / "outcomes.csv")["attack"])
+    assert "ambiguity" not in set(pd.read_csv(out / "nash_per_category.csv")["category"])
+    assert not pd.read_csv(out / "roc.csv")["positives"].str.contains("forging").any()
+    # schemes run only with forging need no decision threshold
+    assert set(pd.read_csv(out / "thresholds.csv")["scheme"]) == {"adi", "uchida"}
+
+
+def test_obfuscation_is_a_category_of_the_game(new_categories):
+    out, _, _ = new_categories
+    robustness = pd.read_csv(out / "robustness.csv")
+    assert list(robustness["category"]) == ["input_preprocessing", "model_modification", "model_extraction",
+                                            "obfuscation"]
+    dummy = robustness.set_index("attack").loc["dummy_neurons"]
+    assert (dummy["adi"], dummy["uchida"]) == ("✓", "✗")  # uchida's key no longer fits: wm acc 0
+    per_category = pd.read_csv(out / "nash_per_category.csv").set_index(["scheme", "category"])
+    assert per_category.loc[("uchida", "obfuscation"), "rescaled_wm_acc"] == 0.0
+    runs = pd.read_csv(out / "runs.csv").set_index("run_name")
+    assert runs.loc["uchida0_dummy_neurons_s0", "surrogate.wm_error"] == "KeyMismatch: layer shape changed"

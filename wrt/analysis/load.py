@@ -52,6 +52,10 @@ OPTIONAL_FIELDS = {
     "attack.data.fraction": (lambda v: _IS_FRACTION[0](v) and v > 0, "a fraction in (0, 1]"),
     "attack.data.count": (lambda v: v is None or (_IS_INT[0](v) and v >= 1), "an integer ≥ 1 or null"),
     "attack.data.images": _IS_OPT_INT,
+    # the forging attack's claim (wrt.analysis.forgery)
+    **{f"attack.result.{k}": _IS_BOOL for k in ("applicable", "false_claim")},
+    **{f"attack.result.{k}": _IS_INT for k in ("attempts", "key_size", "verified")},
+    **{f"attack.result.{k}": _IS_FRACTION for k in ("claim_level", "best_wm_acc", "mean_wm_acc")},
 }
 DATA_FIELDS = ["attack.data.fraction", "attack.data.count", "attack.data.labels", "attack.data.domain"]
 

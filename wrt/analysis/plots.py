@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from wrt.analysis.budget import amount_column  # noqa: E402
-from wrt.analysis.tables import CATEGORY_ABBREV, FAST, MEDIUM, game_cells  # noqa: E402
+from wrt.analysis.tables import CATEGORY_ABBREV, FAST, MEDIUM, category_rank, game_cells  # noqa: E402
 
 SPEED_COLORS = {"fast": "tab:green", "medium": "tab:orange", "slow": "tab:red"}
 
@@ -87,7 +87,7 @@ def pareto(cells: pd.DataFrame, per_scheme_nash: dict, theta_prime: float, max_s
 
 def radar(per_category: pd.DataFrame, theta_prime: float, title: str):
     """Rescaled watermark accuracy of each scheme at the Eq. 6 equilibrium against each attack category."""
-    categories = sorted(per_category["category"].unique())
+    categories = sorted(per_category["category"].unique(), key=lambda c: (category_rank(c), c))
     schemes = sorted(per_category["scheme"].unique())
     angles = np.linspace(0, 2 * np.pi, len(categories), endpoint=False)
     fig, axes = _grid(len(schemes), polar=True, size=3.2)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wrt.analysis import budget, plots, roc, tables
+from wrt.analysis import budget, forgery, plots, roc, tables
 from wrt.analysis.load import ANALYSIS_DIRNAME, ResultsDirError, load_runs
 from wrt.analysis.thresholds import ThresholdError, decision_thresholds
 
@@ -59,18 +59,19 @@ def analyze(options: Options, out=print) -> Path:
     results_dir = Path(options.results_dir)
     loaded = load_runs(results_dir)
     runs = tables.add_settings(loaded.runs)
-    thresholds = decision_thresholds(runs, options.p, options.threshold_method, options.min_null_runs)
+    removal = tables.removal_runs(runs)
+    thresholds = decision_thresholds(removal, options.p, options.threshold_method, options.min_null_runs)
     out_dir = results_dir / ANALYSIS_DIRNAME
     out_dir.mkdir(parents=True, exist_ok=True)
 
     failed = runs[runs["status"] == "failed"]
-    scored = tables.score_runs(runs, thresholds, options.theta_prime, options.max_stealing_loss)
+    scored = tables.score_runs(removal, thresholds, options.theta_prime, options.max_stealing_loss)
     if scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
     cells = tables.outcomes(scored, failed, options.max_stealing_loss)
     if tables.game_cells(cells).empty:
-        raise ResultsDirError(f"no successful run under {results_dir} has an attack other than none; "
-                              "there is no game to analyze")
+        raise ResultsDirError(f"no successful run under {results_dir} has a removal attack (other than none "
+                              "and ambiguity); there is no game to analyze")
     nash = tables.nash_all(cells, options.max_stealing_loss)
     (out_dir / "nash.json").write_text(json.dumps(nash, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
@@ -90,7 +91,8 @@ def analyze(options: Options, out=print) -> Path:
     runtimes = tables.runtime_table(scored)
     failed_table = tables.failed_runs_table(runs)
     robustness = tables.robustness_table(cells, scored, failed, options.max_stealing_loss)
-    roc_rows, roc_curves = roc.roc_table(runs)
+    roc_rows, roc_curves = roc.roc_table(removal)
+    forged = forgery.forgery_table(runs)
     dominant = tables.dominant_attacks_table(cells, options.max_stealing_loss)
     fastest = tables.fastest_attacks_table(cells)
     sections = [
@@ -109,6 +111,7 @@ def analyze(options: Options, out=print) -> Path:
                 f"{' / '.join(sorted(cells['setting'].unique()))}. {crit}.",
                 robustness,
                 table("robustness", robustness, "Robustness of each scheme against each attack")),
+        *_forgery_sections(forged, table),
         Section("Verification quality (ROC)",
                 "Negatives: unmarked models (null runs' wm acc); positives: marked models (one per seed and "
                 "scheme config) or the surrogates of an attack (all attacked models, whatever their stealing "
@@ -162,6 +165,8 @@ def analyze(options: Options, out=print) -> Path:
     report.write_text(render_html(sections, options, runs, out_dir), encoding="utf-8")
     for line in describe_nash(nash):
         out(line)
+    if not forged.empty:
+        out(forgery.summary(forged))
     out(str(report))
     return report
 
@@ -185,6 +190,20 @@ def _game_sections(setting, slug, sc, nash_entry, per_category, options, table, 
                 figure(f"radar_{slug}", plots.radar(per_category[per_category["setting"] == setting],
                                                     options.theta_prime, setting))),
     ]
+
+
+def _forgery_sections(forged, table) -> list[Section]:
+    """The ambiguity (forging) attacks' false ownership claims; none when no such run exists."""
+    if forged.empty:
+        return []
+    return [Section("Ambiguity (forging) attacks",
+                    "A false claim succeeds when a counterfeit key made without training data verifies on the "
+                    "stolen model. Per scheme config: the attempts, the counterfeit key's size, the claim level "
+                    "(the wm acc a counterfeit must reach), how many counterfeits verified and their best and "
+                    "mean wm acc (means over seeds); false_claim: yes when one verified on some seed "
+                    "(false_claim_rate: the fraction of seeds). These attacks remove nothing and are not part "
+                    "of the game.", forged,
+                    table("forgery", forged, "False ownership claims of the ambiguity (forging) attacks"))]
 
 
 def _budget_sections(cells, scored, options, table, figure) -> list[Section]:
@@ -213,6 +232,13 @@ def _image_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _html_table(frame: pd.DataFrame) -> str:
+    """The table with 4 decimals and – for missing values (also in nullable integer columns)."""
+    ints = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.Int64Dtype)]
+    frame = frame.astype({c: object for c in ints}).fillna({c: "–" for c in ints})
+    return frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4f}", border=0, classes="t")
+
+
 def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, out_dir: Path) -> str:
     """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
@@ -222,8 +248,7 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:
-            body.append(section.table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4f}",
-                                              border=0, classes="t"))
+            body.append(_html_table(section.table))
         for image in section.images or []:
             if image.suffix == ".png":
                 body.append(_image_tag(image))

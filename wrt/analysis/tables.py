@@ -13,9 +13,11 @@ import pandas as pd
 
 from wrt.analysis import game
 
-CATEGORY_ORDER = ["input_preprocessing", "model_modification", "model_extraction", "combined"]
+CATEGORY_ORDER = ["input_preprocessing", "model_modification", "model_extraction", "obfuscation", "combined",
+                  "ambiguity"]
 CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "model_extraction": "ME",
-                   "combined": "CO"}
+                   "obfuscation": "OB", "combined": "CO", "ambiguity": "AM"}
+AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and forge a claim (wrt.analysis.forgery)
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
 FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
 MEASURES = {  # outcome column prefix -> run column
@@ -57,6 +59,11 @@ def add_settings(runs: pd.DataFrame) -> pd.DataFrame:
         for d, m, b in zip(runs["dataset"], runs["model"], runs["budget"])
     ]
     return runs
+
+
+def removal_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the removal game: every attack but the ambiguity (forging) ones, which remove nothing."""
+    return runs[runs["attack.category"] != AMBIGUITY]
 
 
 def score_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: float,
@@ -183,7 +190,8 @@ def support(strategy: dict) -> str:
     return "; ".join(f"{label}: {p:.3f}" for label, p in sorted(strategy.items(), key=lambda kv: -kv[1]))
 
 
-def _category_rank(category: str) -> int:
+def category_rank(category: str) -> int:
+    """Position in CATEGORY_ORDER (unknown categories last)."""
     return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else len(CATEGORY_ORDER)
 
 
@@ -216,7 +224,7 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
     settings = sorted(gc["setting"].unique())
     schemes = sorted(gc["scheme"].unique())
     attacks = (gc[["category", "attack"]].drop_duplicates()
-               .assign(rank=lambda d: d["category"].map(_category_rank))
+               .assign(rank=lambda d: d["category"].map(category_rank))
                .sort_values(["rank", "attack"]))
     failed_pairs = set(zip(failed["scheme.name"], failed["attack.name"], failed["dataset"]))
     rows = []

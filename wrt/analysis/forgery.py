@@ -1,0 +1,59 @@
+"""Ambiguity (forging) attacks: does a counterfeit ownership claim, made without training data, verify on
+the stolen model? Read from the runs' `attack.result` (docs/run_json.md); these runs leave the model
+unchanged and never enter the removal game."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from wrt.analysis.tables import AMBIGUITY
+
+NOT_APPLICABLE = "not applicable"
+KEYS = ["setting", "scheme", "scheme_config", "attack_config"]
+MEANS = ["claim_level", "verified", "best_wm_acc", "mean_wm_acc"]  # seed means
+FIXED = ["attempts", "key_size"]  # the same on every seed of a config
+COLUMNS = [*KEYS, "n_seeds", *FIXED, *MEANS, "false_claim_rate", "false_claim", "reason"]
+
+
+def forging_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The ok, role-marked ambiguity runs that recorded `attack.result`."""
+    if "attack.result.applicable" not in runs:
+        return runs.iloc[:0]
+    return runs[(runs["status"] == "ok") & (runs["role"] == "marked") & (runs["attack.category"] == AMBIGUITY)
+                & runs["attack.result.applicable"].notna()]
+
+
+def _field(group: pd.DataFrame, name: str) -> pd.Series:
+    """`attack.result.<name>` of the group's runs (empty when none recorded it)."""
+    return group.get(f"attack.result.{name}", pd.Series(dtype=object))
+
+
+def _row(group: pd.DataFrame) -> dict:
+    """One config's outcome; not applicable (with the reason) when the scheme has no counterfeit strategy."""
+    if not _field(group, "applicable").astype(bool).all():
+        return {"false_claim": NOT_APPLICABLE, "reason": next(iter(_field(group, "reason").dropna()), "")}
+    claims = _field(group, "false_claim").astype(bool)
+    return {**{c: _field(group, c).iloc[0] for c in FIXED},
+            **{c: _field(group, c).astype(float).mean() for c in MEANS},
+            "false_claim_rate": claims.mean(), "false_claim": "yes" if claims.any() else "no", "reason": ""}
+
+
+def forgery_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, scheme config, forging config): attempts, counterfeit key size, claim level,
+    verified counterfeits and best/mean forged wm acc (means over seeds); false_claim yes when a counterfeit
+    verified on some seed (false_claim_rate: the fraction of seeds), or not applicable with the reason."""
+    forged = forging_runs(runs).rename(columns={"scheme.name": "scheme", "scheme_label": "scheme_config",
+                                                "attack_label": "attack_config"})
+    rows = [{**dict(zip(KEYS, key)), "n_seeds": group["seed"].nunique(), **_row(group)}
+            for key, group in forged.groupby(KEYS, sort=True)]
+    return pd.DataFrame(rows, columns=COLUMNS).astype({c: "Int64" for c in FIXED})
+
+
+def summary(table: pd.DataFrame) -> str:
+    """`forging: false ownership claims succeed against k of n schemes` (a scheme counts when some config
+    of it was falsely claimed), plus how many had no counterfeit strategy."""
+    outcomes = table.groupby("scheme")["false_claim"].agg(set)
+    succeeded = sum("yes" in o for o in outcomes)
+    inapplicable = sum(o == {NOT_APPLICABLE} for o in outcomes)
+    line = f"forging: false ownership claims succeed against {succeeded} of {len(outcomes)} schemes"
+    return line + (f" ({inapplicable} not applicable)" if inapplicable else "")
