@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from wrt.data import Dataset
-from wrt.data.glyphs import ALPHABETS, glyph_dataset
+from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter, in_range, positive_int, require
 
@@ -104,9 +104,8 @@ class AttackContext:
                                    "allowed for it: in, out")
         if budget.domain == "out":
             channels, size, _ = self.data.image_shape
-            classes = sum(len(chars) for chars in ALPHABETS.values())
-            per_class = -(-budget.size(len(images)) // classes)
-            images, _, _ = glyph_dataset(classes, per_class, size=size, channels=channels,
+            per_class = -(-budget.size(len(images)) // GLYPH_CLASSES)
+            images, _, _ = glyph_dataset(GLYPH_CLASSES, per_class, size=size, channels=channels,
                                          seed=self.seed + 104729)
             labels = None
         return self.share(images, labels)

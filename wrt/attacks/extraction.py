@@ -35,13 +35,12 @@ from torch import nn
 
 from wrt.adversarial import batched, pgd
 from wrt.attacks.base import Attack, AttackContext
-from wrt.data.glyphs import ALPHABETS, glyph_dataset
+from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.data.loader import to_float
 from wrt.models import unwrap
 from wrt.train import classification_loss
 from wrt.validation import in_range, positive_int, require
 
-GLYPH_CLASSES = sum(len(chars) for chars in ALPHABETS.values())
 
 
 def domain_data(ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor | None]:

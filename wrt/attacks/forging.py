@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import stats
 
+from wrt.analysis.thresholds import ThresholdError, binomial_threshold
 from wrt.attacks.base import Attack, AttackContext
 from wrt.validation import in_range, positive_int
 
 
 def claim_level(key_size: int, chance: float, p: float) -> float:
-    """Smallest k/N with P[Binom(N, chance) ≥ k] ≤ p (1.0 when even N matches are likelier)."""
-    ks = np.arange(key_size + 1)
-    feasible = ks[stats.binom.sf(ks - 1, key_size, chance) <= p]
-    return float(feasible[0] / key_size) if feasible.size else 1.0
+    """Smallest k/N with P[Binom(N, chance) ≥ k] ≤ p (the analyzer's binomial threshold; 1.0
+    when even N matches are likelier)."""
+    try:
+        return binomial_threshold(key_size, p, chance)
+    except ThresholdError:
+        return 1.0
 
 
 class Forging(Attack):

@@ -26,6 +26,7 @@ ALPHABETS = {
     "hebrew": "אבגדהוזחטיכלמנסעפצקרשת",
     "arabic": "ابتثجحخدذرزسشصضطظعغفقكلمنهوي",
 }
+GLYPH_CLASSES = sum(len(chars) for chars in ALPHABETS.values())  # characters available
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONT_FILES = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
               "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf"]
