@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures.analysis_runs import write_budget_sweep, write_disagreeing_seed, write_new_categories, write_sweep
+from fixtures.analysis_runs import (write_budget_sweep, write_disagreeing_seed, write_forging_runs, write_new_categories,
+                                    write_sweep)
 
 from wrt.analysis.report import Options, analyze
 from wrt.analysis.thresholds import ThresholdError
@@ -247,3 +248,14 @@ def test_obfuscation_is_a_category_of_the_game(new_categories):
     assert per_category.loc[("uchida", "obfuscation"), "rescaled_wm_acc"] == 0.0
     runs = pd.read_csv(out / "runs.csv").set_index("run_name")
     assert runs.loc["uchida0_dummy_neurons_s0", "surrogate.wm_error"] == "KeyMismatch: layer shape changed"
+
+
+def test_only_forging_runs_give_the_forgery_table_without_a_game(tmp_path):
+    write_forging_runs(tmp_path)  # no null runs and no removal attack: no thresholds and no game
+    printed = []
+    report = analyze(Options(results_dir=str(tmp_path)), out=printed.append)
+    out = tmp_path / "analysis"
+    assert pd.read_csv(out / "forgery.csv")["false_claim"].tolist() == ["yes", "no", "not applicable"]
+    assert not (out / "nash.json").exists() and "Ambiguity (forging) attacks" in report.read_text(encoding="utf-8")
+    assert printed == ["forging: false ownership claims succeed against 1 of 3 schemes (1 not applicable)",
+                       str(report)]

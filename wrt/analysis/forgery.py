@@ -46,7 +46,10 @@ def forgery_table(runs: pd.DataFrame) -> pd.DataFrame:
                                                 "attack_label": "attack_config"})
     rows = [{**dict(zip(KEYS, key)), "n_seeds": group["seed"].nunique(), **_row(group)}
             for key, group in forged.groupby(KEYS, sort=True)]
-    return pd.DataFrame(rows, columns=COLUMNS).astype({c: "Int64" for c in FIXED})
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({c: "Int64" for c in FIXED})
+    if (table["verified"].dropna() % 1 == 0).all():  # one seed, or seeds that agree: a whole count
+        table["verified"] = table["verified"].astype("Int64")
+    return table
 
 
 def summary(table: pd.DataFrame) -> str:

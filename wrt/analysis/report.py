@@ -60,8 +60,19 @@ def analyze(options: Options, out=print) -> Path:
     loaded = load_runs(results_dir)
     runs = tables.add_settings(loaded.runs)
     removal = tables.removal_runs(runs)
-    thresholds = decision_thresholds(removal, options.p, options.threshold_method, options.min_null_runs)
+    forged = forgery.forgery_table(runs)
     out_dir = results_dir / ANALYSIS_DIRNAME
+
+    def table(name, frame, caption):
+        return tables.write_table(frame, out_dir, name, caption)
+
+    if not forged.empty and not _has_removal_runs(removal):  # only forging runs: a claim table, no game
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = _write_report(_forgery_sections(forged, table), options, runs, loaded, out_dir)
+        out(forgery.summary(forged))
+        out(str(report))
+        return report
+    thresholds = decision_thresholds(removal, options.p, options.threshold_method, options.min_null_runs)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     failed = runs[runs["status"] == "failed"]
@@ -77,9 +88,6 @@ def analyze(options: Options, out=print) -> Path:
     runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
         .to_csv(out_dir / "runs.csv", index=False)
 
-    def table(name, frame, caption):
-        return tables.write_table(frame, out_dir, name, caption)
-
     def figure(name, fig):
         return plots.save(fig, out_dir, name)
 
@@ -89,10 +97,8 @@ def analyze(options: Options, out=print) -> Path:
     per_category = tables.nash_per_category_table(cells, nash)
     embedding = tables.embedding_table(scored)
     runtimes = tables.runtime_table(scored)
-    failed_table = tables.failed_runs_table(runs)
     robustness = tables.robustness_table(cells, scored, failed, options.max_stealing_loss)
     roc_rows, roc_curves = roc.roc_table(removal)
-    forged = forgery.forgery_table(runs)
     dominant = tables.dominant_attacks_table(cells, options.max_stealing_loss)
     fastest = tables.fastest_attacks_table(cells)
     sections = [
@@ -154,20 +160,32 @@ def analyze(options: Options, out=print) -> Path:
                                 "Source minus marked test accuracy, mean over seeds with 95 % bootstrap CI.", emb,
                                 table(f"embedding_{slug}", emb, f"Embedding loss, {setting}"),
                                 figure(f"embedding_loss_{slug}", plots.embedding_loss_bars(emb, setting))))
-    failed_table.to_csv(out_dir / "failed_runs.csv", index=False)
-    sections.append(Section("Failed runs", f"{len(failed_table)} run(s) failed; never counted as successes.",
-                            failed_table, [out_dir / "failed_runs.csv"]))
-    if loaded.skipped:
-        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in loaded.skipped])
-        sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
-
-    report = out_dir / "report.html"
-    report.write_text(render_html(sections, options, runs, out_dir), encoding="utf-8")
+    report = _write_report(sections, options, runs, loaded, out_dir)
     for line in describe_nash(nash):
         out(line)
     if not forged.empty:
         out(forgery.summary(forged))
     out(str(report))
+    return report
+
+
+def _has_removal_runs(removal: pd.DataFrame) -> bool:
+    """Whether some ok, role=marked run faced a removal attack (not `none`, not a forging attack)."""
+    return bool(((removal["status"] == "ok") & (removal["role"] == "marked")
+                 & (removal["attack.name"] != "none")).any())
+
+
+def _write_report(sections: list[Section], options: Options, runs: pd.DataFrame, loaded, out_dir: Path) -> Path:
+    """Append the failed-runs and skipped-files sections, write failed_runs.csv and report.html."""
+    failed_table = tables.failed_runs_table(runs)
+    failed_table.to_csv(out_dir / "failed_runs.csv", index=False)
+    sections = [*sections, Section("Failed runs", f"{len(failed_table)} run(s) failed; never counted as "
+                                   "successes.", failed_table, [out_dir / "failed_runs.csv"])]
+    if loaded.skipped:
+        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in loaded.skipped])
+        sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
+    report = out_dir / "report.html"
+    report.write_text(render_html(sections, options, runs, out_dir), encoding="utf-8")
     return report
 
 
