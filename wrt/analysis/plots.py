@@ -45,6 +45,21 @@ def _grid(n: int, polar: bool = False, size: float = 3.6):
     return fig, axes.flat
 
 
+def _titled(fig, title: str, legend_from=()):
+    """Lay the panels out below the figure title; with `legend_from`, one legend of all their labelled
+    artists (each label once) below the panels."""
+    inch = 1 / fig.get_figheight()
+    handles = {}
+    for ax in legend_from:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    fig.suptitle(title, y=1 - 0.1 * inch, va="top")
+    fig.tight_layout(rect=(0, 0.4 * inch if handles else 0, 1, 1 - 0.45 * inch))
+    return fig
+
+
 def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of points no other point beats on both stealing loss and watermark accuracy (lower is
     better for the attacker), sorted by stealing loss."""
@@ -79,10 +94,7 @@ def pareto(cells: pd.DataFrame, per_scheme_nash: dict, theta_prime: float, max_s
         ax.axhline(theta_prime, ls="--", c="gray", lw=0.8)
         ax.axvline(max_stealing_loss, ls=":", c="gray", lw=0.8)
         ax.set(title=scheme, xlabel="stealing loss", ylabel="rescaled wm acc", ylim=(-0.05, 1.05))
-        ax.legend(fontsize=6)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title, legend_from=axes[:len(schemes)])
 
 
 def radar(per_category: pd.DataFrame, theta_prime: float, title: str):
@@ -102,9 +114,7 @@ def radar(per_category: pd.DataFrame, theta_prime: float, title: str):
         ax.set_xticks(angles, [CATEGORY_ABBREV.get(c, c) for c in categories])
         ax.set_ylim(0, 1)
         ax.set_title(scheme, fontsize=9)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title)
 
 
 def runtime_bars(runtimes: pd.DataFrame, embedding: pd.DataFrame, title: str):
@@ -125,9 +135,7 @@ def runtime_bars(runtimes: pd.DataFrame, embedding: pd.DataFrame, title: str):
         ax.tick_params(axis="y", labelsize=7)
     axes.flat[-1].legend(handles=[plt.Rectangle((0, 0), 1, 1, color=SPEED_COLORS[k]) for k in ("fast", "medium", "slow")],
                          labels=["fast (<25%)", "medium (25–75%)", "slow (>75%)"], fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title)
 
 
 def embedding_loss_bars(embedding: pd.DataFrame, title: str):
@@ -140,9 +148,7 @@ def embedding_loss_bars(embedding: pd.DataFrame, title: str):
     ax.axvline(0, c="k", lw=0.6)
     ax.set(xlabel="embedding loss (source − marked test accuracy)")
     ax.tick_params(axis="y", labelsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title)
 
 
 def payoff_heatmap(V: pd.DataFrame, title: str):
@@ -172,9 +178,7 @@ def roc(curves: dict, roc_rows: pd.DataFrame, title: str):
         ax.set(title=f"{scheme} — {dataset}" if several_datasets else scheme, xlabel="false positive rate",
                ylabel="true positive rate", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title)
 
 
 def data_budget(budget: pd.DataFrame, theta_prime: float, title: str):
@@ -200,6 +204,4 @@ def data_budget(budget: pd.DataFrame, theta_prime: float, title: str):
                xlabel="images used by the attacker" if x_col == "images" else "fraction of the attacker's data",
                ylabel="rescaled wm acc (solid), test acc (dashed)")
         ax.legend(fontsize=6)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title)
