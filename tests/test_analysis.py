@@ -317,6 +317,27 @@ def test_attack_configs_with_several_data_budgets_get_them_in_their_label(tmp_pa
     assert set(runs["attack_base_label"]) == {"transfer_learning(epochs=5)"}
 
 
+def test_configs_that_differ_outside_the_ablation_get_distinct_labels(tmp_path):
+    """Two transfer-learning configs whose epochs differ are two attacker strategies, not two seeds."""
+    def tl(name, seed, params, wm):
+        record = run_record(run_name=name, scheme="adi", scheme_params={"size": 50}, attack="transfer_learning",
+                            attack_params={"lr": 0.01, **params}, seed=seed, surrogate_wm=wm)
+        record["attack"]["ablated"] = ["lr"]  # the label shows only lr
+        return record
+
+    write(tmp_path, tl("short_s0", 0, {"epochs": 1, "milestones": [1]}, 0.1))
+    write(tmp_path, tl("short_s1", 1, {"epochs": 1, "milestones": [1]}, 0.2))
+    write(tmp_path, tl("long_s0", 0, {"epochs": 5, "milestones": [3, 4]}, 0.9))
+    write(tmp_path, tl("old_s2", 2, {}, 0.3))  # an older file without these parameters
+    runs = load_runs(tmp_path).runs.set_index("run_name")
+    assert runs["attack_label"].to_dict() == {
+        "short_s0": "transfer_learning(lr=0.01,epochs=1,milestones=[1])",
+        "short_s1": "transfer_learning(lr=0.01,epochs=1,milestones=[1])",
+        "long_s0": "transfer_learning(lr=0.01,epochs=5,milestones=[3, 4])",
+        "old_s2": "transfer_learning(lr=0.01)",
+    }
+
+
 def test_missing_results_dir_names_the_path(tmp_path):
     with pytest.raises(ResultsDirError, match=str(tmp_path / "nope")):
         load_runs(tmp_path / "nope")

@@ -146,6 +146,35 @@ def validate(record) -> str | None:
     return None
 
 
+def add_varied_params(runs: pd.DataFrame) -> pd.DataFrame:
+    """A label shows only the parameters the paper ablates; configs that share a label but set some other
+    parameter differently (`attack.epochs=25` on the command line) get those parameters in their label too,
+    `transfer_learning(epochs=25,milestones=[15, 20])`, so that they are never averaged like seeds. A
+    parameter that a run does not record (an older file) does not count as different."""
+    for kind in ("scheme", "attack"):
+        label_column, prefix = f"{kind}_label", f"{kind}.params."
+        params = [c for c in runs.columns if c.startswith(prefix)]
+        for label, group in runs.groupby(label_column):
+            varied = [c for c in params if group[c].dropna().map(repr).nunique() > 1]
+            if varied:
+                runs.loc[group.index, label_column] = [
+                    _with_params(label, {c[len(prefix):]: row[c] for c in varied if _is_set(row[c])})
+                    for _, row in group.iterrows()]
+    return runs
+
+
+def _is_set(value) -> bool:
+    return isinstance(value, (list, dict)) or pd.notna(value)
+
+
+def _with_params(label: str, params: dict) -> str:
+    """`label` with `params` added inside its parentheses."""
+    if not params:
+        return label
+    text = ",".join(f"{k}={_format_value(v)}" for k, v in sorted(params.items()))
+    return f"{label[:-1]},{text})" if label.endswith(")") else f"{label}({text})"
+
+
 DEFAULT_DATA = {"attack.data.fraction": 1.0, "attack.data.labels": "protocol", "attack.data.domain": "in"}
 
 
@@ -224,4 +253,4 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
         warn(f"warning: skipped {len(skipped)} of {len(skipped) + len(rows)} JSON files under {results_dir}")
     if not rows:
         raise ResultsDirError(f"no usable run JSON under {results_dir}")
-    return LoadedRuns(runs=add_data_budgets(pd.DataFrame(rows)), skipped=skipped)
+    return LoadedRuns(runs=add_data_budgets(add_varied_params(pd.DataFrame(rows))), skipped=skipped)
