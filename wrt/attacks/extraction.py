@@ -42,7 +42,6 @@ from wrt.train import classification_loss
 from wrt.validation import in_range, positive_int, require
 
 
-
 def domain_data(ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The extraction attacker's images: the whole training set, without its labels unless
     the data budget grants ground truth (drawn under the budget; recorded)."""
