@@ -23,6 +23,13 @@ WRT_RUN = str(Path(sys.executable).with_name("wrt-run"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_report_header(config) -> str:
+    """The CPU the suite runs on: float results (and so learned-behaviour margins) depend on it."""
+    from wrt import hardware
+
+    return hardware.summary()
+
+
 @pytest.fixture(scope="session")
 def fmnist_full():
     try:

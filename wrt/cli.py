@@ -31,12 +31,28 @@ class FailureSummary(Callback):
             sys.exit(1)
 
 
+def threads_per_job(hydra_cfg) -> int | None:
+    """torch threads for one job of a sweep whose launcher runs `n_jobs` jobs side by side on this
+    machine (joblib): about cores / n_jobs each, so that parallel jobs do not oversubscribe the
+    cores. None (torch's default) for single runs and launchers that run one job per machine."""
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
+    if not isinstance(n_jobs, int) or n_jobs == 1:
+        return None
+    from wrt.hardware import cores
+
+    return max(1, cores() // n_jobs) if n_jobs > 0 else 1  # joblib's -1: one job per core
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
+    import torch
+
     from wrt.pipeline import check_run_config, run  # imported here so `--help` stays fast
     from wrt.validation import InvalidParameter
 
     hydra_cfg = HydraConfig.get()
+    if (threads := threads_per_job(hydra_cfg)) is not None:
+        torch.set_num_threads(threads)
     try:
         check_run_config(cfg)
     except InvalidParameter as e:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import wrt
 from wrt.data import Dataset
+from wrt.hardware import cpu_model, uses_bf16
 from wrt.attacks.base import AttackContext, AttackerData
 from wrt.schemes.base import Key, KeyMismatch
 from wrt.store import Store, atomic_write_json, load_state, spec_digest
@@ -103,11 +104,25 @@ def attacker_data(cfg: DictConfig) -> AttackerData:
     return AttackerData(**node)
 
 
+def numerics(cfg: DictConfig) -> dict:
+    """What decides a run's floats besides its config: the device type, the precision (`bf16`
+    autocast or `fp32`; `mixed` when the source and fine-tuning trainers differ) and, on the
+    CPU, torch's thread count. Part of every run name and store key, so results of different
+    numerics are never mixed up (docs/reliability.md)."""
+    device = resolve_device(cfg.device)
+    trainers = (cfg.budget.source_trainer, cfg.budget.trainer)
+    bf16 = {uses_bf16(device, node.get("amp", True), node.get("cpu_bf16", "auto")) for node in trainers}
+    precision = "mixed" if len(bf16) > 1 else "bf16" if bf16.pop() else "fp32"
+    return {"device": device.type, "precision": precision,
+            "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None}
+
+
 def run_name(cfg: DictConfig) -> str:
-    """A stable file name for a run: the same config always maps to the same file (resume).
-    The default attacker data budget is left out of the hash, so runs from before it existed
-    keep their names."""
+    """A stable file name for a run: the same config and numerics always map to the same file
+    (resume). The default attacker data budget is left out of the hash, so runs from before it
+    existed keep their names."""
     stable = {k: v for k, v in as_dict(cfg).items() if k not in VOLATILE_KEYS}
+    stable["numerics"] = numerics(cfg)
     if attacker_data(cfg) == AttackerData():
         stable.pop("attacker_data", None)
     return (f"{role_of(cfg)}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
@@ -137,6 +152,7 @@ class Run:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.store = Store(cfg.store_dir, force=cfg.force)
+        self.numerics = numerics(cfg)
         self.stage = "data"
         self.result = {
             "schema_version": 1, "status": "running", "error": None, "failed_stage": None,
@@ -149,7 +165,8 @@ class Run:
             "source": None, "marked": None, "surrogate": None,
             "embedding_loss": None, "stealing_loss": None, "attack_usage": None,
             "timing_s": {}, "attack_time_ratio": None, "memory": {"stages": {}},
-            "device": self.device.type,
+            "device": self.device.type, "precision": self.numerics["precision"],
+            "cpu_threads": self.numerics["cpu_threads"], "cpu": cpu_model(),
             "versions": {"wrt": wrt.__version__, "torch": torch.__version__,
                          "torchvision": torchvision.__version__, "python": platform.python_version()},
             "config": as_dict(cfg), "created": None,
@@ -181,7 +198,8 @@ class Run:
         budget = self.cfg.budget
         return {"dataset": as_dict(self.cfg.dataset), "model": as_dict(self.cfg.model), "seed": seed,
                 "max_train": budget.max_train, "max_test": budget.max_test,
-                "trainer": as_dict(budget.source_trainer), "split_seed": self.cfg.split_seed}
+                "trainer": as_dict(budget.source_trainer), "split_seed": self.cfg.split_seed,
+                "numerics": self.numerics}
 
     def source_model(self, seed: int) -> tuple[torch.nn.Module, dict, bool]:
         """The unmarked model trained on the defender's data with `seed` (cached)."""

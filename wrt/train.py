@@ -9,8 +9,9 @@ Schemes and attacks plug in through small hooks instead of copying the loop:
 - `stop(model) -> bool`, checked every `check_every` steps (0: at each epoch's end),
   ends training early (early stopping on the watermark loss).
 
-On CUDA the loop runs under bf16 autocast (on the CPU too with `cpu_bf16`) and channels_last
-tensors; the data is already on the device (`TensorLoader`), so a step makes no host round-trip.
+On CUDA the loop runs under bf16 autocast, on the CPU where it has native bf16 (`cpu_bf16: auto`,
+see `wrt.hardware.uses_bf16`), and with channels_last tensors; the data is already on the device
+(`TensorLoader`), so a step makes no host round-trip.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from torch import nn
 from tqdm import tqdm
 
 from wrt.data.loader import TensorLoader, to_float
+from wrt.hardware import uses_bf16
 from wrt.store import CorruptArtifact, atomic_write, error_summary
+from wrt.validation import require
 
 
 # ---- learning-rate schedules: multiplier of the base lr at a fractional epoch -------------
@@ -148,7 +151,7 @@ class Trainer:
 
     def __init__(self, epochs: int = 1, batch_size: int = 128, optimizer: Callable | None = None,
                  schedule: Callable[[float, int], float] | None = None, epoch_scale: float = 1.0,
-                 device: str | torch.device = "cpu", amp: bool = True, cpu_bf16: bool = False,
+                 device: str | torch.device = "cpu", amp: bool = True, cpu_bf16: bool | str = "auto",
                  channels_last: bool = True, compile: bool = False, progress: bool = True, seed: int = 0):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -156,14 +159,18 @@ class Trainer:
         self.schedule = schedule or Constant()
         self.epoch_scale = epoch_scale
         self.device = torch.device(device)
-        # bf16 autocast: always on CUDA (with `amp`); on the CPU only when asked and the CPU has
-        # native bf16 (oneDNN), where it trains ~1.6x faster (scripts/bench_train.py)
-        self.amp = amp and (self.device.type == "cuda" or (
-            cpu_bf16 and self.device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+        # bf16 autocast on CUDA, and on CPUs with native bf16 (faster there: scripts/bench_train.py)
+        require(cpu_bf16 in (True, False, "auto"), "cpu_bf16", cpu_bf16, "true, false or auto")
+        self.amp = uses_bf16(self.device, amp, cpu_bf16)
         self.channels_last = channels_last
         self.compile = compile
         self.progress = progress
         self.seed = seed
+
+    @property
+    def precision(self) -> str:
+        """`bf16` (bf16 autocast) or `fp32`: recorded in the run JSON and part of the store key."""
+        return "bf16" if self.amp else "fp32"
 
     def scaled_epochs(self, epochs: float) -> int:
         """The number of epochs this budget runs for a configured (paper) value."""
@@ -212,7 +219,7 @@ class Trainer:
             start_epoch = resume_checkpoint(Path(checkpoint), model, opt, sched, loader, history)
         model.train()
         bar = tqdm(total=epochs * steps_per_epoch, initial=history.steps, desc=desc,
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+                   disable=None if self.progress else True, leave=False, dynamic_ncols=True)
         for epoch in range(start_epoch, epochs):
             epoch_loss, epoch_steps = torch.zeros((), device=self.device), 0
             for x, y in loader:

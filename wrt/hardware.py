@@ -1,0 +1,65 @@
+"""What this machine computes with: CPU model and features, cores, native bf16.
+
+Float results depend on these (kernels differ between AVX2, AVX-512 and AMX, and with the thread
+count), so runs record them and the artifact store keys models by precision and threads.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+
+import torch
+
+# the instruction-set extensions that select different CPU kernels in torch/oneDNN
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+@cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = open("/proc/cpuinfo").read().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The kernel-relevant flags this CPU has (KERNEL_FLAGS order)."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return [f for f in KERNEL_FLAGS if f in flags]
+
+
+def cores() -> int:
+    """CPU cores this process may use (its affinity mask, e.g. a SLURM allocation)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def native_cpu_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 autocast is
+    faster than fp32; CPUs that only emulate it (AVX2, plain AVX-512) are faster in fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def uses_bf16(device: torch.device, amp: bool = True, cpu_bf16: bool | str = "auto") -> bool:
+    """Whether training on `device` runs under bf16 autocast: always on CUDA (with `amp`); on
+    the CPU with `cpu_bf16` true, or `auto` where the CPU has native bf16."""
+    if not amp:
+        return False
+    if device.type == "cuda":
+        return True
+    wanted = cpu_bf16 is True or (cpu_bf16 == "auto" and native_cpu_bf16())
+    return device.type == "cpu" and wanted and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def summary() -> str:
+    """One line: CPU model, kernel flags, cores, torch threads and the default CPU precision."""
+    return (f"cpu: {cpu_model()} | flags: {' '.join(cpu_flags()) or 'none of ' + ','.join(KERNEL_FLAGS)}"
+            f" | cores {cores()} | torch threads {torch.get_num_threads()}"
+            f" | cpu_bf16=auto → {'bf16' if native_cpu_bf16() else 'fp32'}")
