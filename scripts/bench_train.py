@@ -4,7 +4,11 @@ Same model (SmallCNN), same data (Fashion-MNIST), same steps, same optimizer and
 schedule, measured in one run. The baseline is torchvision's FashionMNIST dataset with a per-sample `ToTensor` transform
 and a `torch.utils.data.DataLoader`; wrt keeps the data as one tensor on the device, batches by
 slicing, and uses channels_last (plus bf16 autocast where the device has it natively).
-Writes results/bench/bench_train.json, prints a table; the last line is `speedup <ratio>`.
+
+The same run measures the machine's limit: the attainable matmul throughput (a large fp32 and bf16
+GEMM) and the model's FLOPs per training image (forward + backward, `torch.utils.flop_counter`),
+and reports the fraction of that peak each path reaches.
+Writes results/bench/bench_train_<device>.json, prints a table; the last line is `speedup <ratio>`.
 
     python scripts/bench_train.py [--train 20000] [--epochs 2] [--device cpu|cuda] [--workers 0]
 """
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 from wrt.data.sources import FASHION_MNIST_SYSTEM_DIR, candidate_dirs, fashion_mnist, find_idx
+from wrt.hardware import cpu_flags, cpu_model, cores
 from wrt.models import SmallCNN
 from wrt.train import OneCycle, Trainer
 
@@ -54,6 +59,33 @@ def new_model(seed: int) -> SmallCNN:
 
 def optimizer(params):
     return torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def gemm_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, seconds: float = 3.0) -> float:
+    """Attainable matmul throughput in GFLOP/s: an n×n GEMM repeated for about `seconds`."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.mm(a, b)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        count += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_image(batch: int = 128) -> float:
+    """FLOPs of one training step of SmallCNN (forward + backward) per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = new_model(0)
+    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / batch
 
 
 def baseline(root: Path, n_train: int, epochs: int, device: torch.device, workers: int, seed: int) -> dict:
@@ -127,18 +159,32 @@ def main() -> None:
     for row in rows.values():
         row["speedup"] = row["images_per_s"] / base
     best = max((r for name, r in rows.items() if name.startswith("wrt")), key=lambda r: r["speedup"])
+    flops = flops_per_image()
+    peaks = {"fp32": gemm_peak(device, torch.float32)}
+    if "wrt (bf16 autocast, channels_last)" in rows:
+        peaks["bf16"] = gemm_peak(device, torch.bfloat16)
+    for row in rows.values():  # against the peak of the precision the path computes in
+        row["gflop_per_s"] = row["images_per_s"] * flops / 1e9
+        row["fraction_of_peak"] = row["gflop_per_s"] / peaks["bf16" if row.get("bf16_autocast") else "fp32"]
 
     report = {"device": str(device), "cpu_threads": torch.get_num_threads(), "train_images": args.train,
               "epochs": args.epochs, "batch_size": 128, "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(), "results": rows, "speedup": best["speedup"]}
+              "machine": platform.processor() or platform.machine(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+              "cores": cores(), "flops_per_train_image": flops, "gemm_peak_gflop_per_s": peaks,
+              "results": rows, "speedup": best["speedup"]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench_train_{device.type}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'path':36} {'seconds':>8} {'images/s':>9} {'test acc':>8} {'speedup':>8}")
+    print(f"{cpu_model()} ({', '.join(cpu_flags())}), {torch.get_num_threads()} threads; "
+          f"SmallCNN {flops / 1e6:.1f} MFLOP per training image; GEMM peak "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    print(f"{'path':36} {'seconds':>8} {'images/s':>9} {'test acc':>8} {'GFLOP/s':>8} {'of peak':>8} {'speedup':>8}")
     for name, r in rows.items():
-        print(f"{name:36} {r['seconds']:8.1f} {r['images_per_s']:9.0f} {r['test_acc']:8.4f} {r['speedup']:7.2f}x")
+        print(f"{name:36} {r['seconds']:8.1f} {r['images_per_s']:9.0f} {r['test_acc']:8.4f} "
+              f"{r['gflop_per_s']:8.1f} {r['fraction_of_peak']:8.1%} {r['speedup']:7.2f}x")
     print(f"written {path}")
+    print(f"fraction of peak {best['fraction_of_peak']:.3f}")
     print(f"speedup {best['speedup']:.2f}")
 
 

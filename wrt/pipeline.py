@@ -280,6 +280,7 @@ class Run:
             with self.stage_timer("keygen"):
                 key = self.key(scheme, source)
                 r["scheme"]["key_size"] = scheme.key_length(key)
+                r["scheme"]["key_meta"] = key.meta
             with self.stage_timer("embed"):
                 if self.result["role"] == "null":
                     marked, _, cached = self.source_model(cfg.seed + cfg.null_seed_offset)
