@@ -23,11 +23,14 @@ WRT_RUN = str(Path(sys.executable).with_name("wrt-run"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def pytest_report_header(config) -> str:
-    """The CPU the suite runs on: float results (and so learned-behaviour margins) depend on it."""
+def pytest_sessionstart(session) -> None:
+    """First line of every test session (also with -q): the CPU the suite runs on, since float
+    results, and so the margins of learned-behaviour tests, depend on it."""
     from wrt import hardware
 
-    return hardware.summary()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(hardware.summary())
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,51 @@ def test_same_seed_gives_identical_numbers(compose_cfg, tmp_path, fmnist_full):
         assert results[0][stage]["test_acc"] == results[1][stage]["test_acc"]
 
 
+
+def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_cfg):
+    """CPU floats depend on threads and precision, so neither a result file nor a cached model of
+    one setting is ever reused for another (docs/reliability.md, determinism)."""
+    import torch
+
+    from wrt.pipeline import Run, run_name
+    from wrt.store import spec_digest
+
+    def identity(*overrides):
+        cfg = compose_cfg("budget=smoke", "device=cpu", *overrides)
+        return run_name(cfg), spec_digest(Run(cfg).source_spec(0)), Run(cfg).result["precision"]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = identity()
+        torch.set_num_threads(2)
+        two = identity()
+    finally:
+        torch.set_num_threads(threads)
+    assert one[0] != two[0] and one[1] != two[1]
+    fp32 = identity("+budget.source_trainer.cpu_bf16=false", "+budget.trainer.cpu_bf16=false")
+    bf16 = identity("+budget.source_trainer.cpu_bf16=true", "+budget.trainer.cpu_bf16=true")
+    assert fp32[2] == "fp32"
+    assert (fp32[:2] == two[:2]) == (two[2] == "fp32")  # the default (auto) is fp32 only without native bf16
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # bf16 autocast exists on this CPU
+        assert bf16[2] == "bf16" and fp32[0] != bf16[0] and fp32[1] != bf16[1]
+
+
+def test_joblib_jobs_share_the_cores():
+    from omegaconf import OmegaConf
+    from hydra.types import RunMode
+
+    from wrt.cli import threads_per_job
+    from wrt.hardware import cores
+
+    def hydra(mode, **launcher):
+        return OmegaConf.create({"mode": mode, "launcher": launcher})
+
+    assert threads_per_job(hydra(RunMode.RUN)) is None
+    assert threads_per_job(hydra(RunMode.MULTIRUN, n_jobs=2)) == max(1, cores() // 2)
+    assert threads_per_job(hydra(RunMode.MULTIRUN, n_jobs=-1)) == 1
+    assert threads_per_job(hydra(RunMode.MULTIRUN, timeout_min=60)) is None  # submitit: one job per node
+
 PLUGIN = '''
 import torch
 from wrt.attacks.base import Attack
