@@ -1,0 +1,58 @@
+"""The SoK's published results as reference data (Lukas et al., S&P 2022).
+
+`sok_table5.csv`: Table V's robustness marks, one row per (attack, scheme), on CIFAR-10 and on
+ImageNet (✓ robust, ✗ removed, – not run); `sok_table4.csv`: Table IV's decision thresholds
+(p = 0.05, unscaled). Both are transcribed from the paper's text (../shared/seeds/003_*, Tables IV
+and V) with wrt's config names for attacks and schemes. `compare` sets a computed Table V beside
+one of them: `wrt-analyze reference=sok_cifar10` (or `sok_imagenet`, or `none`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wrt.validation import require
+
+DATA = Path(__file__).resolve().parent
+REFERENCES = {"sok_cifar10": "cifar10", "sok_imagenet": "imagenet"}
+ROBUST, REMOVED = "✓", "✗"
+
+
+def check_reference(name: str | None) -> None:
+    require(name in (None, "none", *REFERENCES), "reference", name, f"none or one of {', '.join(REFERENCES)}")
+
+
+def table5(name: str) -> pd.DataFrame:
+    """Table V of reference `name` as rows (attack, scheme, mark)."""
+    check_reference(name)
+    marks = pd.read_csv(DATA / "sok_table5.csv")
+    return marks[["attack", "scheme", REFERENCES[name]]].rename(columns={REFERENCES[name]: "mark"})
+
+
+def table4(name: str) -> pd.Series:
+    """Table IV of reference `name`: the decision threshold θ per scheme."""
+    check_reference(name)
+    return pd.read_csv(DATA / "sok_table4.csv").set_index("scheme")[REFERENCES[name]]
+
+
+def compare(robustness: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Every cell of a computed Table V (`robustness`: one row per attack, one column per scheme,
+    marks as in `wrt.analysis.tables.robustness_table`) that the reference also has, with both
+    marks and `agrees`: true or false where both are ✓ or ✗, null where either is not (the seeds
+    disagree, the cell is undecided or not run)."""
+    reference = table5(name)
+    ours = robustness.melt(id_vars=["attack"], value_vars=[c for c in robustness.columns
+                                                          if c in set(reference["scheme"])],
+                           var_name="scheme", value_name="ours")
+    cells = ours.merge(reference.rename(columns={"mark": "paper"}), on=["attack", "scheme"])
+    decided = cells["ours"].isin([ROBUST, REMOVED]) & cells["paper"].isin([ROBUST, REMOVED])
+    cells["agrees"] = (cells["ours"] == cells["paper"]).where(decided)
+    return cells.astype({"agrees": "object"}).reset_index(drop=True)
+
+
+def agreement_line(cells: pd.DataFrame) -> str:
+    """`agreement <k>/<n> cells`: k of the n cells decided in both tables carry the same mark."""
+    decided = cells["agrees"].dropna()
+    return f"agreement {int(decided.sum())}/{len(decided)} cells"
