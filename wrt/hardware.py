@@ -62,4 +62,4 @@ def summary() -> str:
     """One line: CPU model, kernel flags, cores, torch threads and the default CPU precision."""
     return (f"cpu: {cpu_model()} | flags: {' '.join(cpu_flags()) or 'none of ' + ','.join(KERNEL_FLAGS)}"
             f" | cores {cores()} | torch threads {torch.get_num_threads()}"
-            f" | cpu_bf16=auto → {'bf16' if native_cpu_bf16() else 'fp32'}")
+            f" | cpu_bf16=auto → {'bf16' if uses_bf16(torch.device('cpu')) else 'fp32'}")
