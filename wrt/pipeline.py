@@ -196,7 +196,7 @@ class Run:
             return model.state_dict(), {"train_time_s": time.perf_counter() - start}
 
         spec = self.source_spec(seed)
-        checkpoint = self.store.path("source", spec).with_suffix(".ckpt")  # a killed run resumes here
+        checkpoint = self.store.checkpoint_path("source", spec)  # a killed run resumes here
         state, meta, cached = self.store.get_or_create("source", spec, train)
         load_state(model, state, self.store.path("source", spec))
         return self.source_trainer.prepare(model).eval(), meta, cached
