@@ -47,7 +47,7 @@ def refuse_link(path: Path) -> None:
 def open_nofollow(path: Path, flags: int, mode: str):
     """`open(path, mode)` that refuses a symbolic link at `path` (O_NOFOLLOW) with `LinkedEntry`."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # less the umask
     except OSError as e:
         if e.errno == errno.ELOOP:
             refuse_link(path)
@@ -151,7 +151,7 @@ class Store:
     def lock(self, kind: str, spec: dict) -> Iterator[None]:
         lock_path = self.path(kind, spec).with_suffix(".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open_nofollow(lock_path, os.O_WRONLY | os.O_CREAT, "w") as handle:  # never truncates
+        with open_nofollow(lock_path, os.O_RDONLY | os.O_CREAT, "r") as handle:  # never writes to it
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
