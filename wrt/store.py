@@ -40,8 +40,8 @@ class LinkedEntry(RuntimeError):
 def refuse_link(path: Path) -> None:
     """Raise `LinkedEntry` naming `path` if it is a symbolic link."""
     if os.path.islink(path):
-        raise LinkedEntry(f"{path} is a symbolic link, which wrt never follows in a store or results "
-                          f"folder; remove the link and rerun")
+        raise LinkedEntry(f"{path} is a symbolic link, which wrt never follows in its store; "
+                          f"remove the link and rerun")
 
 
 def open_nofollow(path: Path, flags: int, mode: str):

@@ -190,8 +190,9 @@ class Trainer:
         With `checkpoint`, the training state (model, optimizer, schedule, data order and RNG) is
         saved atomically every `checkpoint_every` epochs and after the last one; a later call with
         the same path resumes from it — on the CPU with the same result as an uninterrupted run.
-        The caller removes the file once the trained model is safely stored (`Store` does). Resuming does not restore the state of `extra_batch` or
-        `stop` hooks, so use it for plain training (source models, retraining).
+        The caller removes the file once the trained model is safely stored (`Store` does).
+        Resuming does not restore the state of `extra_batch` or `stop` hooks, so use it for plain
+        training (source models, retraining).
         """
         model = self.prepare(model)
         epochs = self.epochs if epochs is None else epochs

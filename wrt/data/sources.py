@@ -1,8 +1,8 @@
 """Dataset sources, each built by Hydra from `configs/dataset/<name>.yaml` (`_target_`).
 
-Nothing here downloads: files are looked up on disk (only in `dataset.root` when it is set) and a missing dataset raises `DatasetUnavailable` with the command or setting that
-fixes it. Files whose images and labels do not fit together raise a one-line `ValueError`
-naming them.
+Nothing here downloads: files are looked up on disk (only in `dataset.root` when it is set) and
+a missing dataset raises `DatasetUnavailable` with the command or setting that fixes it. Files
+whose images and labels do not fit together raise a one-line `ValueError` naming them.
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     with open(path, "rb") as f:
         batch = _ArrayUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
     data, labels = np.asarray(batch["data"], dtype=np.uint8), np.asarray(batch["labels"])
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),) or \
-            not np.issubdtype(labels.dtype, np.integer) or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
+    fits = data.ndim == 2 and data.shape[1] == 3 * 32 * 32 and labels.shape == (len(data),)
+    in_range = np.issubdtype(labels.dtype, np.integer) and (labels.size == 0 or 0 <= labels.min() <= labels.max() < 10)
+    if not (fits and in_range):
         raise ValueError(f"{path} holds data of shape {data.shape} and labels of shape {labels.shape}: "
                          f"expected [N, 3072] and N labels in 0..9")
     return data.reshape(-1, 3, 32, 32), labels.tolist()
