@@ -26,13 +26,50 @@ def test_fashion_mnist_reads_idx_files_from_configured_root(tmp_path):
     rng = np.random.default_rng(0)
     train = rng.integers(0, 256, (12, 28, 28)); test = rng.integers(0, 256, (5, 28, 28))
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", train, compress=True)
-    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(12) % 10, compress=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(12) % 10, compress=True)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", test, compress=False)  # uncompressed works too
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5), compress=False)
     data = fashion_mnist(root=str(tmp_path))
     assert data.train_x.shape == (12, 1, 28, 28) and data.train_x.dtype == torch.uint8
     assert torch.equal(data.train_x[:, 0], torch.from_numpy(train.astype(np.uint8)))
     assert data.test_y.tolist() == [0, 1, 2, 3, 4]
+
+
+def write_fashion_mnist(folder, train_images=12, train_labels=12, test_labels=5, max_label=9):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 256, (train_images, 28, 28)), compress=False)
+    write_idx(folder / "train-labels-idx1-ubyte", np.arange(train_labels) % (max_label + 1), compress=True)
+    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (5, 28, 28)), compress=False)
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.arange(test_labels) % (max_label + 1), compress=False)
+
+
+@pytest.mark.parametrize("counts, names", [
+    ({"train_images": 60, "train_labels": 10}, ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")),
+    ({"test_labels": 3}, ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")),
+    ({"max_label": 11}, ("train-labels-idx1-ubyte",)),
+])
+def test_image_and_label_files_that_do_not_fit_together_are_one_line_errors(tmp_path, counts, names):
+    write_fashion_mnist(tmp_path, **counts)
+    with pytest.raises(ValueError) as err:
+        fashion_mnist(root=str(tmp_path))
+    message = str(err.value)
+    assert all(str(tmp_path / name) in message for name in names) and "\n" not in message
+
+
+def test_a_root_that_does_not_exist_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    write_fashion_mnist(tmp_path / "system")  # a valid copy elsewhere must not be used instead
+    monkeypatch.setattr("wrt.data.sources.FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
+    monkeypatch.setenv("WRT_DATA", str(tmp_path / "system"))
+    assert len(fashion_mnist().train_y) == 12
+    missing = tmp_path / "typo"
+    for load in (fashion_mnist, cifar10, imagenet):
+        with pytest.raises(DatasetUnavailable) as err:
+            load(root=str(missing))
+        assert f"dataset.root={missing} is not an existing folder" in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetUnavailable, match="not found"):  # a root without the files: no fallback either
+        fashion_mnist(root=str(tmp_path / "empty"))
 
 
 def test_truncated_idx_file_is_reported(tmp_path):
@@ -67,6 +104,18 @@ def test_cifar10_reads_torchvision_format(tmp_path):
     assert torch.equal(data.train_x[0], torch.from_numpy(batches[0]["data"][0].reshape(3, 32, 32)))
     assert data.test_y.tolist() == [int(v) for v in test["labels"]]
     assert data.crop_padding == 4 and data.flip
+
+
+def test_cifar10_count_mismatch_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in range(1, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", 4, i)
+    batch = write_cifar_batch(folder / "test_batch", 3, 9)
+    batch["labels"] = batch["labels"][:2]
+    (folder / "test_batch").write_bytes(pickle.dumps(batch))
+    with pytest.raises(ValueError, match=f"{folder / 'test_batch'} holds data of shape"):
+        cifar10(root=str(tmp_path))
 
 
 def test_cifar10_refuses_pickled_code(tmp_path):

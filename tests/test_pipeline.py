@@ -61,6 +61,7 @@ def test_bad_parameter_is_a_one_line_failure(wrt_run, fmnist_full):
 
 
 def test_missing_dataset_fails_with_the_fix(wrt_run, tmp_path):
+    (tmp_path / "nowhere").mkdir()  # an existing folder without the files (a missing one: test_data.py)
     proc = wrt_run("budget=smoke", "dataset=cifar10", f"dataset.root={tmp_path}/nowhere", env={"WRT_DATA": ""})
     assert proc.returncode != 0
     result = last_line_json(proc)

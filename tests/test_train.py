@@ -96,9 +96,16 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path, trainer):
     _, resumed = small_task()
     history = trainer.fit(resumed, data.train_x, data.train_y, epochs=3, scale_epochs=False,
                           augment=data.augment, checkpoint=checkpoint)
-    assert not checkpoint.exists() and history.steps == reference.steps
-    assert history.losses == reference.losses
+    assert history.steps == reference.steps and history.losses == reference.losses
     assert all(torch.equal(expected[k], v) for k, v in resumed.state_dict().items())
+    # the checkpoint holds the finished training until the caller has stored the model: a kill
+    # before that point loses no epoch (the store deletes it after saving)
+    assert checkpoint.exists()
+    _, again = small_task()
+    history = trainer.fit(again, data.train_x, data.train_y, epochs=3, scale_epochs=False, augment=data.augment,
+                          extra_batch=lambda step: pytest.fail("trained again"), checkpoint=checkpoint)
+    assert history.steps == reference.steps and history.losses == reference.losses
+    assert all(torch.equal(expected[k], v) for k, v in again.state_dict().items())
 
 
 def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, trainer):

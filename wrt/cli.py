@@ -43,6 +43,28 @@ def threads_per_job(hydra_cfg) -> int | None:
     return max(1, cores() // n_jobs) if n_jobs > 0 else 1  # joblib's -1: one job per core
 
 
+class CheckOutput(Callback):
+    """Before Hydra creates its output folders: `results_dir` and `store_dir` must be writable
+    folders, else one line and exit status 2 (a bad location would otherwise surface as a
+    traceback, or only after the training when the JSON is written)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self.check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.check(config)
+
+    @staticmethod
+    def check(config: DictConfig) -> None:
+        from wrt.validation import InvalidParameter, check_output_dirs
+
+        try:
+            check_output_dirs(config)
+        except InvalidParameter as e:
+            print(f"wrt-run: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
     import torch

@@ -31,7 +31,7 @@ from wrt.attacks.base import AttackContext, AttackerData
 from wrt.schemes.base import Key, KeyMismatch
 from wrt.store import Store, atomic_write_json, load_state, spec_digest
 from wrt.train import Trainer
-from wrt.validation import require
+from wrt.validation import SEED_MAX, check_output_dirs, require
 
 DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
 VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every")  # do not change results
@@ -77,28 +77,38 @@ def role_of(cfg: DictConfig) -> str:
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """Check the run-level settings (schemes and attacks check their own parameters)."""
+    """Check the run-level settings before any data is loaded (schemes and attacks check their own
+    parameters): types and ranges, seeds within torch's range, a GPU for `device=cuda`, and
+    writable output folders."""
     def is_int(value, low):
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
     role_of(cfg)
     attacker_data(cfg)
-    require(is_int(cfg.seed, 0), "seed", cfg.seed, "an integer ≥ 0")
-    require(is_int(cfg.split_seed, 0), "split_seed", cfg.split_seed, "an integer ≥ 0")
-    require(is_int(cfg.null_seed_offset, 1), "null_seed_offset", cfg.null_seed_offset, "an integer ≥ 1")
+    for key in ("seed", "split_seed"):
+        require(is_int(cfg[key], 0) and cfg[key] <= SEED_MAX, key, cfg[key], f"an integer in [0, {SEED_MAX}]")
+    require(is_int(cfg.null_seed_offset, 1) and cfg.seed + cfg.null_seed_offset <= SEED_MAX, "null_seed_offset",
+            cfg.null_seed_offset, f"an integer ≥ 1 with seed + null_seed_offset ≤ {SEED_MAX}")
     require(is_int(cfg.checkpoint_every, 0), "checkpoint_every", cfg.checkpoint_every, "an integer ≥ 0")
     require(isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or
             cfg.device.removeprefix("cuda:").isdigit()), "device", cfg.device, "auto, cpu, cuda or cuda:N")
+    if cfg.device.startswith("cuda"):
+        index = int(cfg.device.removeprefix("cuda").removeprefix(":") or 0)
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        require(index < gpus, "device", cfg.device, f"auto, cpu, cuda or cuda:N with N < {gpus}" if gpus
+                else "auto or cpu (no CUDA GPU is available on this machine)")
     for key in ("force", "progress"):
         require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
     for key in ("max_train", "max_test"):
         value = cfg.budget[key]
         require(value is None or is_int(value, 1), f"budget.{key}", value, "null or an integer ≥ 1")
+    check_output_dirs(cfg)  # last: it creates the folders
 
 
 def attacker_data(cfg: DictConfig) -> AttackerData:
     """The attacker's data budget from the config (validated; absent: the whole protocol)."""
     node = as_dict(cfg).get("attacker_data") or {}
+    require(isinstance(node, dict), "attacker_data", node, "a mapping with keys fraction, count, labels, domain")
     unknown = sorted(set(node) - {f.name for f in dataclasses.fields(AttackerData)})
     require(not unknown, "attacker_data", unknown, "keys fraction, count, labels, domain")
     return AttackerData(**node)
@@ -214,7 +224,7 @@ class Run:
             return model.state_dict(), {"train_time_s": time.perf_counter() - start}
 
         spec = self.source_spec(seed)
-        checkpoint = self.store.path("source", spec).with_suffix(".ckpt")  # a killed run resumes here
+        checkpoint = self.store.checkpoint_path("source", spec)  # a killed run resumes here
         state, meta, cached = self.store.get_or_create("source", spec, train)
         load_state(model, state, self.store.path("source", spec))
         return self.source_trainer.prepare(model).eval(), meta, cached

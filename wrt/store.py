@@ -2,12 +2,15 @@
 
 A sweep of S schemes × A attacks trains the source model once and embeds each scheme once:
 every later run finds them here. Files are written atomically (temporary file + rename),
-loaded with `torch.load(weights_only=True)` (no code runs on load), and guarded by a file
-lock so concurrent runs that need the same artifact compute it once.
+loaded with `torch.load(weights_only=True)` (no code runs on load), checked against the spec
+they were made for, and guarded by a file lock so concurrent runs that need the same artifact
+compute it once. Store entries are never followed through symbolic links, so a link planted in a
+shared store cannot make a run write to (or read from) a file outside it.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -30,31 +33,66 @@ def spec_digest(spec: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`."""
+class LinkedEntry(RuntimeError):
+    """A store entry is a symbolic link; wrt refuses to follow it."""
+
+
+def refuse_link(path: Path) -> None:
+    """Raise `LinkedEntry` naming `path` if it is a symbolic link."""
+    if os.path.islink(path):
+        raise LinkedEntry(f"{path} is a symbolic link, which wrt never follows in its store; "
+                          f"remove the link and rerun")
+
+
+def open_nofollow(path: Path, flags: int, mode: str):
+    """`open(path, mode)` that refuses a symbolic link at `path` (O_NOFOLLOW) with `LinkedEntry`."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # less the umask
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            refuse_link(path)
+        raise
+    return os.fdopen(fd, mode)
+
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read once: the process's umask, which files written here respect
+
+
+def atomic_write(path: Path, write: Callable, binary: bool = True) -> None:
+    """Call `write(file)` on a new temporary file beside `path` (created with O_EXCL, never
+    through a link), then fsync it and rename it over `path` (a link there is replaced, not
+    followed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    os.fchmod(fd, 0o666 & ~UMASK)  # as open() would (mkstemp makes 0600): a shared store stays readable
     try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n"))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, allow_nan=True) + "\n"), binary=False)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Tensors plus JSON metadata, in a file that `torch.load(weights_only=True)` reads."""
     payload = {"tensors": {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                "meta": json.dumps(meta, default=str)}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporaries that killed `atomic_write`s of `path` left behind."""
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def error_summary(error: BaseException) -> str:
@@ -66,8 +104,11 @@ def error_summary(error: BaseException) -> str:
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     fix = f"delete {path} and rerun, or rerun with force=true"
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with open_nofollow(path, os.O_RDONLY, "rb") as f:
+            payload = torch.load(f, map_location="cpu", weights_only=True)
         tensors, meta = payload["tensors"], json.loads(payload["meta"])
+    except LinkedEntry:
+        raise
     except Exception as e:
         raise CorruptArtifact(f"cannot read {path} ({error_summary(e)}); {fix}") from None
     if not isinstance(tensors, dict) or not isinstance(meta, dict):
@@ -85,8 +126,20 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
                               f"and rerun, or rerun with force=true") from None
 
 
+def check_spec(path: Path, meta: dict, spec: dict) -> None:
+    """Raise `CorruptArtifact` unless the artifact at `path` was made for `spec`."""
+    if "spec" not in meta:
+        problem = "records no spec (made by an older wrt or not by wrt)"
+    elif spec_digest(meta["spec"]) != spec_digest(spec):
+        problem = "was made for another config (its recorded spec differs from the requested one)"
+    else:
+        return
+    raise CorruptArtifact(f"{path} {problem}; delete it and rerun, or rerun with force=true")
+
+
 class Store:
-    """Artifacts under `root/<kind>/<digest>.pt`, keyed by the spec that made them."""
+    """Artifacts under `root/<kind>/<digest>.pt`, keyed by the spec that made them, with their
+    lock (`.lock`) and training checkpoint (`.ckpt`) beside them."""
 
     def __init__(self, root: str | Path, force: bool = False):
         self.root = Path(root)
@@ -95,11 +148,15 @@ class Store:
     def path(self, kind: str, spec: dict) -> Path:
         return self.root / kind / f"{spec_digest(spec)}.pt"
 
+    def checkpoint_path(self, kind: str, spec: dict) -> Path:
+        """Where the training of an artifact saves its progress; removed once the artifact is saved."""
+        return self.path(kind, spec).with_suffix(".ckpt")
+
     @contextmanager
     def lock(self, kind: str, spec: dict) -> Iterator[None]:
         lock_path = self.path(kind, spec).with_suffix(".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as handle:
+        with open_nofollow(lock_path, os.O_RDONLY | os.O_CREAT, "r") as handle:  # never writes to it
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -111,15 +168,22 @@ class Store:
                       ) -> tuple[dict[str, torch.Tensor], dict, bool]:
         """(tensors, meta, cached): load the artifact, or create and save it under a lock.
 
-        With `force`, existing and corrupt files are recomputed; without it a corrupt file
-        raises `CorruptArtifact` naming the file and the fix.
+        A loaded artifact must carry the spec it was requested for (its `meta["spec"]`). With
+        `force`, existing, corrupt and foreign files are recomputed; without it such a file
+        raises `CorruptArtifact` naming the file and the fix. Leftover temporaries of killed
+        writes are removed, and the artifact's checkpoint once the artifact is saved.
         """
-        path = self.path(kind, spec)
+        path, checkpoint = self.path(kind, spec), self.checkpoint_path(kind, spec)
         with self.lock(kind, spec):
+            for entry in (path, checkpoint):
+                refuse_link(entry)
+                remove_temporaries(entry)  # only a writer holding this lock creates them
             if path.exists() and not self.force:
                 tensors, meta = load_tensors(path)
+                check_spec(path, meta, spec)
                 return tensors, meta, True
             tensors, meta = create()
             meta = {**meta, "spec": spec}
             save_tensors(path, tensors, meta)
+            checkpoint.unlink(missing_ok=True)
             return tensors, meta, False

@@ -195,10 +195,11 @@ class Trainer:
         """Train `model` in place on (images, targets); returns the loss history.
 
         With `checkpoint`, the training state (model, optimizer, schedule, data order and RNG) is
-        saved atomically every `checkpoint_every` epochs, a later call with the same path resumes
-        from it — on the CPU with the same result as an uninterrupted run — and the file is
-        removed when training ends. Resuming does not restore the state of `extra_batch` or
-        `stop` hooks, so use it for plain training (source models, retraining).
+        saved atomically every `checkpoint_every` epochs and after the last one; a later call with
+        the same path resumes from it — on the CPU with the same result as an uninterrupted run.
+        The caller removes the file once the trained model is safely stored (`Store` does).
+        Resuming does not restore the state of `extra_batch` or `stop` hooks, so use it for plain
+        training (source models, retraining).
         """
         model = self.prepare(model)
         epochs = self.epochs if epochs is None else epochs
@@ -259,11 +260,9 @@ class Trainer:
             if not check_every and stop is not None and stop(model):
                 history.stopped_early = True
                 break
-            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(Path(checkpoint), epoch + 1, model, opt, sched, loader, history)
         bar.close()
-        if checkpoint is not None:
-            Path(checkpoint).unlink(missing_ok=True)
         model.eval()
         return history
 

@@ -1,7 +1,8 @@
 """Dataset sources, each built by Hydra from `configs/dataset/<name>.yaml` (`_target_`).
 
-Nothing here downloads: files are looked up on disk and a missing dataset raises
-`DatasetUnavailable` with the command or setting that fixes it.
+Nothing here downloads: files are looked up on disk (only in `dataset.root` when it is set) and
+a missing dataset raises `DatasetUnavailable` with the command or setting that fixes it. Files
+whose images and labels do not fit together raise a one-line `ValueError` naming them.
 """
 
 from __future__ import annotations
@@ -25,13 +26,29 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 
 
-def candidate_dirs(root: str | None, subdir: str) -> list[Path]:
-    """Where to look, in order: the configured root, `$WRT_DATA`, then system locations."""
-    dirs = []
-    for base in (root, os.environ.get("WRT_DATA")):
-        if base:
-            dirs += [Path(base), Path(base) / subdir]
-    return dirs
+def candidate_dirs(root: str | None, subdir: str, system: tuple[str, ...] = ()) -> list[Path]:
+    """Where to look (each folder as given and its `subdir`): a configured `root` only — one that
+    does not exist is an error, never replaced by another copy — else `$WRT_DATA`, then `system`."""
+    if root:
+        if not Path(root).is_dir():
+            raise DatasetUnavailable(f"dataset.root={root} is not an existing folder; point it at the "
+                                     f"folder holding the dataset's files, or set it to null")
+        return [Path(root), Path(root) / subdir]
+    env = os.environ.get("WRT_DATA")
+    return ([Path(env), Path(env) / subdir] if env else []) + [Path(d) for d in system]
+
+
+def check_labeled(images_path: Path, images: torch.Tensor, labels_path: Path, labels: torch.Tensor,
+                  image_dims: int, num_classes: int) -> None:
+    """Raise a one-line `ValueError` naming the files unless images and labels fit together."""
+    if images.dim() != image_dims + 1 or labels.dim() != 1:
+        raise ValueError(f"{images_path} holds an array of shape {tuple(images.shape)} and {labels_path} one "
+                         f"of shape {tuple(labels.shape)}: expected {image_dims}-d images and 1-d labels")
+    if len(images) != len(labels):
+        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+                         f"labels; the files do not belong together")
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise ValueError(f"{labels_path} holds label {int(labels.max())}, outside 0..{num_classes - 1}")
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -60,11 +77,13 @@ def fashion_mnist(root: str | None = None, **options) -> Dataset:
     """Fashion-MNIST (28x28 grey, 10 classes) from its four standard IDX files."""
     stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    searched = candidate_dirs(root, "fashion-mnist") + [Path(FASHION_MNIST_SYSTEM_DIR)]
+    searched = candidate_dirs(root, "fashion-mnist", (FASHION_MNIST_SYSTEM_DIR,))
     for directory in searched:
         files = [find_idx(directory, stem) for stem in stems]
         if all(files):
             train_x, train_y, test_x, test_y = (read_idx(f) for f in files)
+            check_labeled(files[0], train_x, files[1], train_y, 2, 10)
+            check_labeled(files[2], test_x, files[3], test_y, 2, 10)
             return Dataset(
                 "fashion_mnist", train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1),
                 test_y.long(), num_classes=10, mean=(0.2860,), std=(0.3530,),
@@ -91,8 +110,13 @@ class _ArrayUnpickler(pickle.Unpickler):
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     with open(path, "rb") as f:
         batch = _ArrayUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
-    data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data, list(batch["labels"])
+    data, labels = np.asarray(batch["data"], dtype=np.uint8), np.asarray(batch["labels"])
+    fits = data.ndim == 2 and data.shape[1] == 3 * 32 * 32 and labels.shape == (len(data),)
+    in_range = np.issubdtype(labels.dtype, np.integer) and (labels.size == 0 or 0 <= labels.min() <= labels.max() < 10)
+    if not (fits and in_range):
+        raise ValueError(f"{path} holds data of shape {data.shape} and labels of shape {labels.shape}: "
+                         f"expected [N, 3072] and N labels in 0..9")
+    return data.reshape(-1, 3, 32, 32), labels.tolist()
 
 
 def cifar10(root: str | None = None, **options) -> Dataset:
