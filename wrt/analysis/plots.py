@@ -164,10 +164,10 @@ def payoff_heatmap(V: pd.DataFrame, title: str):
 
 
 def roc(curves: dict, roc_rows: pd.DataFrame, title: str):
-    """ROC curves of verification, one panel per (dataset, scheme): marked models and all surrogates."""
+    """ROC curves of verification, one panel per (setting, scheme): marked models and all surrogates."""
     panels = sorted({(d, s) for d, s, _ in curves})
     several_datasets = len({d for d, _ in panels}) > 1
-    auc = roc_rows.set_index(["dataset", "scheme", "positives"])["auc"]
+    auc = roc_rows.set_index(["setting", "scheme", "positives"])["auc"]
     fig, axes = _grid(len(panels))
     for ax, (dataset, scheme) in zip(axes, panels):
         for kind, style in (("marked", "b-"), ("surrogate:all", "r-")):
