@@ -481,7 +481,8 @@ def _html_table(frame: pd.DataFrame) -> str:
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 8px}"
          "p,li{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%;margin:4px 0}"
          "table.t{border-collapse:collapse;font-size:12px}"
-         "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px;max-width:32em;overflow-wrap:anywhere}"
+         "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+         "table.t td{max-width:32em;overflow-wrap:break-word}"
          "img{max-width:100%;height:auto}.files{font-size:11px}")
 
 
