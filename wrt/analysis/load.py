@@ -77,7 +77,7 @@ SCHEMA = {
     "failed_stage": (*IS_OPT_STR, False),
     "dataset": (*IS_NAME, True),
     "model": (*IS_NAME, True),
-    "budget": (*IS_NAME, False),
+    "budget": (*IS_NAME, True),
     "seed": (lambda v: _int(v) and 0 <= v < MAX_SEED, f"an integer in [0, 2**63)", True),
     "role": (lambda v: v in ("marked", "null"), '"marked" or "null"', True),
     "num_classes": (_optional(lambda v: _int(v) and v >= 2), "an integer ≥ 2 or null", False),
