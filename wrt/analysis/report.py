@@ -219,8 +219,11 @@ def measured_sections(a: Analysis) -> list[Section]:
             "train/test images: the budget's data sizes (empty: the whole dataset); accuracies are means over "
             "the seeds' source models and over the marked models of every scheme config (per scheme config in "
             "\"Marked and attacked models\"); created: when the runs were written.")
-    return [Section("What was measured", text, frame,
-                    a.table("settings", frame, "What was measured, per setting", text))]
+    files = a.table("settings", frame, "What was measured, per setting", text)
+    # on the page one column per setting, so that the table fits
+    shown = pd.DataFrame({"measure": frame.columns[1:],
+                          **{row["setting"]: [tables.fmt(v) or "–" for v in row.iloc[1:]] for _, row in frame.iterrows()}})
+    return [Section("What was measured", text.replace("One row per", "One column per"), shown, files)]
 
 
 def _integer(value):

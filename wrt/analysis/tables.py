@@ -336,7 +336,7 @@ def failed_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- writers
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
@@ -347,7 +347,7 @@ def _fmt(value) -> str:
 def to_markdown(table: pd.DataFrame) -> str:
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -366,7 +366,7 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}",
              r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
              " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_escape(_fmt(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    lines += [" & ".join(_latex_escape(fmt(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
