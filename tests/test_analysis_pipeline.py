@@ -369,3 +369,20 @@ def test_values_outside_their_meaning_are_skipped(tmp_path, field, value, reason
     warnings = []
     assert list(load_runs(tmp_path, warn=warnings.append).runs["run_name"]) == ["good"]
     assert len(warnings) == 2 and "bad.json" in warnings[0] and reason in warnings[0], warnings
+
+
+def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "wrt.analysis.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+
+    helped = cli("--help")
+    assert helped.returncode == 0 and "thresholds_from" in helped.stdout
+    assert "Configuration groups" not in helped.stdout and "scheme:" not in helped.stdout  # wrt-run's groups
+    typo = cli(f"results_dir={tmp_path}", "theshold_method=normal")
+    assert typo.returncode == 2 and typo.stderr.splitlines() == [
+        "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
+        "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from"]
+    bad = cli(f"results_dir={tmp_path}", "p=abc")
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]
