@@ -144,6 +144,9 @@ def prepare(options: Options) -> Analysis:
                               f"JSON files' error field)")
     if not a.forged.empty and not _has_removal_runs(a.removal):  # only forging runs: a claim table, no game
         return a
+    if not ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any():
+        raise ResultsDirError(f"no successful role=marked run under {results_dir} (only null runs or forging runs "
+                              "without a claim); nothing to analyze")
     a.thresholds = decision_thresholds(a.removal, options.p, options.threshold_method, options.min_null_runs,
                                        options.thresholds_from)
     a.scored = tables.score_runs(a.removal, a.thresholds, options.theta_prime, options.max_stealing_loss)
