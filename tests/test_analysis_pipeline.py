@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write_disagreeing_seed, write_forging_runs, write_new_categories,
-                                    write_sweep)
+from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write_disagreeing_seed, write_forging_runs,
+                                    write_new_categories, write_sweep)
 
 from wrt.analysis.load import load_runs
 from wrt.analysis.report import Options, analyze

@@ -20,7 +20,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 # after the page (and its images) has loaded, write what the test checks into the DOM for --dump-dom
 CHECKS = """<script>window.addEventListener('load', () => {
   const images = [...document.images];
-  const result = {images: images.length, broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
+  const result = {images: images.length, broken: broken,
                   scrollWidth: document.documentElement.scrollWidth, width: window.innerWidth};
   const pre = document.createElement('pre'); pre.id = 'wrt-checks'; pre.textContent = JSON.stringify(result);
   document.body.appendChild(pre);

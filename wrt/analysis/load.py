@@ -46,11 +46,9 @@ def _small(v) -> bool:
 
 
 # The checks, each with what a value must be.
-IS_STR = (lambda v: isinstance(v, str), "a string")
 IS_OPT_STR = (_optional(lambda v: isinstance(v, str)), "a string or null")
 IS_NAME = (lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
            "a config name (1–100 letters, digits, _ . + = -)")
-IS_INT = (_int, "an integer")
 IS_FRACTION = (lambda v: _num(v) and 0.0 <= v <= 1.0, "a fraction in [0, 1]")
 IS_LOSS = (lambda v: _num(v) and -1.0 <= v <= 1.0, "a difference of accuracies in [-1, 1]")
 IS_DICT = (lambda v: isinstance(v, dict), "an object")
@@ -78,7 +76,7 @@ SCHEMA = {
     "dataset": (*IS_NAME, True),
     "model": (*IS_NAME, True),
     "budget": (*IS_NAME, True),
-    "seed": (lambda v: _int(v) and 0 <= v < MAX_SEED, f"an integer in [0, 2**63)", True),
+    "seed": (lambda v: _int(v) and 0 <= v < MAX_SEED, "an integer in [0, 2**63)", True),
     "role": (lambda v: v in ("marked", "null"), '"marked" or "null"', True),
     "num_classes": (_optional(lambda v: _int(v) and v >= 2), "an integer ≥ 2 or null", False),
     "scheme": (*IS_DICT, True),

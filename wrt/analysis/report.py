@@ -225,7 +225,8 @@ def measured_sections(a: Analysis) -> list[Section]:
     files = a.table("settings", frame, "What was measured, per setting", text)
     # on the page one column per setting, so that the table fits
     shown = pd.DataFrame({"measure": frame.columns[1:],
-                          **{row["setting"]: [tables.fmt(v) or "–" for v in row.iloc[1:]] for _, row in frame.iterrows()}})
+                          **{row["setting"]: [tables.fmt(v) or "–" for v in row.iloc[1:]]
+                             for _, row in frame.iterrows()}})
     return [Section("What was measured", text.replace("One row per", "One column per"), shown, files)]
 
 
@@ -343,8 +344,10 @@ def roc_sections(a: Analysis) -> list[Section]:
 
 def nash_sections(a: Analysis) -> list[Section]:
     per_scheme = tables.nash_per_scheme_table(a.cells, a.nash)
-    text = "Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). Full detail in nash.json."
-    cat_text = f"Each scheme against each attack category; rescaled wm acc and stealing loss at the equilibrium. {a.crit}."
+    text = ("Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). Full detail in "
+            "nash.json.")
+    cat_text = (f"Each scheme against each attack category; rescaled wm acc and stealing loss at the equilibrium. "
+                f"{a.crit}.")
     return [
         Section("Nash equilibrium per scheme against all attacks (SoK §VIII-E)", text, per_scheme,
                 a.table("nash_per_scheme", per_scheme, "Nash equilibrium per scheme against all attacks", text)
