@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   – install, fetch Fashion-MNIST, run the demonstration sweep and its analysis
 #                (each run prints its JSON's path; the last line is the path of report.html)
-#   make test  – install, fetch Fashion-MNIST, run the tests
+#   make test  – install, fetch Fashion-MNIST (and chromium for the report's browser test), run the tests
 # Repeating either skips what is already done.
 
 VENV    := .venv
@@ -9,7 +9,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help install data run test clean
+.PHONY: help install data browser run test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,7 +34,15 @@ data:  ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when miss
 run: install data  ## the demo: 3 schemes × 5 attacks + null runs on Fashion-MNIST, then wrt-analyze
 	bash scripts/reproduce_demo.sh
 
-test: install data  ## run the test suite
+browser:  ## install Debian's chromium (report.html's browser test) when missing and root
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium is missing: run 'sudo apt-get install -y chromium' (else the browser test skips)"; \
+	fi
+
+test: install data browser  ## run the test suite
 	$(PYTHON) -m pytest -q
 
 clean:  ## remove cached artifacts and results (keeps .venv)

@@ -370,3 +370,19 @@ def test_min_data_to_remove_takes_the_smallest_successful_budget():
     assert table.loc["tl", ["min_images", "min_count", "budgets_tried", "max_images"]].tolist() == [1000, 1000, 3, 5000]
     assert bool(table.loc["tl", "removed"]) and not table.loc["retrain", "removed"]
     assert pd.isna(table.loc["retrain", "min_images"]) and np.isnan(table.loc["retrain", "min_fraction"])
+
+
+@pytest.mark.parametrize("n_categories", [3, 4, 5])
+def test_radar_labels_do_not_overlap(n_categories):
+    categories = ["input_preprocessing", "model_modification", "model_extraction", "obfuscation", "combined"]
+    per_category = pd.DataFrame({"scheme": "uchida", "rescaled_wm_acc": 0.9,
+                                 "category": categories[:n_categories]})
+    fig = plots.radar(per_category, 0.5, "t")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in [*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title] if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    overlaps = [(labels[i].get_text(), labels[j].get_text()) for i in range(len(boxes))
+                for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+    assert overlaps == []

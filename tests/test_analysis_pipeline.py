@@ -1,15 +1,17 @@
 """The whole analyzer from fixture run JSONs to every output file, and the wrt-analyze CLI."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures.analysis_runs import (write_budget_sweep, write_disagreeing_seed, write_forging_runs, write_new_categories,
-                                    write_sweep)
+from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write_disagreeing_seed, write_forging_runs,
+                                    write_new_categories, write_sweep)
 
+from wrt.analysis.load import load_runs
 from wrt.analysis.report import Options, analyze
 from wrt.analysis.thresholds import ThresholdError
 
@@ -259,3 +261,128 @@ def test_only_forging_runs_give_the_forgery_table_without_a_game(tmp_path):
     assert not (out / "nash.json").exists() and "Ambiguity (forging) attacks" in report.read_text(encoding="utf-8")
     assert printed == ["forging: false ownership claims succeed against 1 of 3 schemes (1 not applicable)",
                        str(report)]
+
+
+# ------------------------------------------------------------------ one experiment, settings apart
+
+
+def test_other_experiments_analysis_outputs_are_never_read(tmp_path):
+    write_sweep(tmp_path / "demo", seeds=(0,))
+    out = tmp_path / "demo" / "analysis"
+    out.mkdir()
+    (out / "nash.json").write_text('{"fashion_mnist": {}}')  # another analysis' output
+    (out / "runs").mkdir()
+    (out / "runs" / "x.json").write_text("{}")  # a runs/ folder inside an analysis/ output
+    (tmp_path / "demo" / "notes.json").write_text("{}")  # not in a runs/ folder
+    warnings = []
+    loaded = load_runs(tmp_path, warn=warnings.append)
+    assert warnings == [] and loaded.skipped == []
+    assert all("/runs/" in p and "/analysis/" not in p for p in loaded.runs["path"])
+    assert len(load_runs(tmp_path / "demo" / "runs", warn=warnings.append).runs) == len(loaded.runs)
+
+
+@pytest.fixture(scope="module")
+def two_budgets(tmp_path_factory):
+    """The sweep at budget=default and at budget=smoke, where input smoothing removes adi."""
+    results = write_sweep(tmp_path_factory.mktemp("budgets2"), seeds=(0,))
+    write_sweep(results, seeds=(0,), budget="smoke", adi_null_wm=(0.3, 0.32, 0.34, 0.36, 0.38))
+    report = analyze(Options(results_dir=str(results)), out=lambda line: None)
+    return results / "analysis", report.read_text(encoding="utf-8")
+
+
+def test_budgets_are_settings_with_their_own_thresholds_and_rows(two_budgets):
+    out, html = two_budgets
+    settings = ["fashion_mnist/small_cnn/default", "fashion_mnist/small_cnn/smoke"]
+    thresholds = pd.read_csv(out / "thresholds.csv").set_index(["setting", "scheme"])
+    assert thresholds.loc[(settings[0], "adi"), "n_null"] == 6 and thresholds.loc[(settings[1], "adi"), "n_null"] == 5
+    assert thresholds.loc[(settings[1], "adi"), "threshold"] > thresholds.loc[(settings[0], "adi"), "threshold"]
+    assert list(thresholds["threshold_from"]) == [s for s in settings for _ in range(2)]
+    robustness = pd.read_csv(out / "robustness.csv")
+    assert list(robustness["setting"].unique()) == settings and len(robustness) == 6
+    marks = robustness[["adi", "uchida"]].to_numpy().ravel()
+    assert not any("/" in m for m in marks)  # no merged cells
+    # one seed: the seeds cannot agree or disagree, so nothing is claimed
+    assert robustness["seeds_agree"].isna().all() and (robustness["seeds"].astype(str) == "1").all()
+    md = (out / "robustness.md").read_text(encoding="utf-8")
+    assert "✓ robust" in md and "– not run" in md  # the Markdown says what each cell means
+    assert {f"payoff_{s.replace('/', '_')}.csv" for s in settings} <= {p.name for p in out.iterdir()}
+    assert "What was measured" in html and "Glossary" in html and "Marked and attacked models" in html
+    models = pd.read_csv(out / "models.csv")
+    assert {"marked_wm_acc", "marked_test_acc", "surrogate_wm_acc", "surrogate_test_acc"} <= set(models.columns)
+    settings_table = pd.read_csv(out / "settings.csv")
+    assert list(settings_table["budget"]) == ["default", "smoke"] and (settings_table["train_images"] == 3000).all()
+
+
+def test_thresholds_of_another_setting_only_when_told(tmp_path):
+    write_sweep(tmp_path, seeds=(0,))
+    write_sweep(tmp_path, seeds=(0,), budget="smoke", adi_null_wm=())  # no null runs at budget=smoke
+    with pytest.raises(ThresholdError, match=r"adi on fashion_mnist/small_cnn/smoke: 0 null run\(s\), 5 needed .*"
+                                             r"thresholds_from=fashion_mnist/small_cnn/default"):
+        analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    done = subprocess.run([sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path}",
+                           "thresholds_from=fashion_mnist/small_cnn/default"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index(["setting", "scheme"])
+    borrowed = thresholds.loc[("fashion_mnist/small_cnn/smoke", "adi")]
+    assert borrowed["threshold_from"] == "fashion_mnist/small_cnn/default"
+    assert borrowed["threshold"] == thresholds.loc[("fashion_mnist/small_cnn/default", "adi"), "threshold"]
+    assert thresholds.loc[("fashion_mnist/small_cnn/smoke", "uchida"), "threshold_from"].endswith("smoke")
+
+
+def test_a_copied_run_counts_once(tmp_path):
+    write_sweep(tmp_path, seeds=(0,))
+    original = tmp_path / "runs" / "adi0_transfer_learning5_s0.json"
+    (tmp_path / "copy" / "runs").mkdir(parents=True)
+    shutil.copy(original, tmp_path / "copy" / "runs" / "backup.json")
+    shutil.copy(original, tmp_path / "runs" / "again.json")
+    warnings = []
+    runs = load_runs(tmp_path, warn=warnings.append).runs
+    assert (runs["run_name"] == "adi0_transfer_learning5_s0").sum() == 1
+    assert runs.loc[runs["run_name"] == "adi0_transfer_learning5_s0", "path"].item() == str(original)
+    duplicate = [w for w in warnings if "adi0_transfer_learning5_s0" in w]
+    assert len(duplicate) == 1 and "is in 3 files" in duplicate[0] and "backup.json" in duplicate[0]
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("embedding_loss", 1e300, "embedding_loss is 1e+300, expected a difference of accuracies in [-1, 1]"),
+    ("stealing_loss", -1.5, "stealing_loss is -1.5"),
+    ("scheme.key_size", -100, "scheme.key_size is -100, expected an integer ≥ 1 or null"),
+    ("marked.wm_acc", 1.2, "marked.wm_acc is 1.2"),
+    ("source.train_time_s", -3.0, "source.train_time_s is -3.0"),
+    ("timing_s", {"attack": -1.0}, "timing_s is {'attack': -1.0}"),
+    ("attack_time_ratio", -0.1, "attack_time_ratio is -0.1"),
+    ("seed", 2**64, "seed is 18446744073709551616"),
+])
+def test_values_outside_their_meaning_are_skipped(tmp_path, field, value, reason):
+    record = run_record(run_name="bad", scheme="adi", scheme_params={"size": 50}, attack="weight_pruning",
+                        attack_params={"rate": 0.5}, seed=0)
+    node = record
+    *parents, last = field.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    write(tmp_path, record)
+    write(tmp_path, {**record, "run_name": "good", **run_record(
+        run_name="good", scheme="adi", scheme_params={"size": 50}, attack="weight_pruning",
+        attack_params={"rate": 0.5}, seed=1)})
+    warnings = []
+    assert list(load_runs(tmp_path, warn=warnings.append).runs["run_name"]) == ["good"]
+    assert len(warnings) == 2 and "bad.json" in warnings[0] and reason in warnings[0], warnings
+
+
+def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "wrt.analysis.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+
+    helped = cli("--help")
+    assert helped.returncode == 0 and "thresholds_from" in helped.stdout
+    assert "Configuration groups" not in helped.stdout and "scheme:" not in helped.stdout  # wrt-run's groups
+    typo = cli(f"results_dir={tmp_path}", "theshold_method=normal")
+    assert typo.returncode == 2 and typo.stderr.splitlines() == [
+        "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
+        "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from"]
+    bad = cli(f"results_dir={tmp_path}", "p=abc")
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]

@@ -1,9 +1,14 @@
-"""Read run JSON files (docs/run_json.md) into one pandas DataFrame, one row per run."""
+"""Read run JSON files (docs/run_json.md) into one pandas DataFrame, one row per run.
+
+The run record's schema, as far as the analyzer reads it, is `SCHEMA` below: every field the analyzer uses
+is checked there when a file is loaded, so that a bad file is skipped with one warning instead of breaking a
+table later."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from numbers import Real
@@ -13,50 +18,118 @@ import pandas as pd
 
 SCHEMA_VERSION = 1
 ANALYSIS_DIRNAME = "analysis"
+RUNS_DIRNAME = "runs"
+CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "obfuscation", "combined",
+              "ambiguity")
+MAX_FILE_BYTES = 16 * 2**20   # a run JSON is a few kB; its `config` is the largest part
+MAX_DEPTH = 32                # nesting levels of a record
+MAX_PARAMS_CHARS = 10_000     # a scheme's or attack's params as JSON (they make the config labels)
+MAX_SEED = 2**63
 
-# Fields an "ok" run must carry, with the check each value must pass.
-_IS_STR = (lambda v: isinstance(v, str), "a string")
-_IS_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
-_IS_NUM = (lambda v: isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v), "a finite number")
-_IS_FRACTION = (lambda v: _IS_NUM[0](v) and 0.0 <= v <= 1.0, "a fraction in [0, 1]")
-_IS_DICT = (lambda v: isinstance(v, dict), "an object")
-_IS_BOOL = (lambda v: isinstance(v, bool), "true or false")
-_IS_OPT_NUM = (lambda v: v is None or _IS_NUM[0](v), "a number or null")
-_IS_OPT_INT = (lambda v: v is None or _IS_INT[0](v), "an integer or null")
+_NAME = re.compile(r"[A-Za-z0-9_.+=-]{1,100}")
 
-REQUIRED_OK_FIELDS = {
-    "run_name": _IS_STR,
-    "dataset": _IS_STR,
-    "model": _IS_STR,
-    "seed": _IS_INT,
-    "role": (lambda v: v in ("marked", "null"), '"marked" or "null"'),
-    "scheme.name": _IS_STR,
-    "scheme.params": _IS_DICT,
-    "scheme.bits": _IS_BOOL,
-    "scheme.key_size": _IS_OPT_INT,
-    "attack.name": _IS_STR,
-    "attack.category": _IS_STR,
-    "attack.params": _IS_DICT,
-    "source.test_acc": _IS_FRACTION,
-    "marked.test_acc": _IS_FRACTION,
-    "marked.wm_acc": _IS_FRACTION,
-    "surrogate.test_acc": _IS_FRACTION,
-    "surrogate.wm_acc": _IS_FRACTION,
-    "embedding_loss": _IS_NUM,
-    "stealing_loss": _IS_NUM,
-    "attack_time_ratio": _IS_OPT_NUM,
-}
-# Fields newer run JSONs carry; older files lack them, but when present they must pass the check.
-OPTIONAL_FIELDS = {
-    "num_classes": (lambda v: v is None or (_IS_INT[0](v) and v >= 2), "an integer ≥ 2 or null"),
-    "attack.data.fraction": (lambda v: _IS_FRACTION[0](v) and v > 0, "a fraction in (0, 1]"),
-    "attack.data.count": (lambda v: v is None or (_IS_INT[0](v) and v >= 1), "an integer ≥ 1 or null"),
-    "attack.data.images": _IS_OPT_INT,
+
+def _num(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+def _small(v) -> bool:
+    return isinstance(v, dict) and len(json.dumps(v)) <= MAX_PARAMS_CHARS
+
+
+# The checks, each with what a value must be.
+IS_OPT_STR = (_optional(lambda v: isinstance(v, str)), "a string or null")
+IS_NAME = (lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
+           "a config name (1–100 letters, digits, _ . + = -)")
+IS_FRACTION = (lambda v: _num(v) and 0.0 <= v <= 1.0, "a fraction in [0, 1]")
+IS_LOSS = (lambda v: _num(v) and -1.0 <= v <= 1.0, "a difference of accuracies in [-1, 1]")
+IS_DICT = (lambda v: isinstance(v, dict), "an object")
+IS_OPT_DICT = (_optional(lambda v: isinstance(v, dict)), "an object or null")
+IS_PARAMS = (_small, f"an object of at most {MAX_PARAMS_CHARS} characters")
+IS_BOOL = (lambda v: isinstance(v, bool), "true or false")
+IS_OPT_BOOL = (_optional(lambda v: isinstance(v, bool)), "true, false or null")
+IS_TIME = (_optional(lambda v: _num(v) and v >= 0), "a number ≥ 0 or null")
+IS_DURATION = (_optional(lambda v: _num(v) and v > 0), "a number > 0 or null")
+IS_COUNT = (_optional(lambda v: _int(v) and v >= 0), "an integer ≥ 0 or null")
+IS_SIZE = (_optional(lambda v: _int(v) and v >= 1), "an integer ≥ 1 or null")
+IS_NAMES = (_optional(lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+            "a list of strings or null")
+IS_TIMES = (_optional(lambda v: isinstance(v, dict) and all(IS_TIME[0](x) for x in v.values())),
+            "an object of numbers ≥ 0")
+
+# dotted field -> (check, what it must be, required in an ok run). A failed run needs only `run_name`; every
+# other field it has must pass its check (null where the check allows it). A field an older file lacks is not
+# required; when present it must pass.
+SCHEMA = {
+    "run_name": (lambda v: isinstance(v, str) and 0 < len(v) <= 255 and "/" not in v,
+                 "a file name (1–255 characters, no /)", True),
+    "error": (*IS_OPT_STR, False),
+    "failed_stage": (*IS_OPT_STR, False),
+    "dataset": (*IS_NAME, True),
+    "model": (*IS_NAME, True),
+    "budget": (*IS_NAME, True),
+    "seed": (lambda v: _int(v) and 0 <= v < MAX_SEED, "an integer in [0, 2**63)", True),
+    "role": (lambda v: v in ("marked", "null"), '"marked" or "null"', True),
+    "num_classes": (_optional(lambda v: _int(v) and v >= 2), "an integer ≥ 2 or null", False),
+    "scheme": (*IS_DICT, True),
+    "scheme.name": (*IS_NAME, True),
+    "scheme.params": (*IS_PARAMS, True),
+    "scheme.ablated": (*IS_NAMES, False),
+    "scheme.bits": (*IS_BOOL, True),
+    "scheme.key_size": (*IS_SIZE, True),
+    "attack": (*IS_DICT, True),
+    "attack.name": (*IS_NAME, True),
+    "attack.category": (lambda v: v in CATEGORIES, f"one of {', '.join(CATEGORIES)}", True),
+    "attack.params": (*IS_PARAMS, True),
+    "attack.ablated": (*IS_NAMES, False),
+    "attack.data": (*IS_OPT_DICT, False),
+    "attack.data.fraction": (lambda v: _num(v) and 0.0 < v <= 1.0, "a fraction in (0, 1]", False),
+    "attack.data.count": (*IS_SIZE, False),
+    "attack.data.labels": (*IS_NAME, False),
+    "attack.data.domain": (*IS_NAME, False),
+    "attack.data.images": (*IS_COUNT, False),
     # the forging attack's claim (wrt.analysis.forgery)
-    **{f"attack.result.{k}": _IS_BOOL for k in ("applicable", "false_claim")},
-    **{f"attack.result.{k}": _IS_INT for k in ("attempts", "key_size", "verified")},
-    **{f"attack.result.{k}": _IS_FRACTION for k in ("claim_level", "best_wm_acc", "mean_wm_acc")},
+    "attack.result": (*IS_OPT_DICT, False),
+    **{f"attack.result.{k}": (*IS_BOOL, False) for k in ("applicable", "false_claim")},
+    **{f"attack.result.{k}": (lambda v: _int(v) and v >= 0, "an integer ≥ 0", False)
+       for k in ("attempts", "key_size", "verified")},
+    **{f"attack.result.{k}": (*IS_FRACTION, False) for k in ("claim_level", "best_wm_acc", "mean_wm_acc")},
+    "attack.result.reason": (*IS_OPT_STR, False),
+    "source": (*IS_DICT, True),
+    "source.test_acc": (*IS_FRACTION, True),
+    "source.cached": (*IS_OPT_BOOL, False),
+    "source.train_time_s": (*IS_DURATION, False),
+    "marked": (*IS_DICT, True),
+    "marked.test_acc": (*IS_FRACTION, True),
+    "marked.wm_acc": (*IS_FRACTION, True),
+    "marked.cached": (*IS_OPT_BOOL, False),
+    "marked.embed_time_s": (*IS_TIME, False),
+    "surrogate": (*IS_DICT, True),
+    "surrogate.test_acc": (*IS_FRACTION, True),
+    "surrogate.wm_acc": (*IS_FRACTION, True),
+    "surrogate.wm_error": (*IS_OPT_STR, False),
+    "embedding_loss": (*IS_LOSS, True),
+    "stealing_loss": (*IS_LOSS, True),
+    "attack_time_ratio": (*IS_TIME, True),
+    "timing_s": (*IS_TIMES, False),
+    "device": (*IS_OPT_STR, False),
+    "versions": (*IS_OPT_DICT, False),
+    **{f"versions.{k}": (*IS_OPT_STR, False) for k in ("wrt", "torch", "torchvision", "python")},
+    "created": (*IS_OPT_STR, False),
+    # the data sizes of the report's header, from the run's config
+    "config": (*IS_OPT_DICT, False),
+    "config.budget.max_train": (*IS_SIZE, False),
+    "config.budget.max_test": (*IS_SIZE, False),
 }
+CONFIG_FIELDS = ["config.budget.max_train", "config.budget.max_test"]  # the only config fields kept as columns
 DATA_FIELDS = ["attack.data.fraction", "attack.data.count", "attack.data.labels", "attack.data.domain"]
 
 # Columns every DataFrame row has, so failed runs that stopped early still fit the table.
@@ -64,7 +137,8 @@ BASE_COLUMNS = [
     "path", "run_name", "status", "error", "failed_stage", "dataset", "model", "budget", "seed", "role",
     "scheme.name", "scheme.bits", "scheme.key_size", "attack.name", "attack.category",
     "marked.cached", "marked.embed_time_s", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
-    "num_classes", *DATA_FIELDS, "attack.data.images",
+    "num_classes", *DATA_FIELDS, "attack.data.images", "source.test_acc", "marked.test_acc", "marked.wm_acc",
+    "created", "versions.wrt", "versions.torch", *CONFIG_FIELDS,
 ]
 
 
@@ -78,13 +152,29 @@ class LoadedRuns:
     skipped: list[tuple[Path, str]]
 
 
+_MISSING = object()
+
+
 def _get(record: dict, dotted: str):
+    """The value at `dotted`, or _MISSING when a level is absent (or is not an object)."""
     value = record
     for key in dotted.split("."):
         if not isinstance(value, dict) or key not in value:
-            raise KeyError(dotted)
+            return _MISSING
         value = value[key]
     return value
+
+
+def _depth(value) -> int:
+    """Nesting depth of a JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH + 1:  # deeper than the limit needs no exact count
+            children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def flatten(record: dict, prefix: str = "") -> dict:
@@ -124,26 +214,39 @@ def config_label(name: str, params: dict | None, ablated: list | None = None) ->
 
 
 def validate(record) -> str | None:
-    """Return why `record` is not a usable run, or None when it is."""
+    """Return why `record` is not a usable run, or None when it is (`SCHEMA`)."""
     if not isinstance(record, dict):
         return "not a JSON object"
     if record.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version is {record.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+        return f"schema_version is {_show(record.get('schema_version'))}, expected {SCHEMA_VERSION}"
     status = record.get("status")
     if status not in ("ok", "failed"):
-        return f'status is {status!r}, expected "ok" or "failed"'
-    if status == "failed":
-        return None if isinstance(record.get("run_name"), str) else "failed run without a run_name"
-    for field, (check, expected) in {**REQUIRED_OK_FIELDS, **OPTIONAL_FIELDS}.items():
-        try:
-            value = _get(record, field)
-        except KeyError:
-            if field in OPTIONAL_FIELDS:
-                continue
-            return f"incomplete: missing {field}"
+        return f'status is {_show(status)}, expected "ok" or "failed"'
+    if _depth({k: v for k, v in record.items() if k != "config"}) > MAX_DEPTH \
+            or _depth(record.get("config")) > MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep"
+    for field, (check, expected, required) in SCHEMA.items():
+        value = _get(record, field)
+        if value is _MISSING:
+            if required and (status == "ok" or field == "run_name"):
+                return f"incomplete: missing {field}"
+            continue
+        if value is None and (status == "failed" or not required):
+            continue
         if not check(value):
-            return f"wrong type: {field} is {value!r}, expected {expected}"
+            return f"wrong type: {field} is {_show(value)}, expected {expected}"
     return None
+
+
+def _show(value) -> str:
+    """A value for a warning line: its repr, cut to 60 characters."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
+    return _cut(repr(value))
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def add_varied_params(runs: pd.DataFrame) -> pd.DataFrame:
@@ -202,55 +305,102 @@ def add_data_budgets(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _row(path: Path, record: dict) -> dict:
-    """The flattened record without `config`; a run that failed before recording `attack.data` takes its
-    budget from the config's `attacker_data`."""
+    """The flattened record without `config` (but its CONFIG_FIELDS); a run that failed before recording
+    `attack.data` takes it from its config's `attacker_data`."""
     config = record.get("config")
     record = {k: v for k, v in record.items() if k != "config"}
     row = dict.fromkeys(BASE_COLUMNS)
     if isinstance(config, dict) and isinstance(config.get("attacker_data"), dict):
         row.update(flatten({"attack": {"data": config["attacker_data"]}}))
     row.update(flatten(record))
+    for field in CONFIG_FIELDS:
+        value = _get({"config": config}, field)
+        row[field] = None if value is _MISSING else value
     row["path"] = str(path)
     scheme, attack = record.get("scheme") or {}, record.get("attack") or {}
-    if isinstance(scheme, dict) and isinstance(scheme.get("name"), str):
+    if isinstance(scheme.get("name"), str):
         row["scheme_label"] = config_label(scheme["name"], scheme.get("params"), scheme.get("ablated"))
-    if isinstance(attack, dict) and isinstance(attack.get("name"), str):
+    if isinstance(attack.get("name"), str):
         row["attack_label"] = config_label(attack["name"], attack.get("params"), attack.get("ablated"))
     return row
 
 
 def run_files(results_dir: Path) -> list[Path]:
-    """Every `*.json` below results_dir, except the analyzer's own `analysis/` output."""
-    analysis_dir = results_dir / ANALYSIS_DIRNAME
-    return sorted(p for p in results_dir.rglob("*.json") if analysis_dir not in p.parents and p.is_file())
+    """Every `*.json` in a `runs/` folder at or below results_dir (where wrt-run writes them), none inside an
+    `analysis/` folder (the analyzer's own outputs, of this or another experiment)."""
+    files = []
+    for path in sorted(results_dir.rglob("*.json")):
+        folders = path.relative_to(results_dir).parts[:-1]
+        if (RUNS_DIRNAME in folders or (results_dir.name == RUNS_DIRNAME and not folders)) \
+                and ANALYSIS_DIRNAME not in folders and path.is_file():
+            files.append(path)
+    return files
+
+
+def read_run(path: Path) -> dict | str:
+    """The record in `path`, or why it cannot be used."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON, corrupt or half-written ({exc.msg}: line {exc.lineno} column {exc.colno})"
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        return f"not usable JSON ({str(exc).split(';')[0]})"
+    except RecursionError:
+        return "not usable JSON (nested too deeply)"
+    return validate(record) or record
+
+
+def _keep(paths_records: list[tuple[Path, dict]]) -> int:
+    """Which of several files of one run_name to keep: an ok run before a failed one, then a file named after
+    its run in a runs/ folder, then the first path."""
+    def rank(item):
+        path, record = item
+        canonical = path.stem == record["run_name"] and path.parent.name == RUNS_DIRNAME
+        return (record["status"] != "ok", not canonical, str(path))
+    return min(range(len(paths_records)), key=lambda i: rank(paths_records[i]))
 
 
 def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.stderr)) -> LoadedRuns:
-    """Read every run JSON below results_dir (the `config` field is left out: it repeats the params).
+    """Read every run JSON below results_dir (`run_files`; the `config` field is left out but for the data
+    sizes).
 
-    An unreadable, corrupt, half-written, incomplete or wrong-typed file is skipped with exactly one
-    warning line, followed by one count line when any were skipped.
+    An unreadable, corrupt, half-written, incomplete, wrong-typed or out-of-range file is skipped with exactly
+    one warning line; so is a file on which loading fails unexpectedly. Files that repeat a run_name (a copy)
+    count once, with one warning per run_name. One count line follows when any were skipped.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ResultsDirError(f"results_dir {results_dir} does not exist or is not a directory")
+    files = run_files(results_dir)
+    good: dict[str, list[tuple[Path, dict]]] = {}
     rows, skipped = [], []
-    for path in run_files(results_dir):
+    for path in files:
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = f"unreadable ({type(exc).__name__})"
-        except json.JSONDecodeError as exc:
-            reason = f"not valid JSON, corrupt or half-written ({exc.msg}: line {exc.lineno} column {exc.colno})"
-        else:
-            reason = validate(record)
-        if reason is None:
-            rows.append(_row(path, record))
-        else:
-            skipped.append((path, reason))
-            warn(f"warning: skipped {path}: {reason}")
+            record = read_run(path)
+            if isinstance(record, dict):
+                rows.append(_row(path, record))
+                good.setdefault(record["run_name"], []).append((path, record))
+                continue
+            reason = record
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the analysis
+            reason = f"could not be loaded ({type(exc).__name__}: {_cut(str(exc), 200)})"
+        skipped.append((path, reason))
+        warn(f"warning: skipped {path}: {reason}")
+    for name, copies in good.items():
+        if len(copies) > 1:
+            kept = copies[_keep(copies)][0]
+            dropped = [p for p, _ in copies if p != kept]
+            rows = [r for r in rows if r["path"] not in {str(p) for p in dropped}]
+            skipped += [(p, f"duplicate of run {name} in {kept}") for p in dropped]
+            warn(f"warning: run {name} is in {len(copies)} files; kept {kept}, ignored "
+                 f"{', '.join(map(str, dropped))}")
     if skipped:
-        warn(f"warning: skipped {len(skipped)} of {len(skipped) + len(rows)} JSON files under {results_dir}")
+        warn(f"warning: skipped {len(skipped)} of {len(files)} JSON files under {results_dir}")
     if not rows:
-        raise ResultsDirError(f"no usable run JSON under {results_dir}")
+        raise ResultsDirError(f"no usable run JSON under {results_dir} (looked for */runs/*.json: "
+                              f"{len(files)} found, {len(skipped)} skipped)")
     return LoadedRuns(runs=add_data_budgets(add_varied_params(pd.DataFrame(rows))), skipped=skipped)

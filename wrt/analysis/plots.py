@@ -112,8 +112,12 @@ def radar(per_category: pd.DataFrame, theta_prime: float, title: str):
         ax.fill(closed, np.r_[values, values[:1]], alpha=0.25)
         ax.plot(np.linspace(0, 2 * np.pi, 100), np.full(100, theta_prime), "r--", lw=0.8)
         ax.set_xticks(angles, [CATEGORY_ABBREV.get(c, c) for c in categories])
+        ax.tick_params(axis="x", pad=6, labelsize=9)
         ax.set_ylim(0, 1)
-        ax.set_title(scheme, fontsize=9)
+        # radial labels small and between the first two spokes, where no category label or line is
+        ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["", "0.5", "", "1"], fontsize=7, color="gray")
+        ax.set_rlabel_position(np.degrees(np.pi / max(len(categories), 1)))
+        ax.set_title(scheme, fontsize=9, pad=14)
     return _titled(fig, title)
 
 
@@ -164,10 +168,10 @@ def payoff_heatmap(V: pd.DataFrame, title: str):
 
 
 def roc(curves: dict, roc_rows: pd.DataFrame, title: str):
-    """ROC curves of verification, one panel per (dataset, scheme): marked models and all surrogates."""
+    """ROC curves of verification, one panel per (setting, scheme): marked models and all surrogates."""
     panels = sorted({(d, s) for d, s, _ in curves})
     several_datasets = len({d for d, _ in panels}) > 1
-    auc = roc_rows.set_index(["dataset", "scheme", "positives"])["auc"]
+    auc = roc_rows.set_index(["setting", "scheme", "positives"])["auc"]
     fig, axes = _grid(len(panels))
     for ax, (dataset, scheme) in zip(axes, panels):
         for kind, style in (("marked", "b-"), ("surrogate:all", "r-")):

@@ -1,20 +1,29 @@
-"""Run the whole analysis: load runs, thresholds, outcomes, Nash equilibria, tables, plots, report.html."""
+"""Run the whole analysis: load runs, thresholds, outcomes, Nash equilibria, tables, plots, report.html.
+
+The report is a list of sections; each comes from one function of `SECTIONS` that takes the `Analysis` (runs,
+thresholds, outcomes, equilibria) and returns its sections, writing its tables and plots on the way. A new
+table is one new function in that list.
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import html
 import json
+import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
+import wrt
 from wrt.analysis import budget, forgery, plots, roc, tables
-from wrt.analysis.load import ANALYSIS_DIRNAME, ResultsDirError, load_runs
-from wrt.analysis.thresholds import ThresholdError, decision_thresholds
+from wrt.analysis.load import ANALYSIS_DIRNAME, LoadedRuns, ResultsDirError, load_runs
+from wrt.analysis.thresholds import METHODS, ThresholdError, decision_thresholds
 
 
 @dataclass
@@ -25,6 +34,26 @@ class Options:
     max_stealing_loss: float = 0.05
     threshold_method: str = "auto"
     min_null_runs: int = 5
+    thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
+
+
+def check_options(options: Options) -> None:
+    """Raise ResultsDirError naming the first option outside what it allows."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    checks = [("p", number(options.p) and 0 < options.p < 1, "a number in (0, 1)"),
+              ("theta_prime", number(options.theta_prime) and 0 < options.theta_prime < 1, "a number in (0, 1)"),
+              ("max_stealing_loss", number(options.max_stealing_loss) and 0 <= options.max_stealing_loss <= 1,
+               "a number in [0, 1]"),
+              ("threshold_method", options.threshold_method in METHODS, f"one of {', '.join(METHODS)}"),
+              ("min_null_runs", isinstance(options.min_null_runs, int) and not isinstance(options.min_null_runs, bool)
+               and options.min_null_runs >= 1, "an integer ≥ 1"),
+              ("thresholds_from", options.thresholds_from is None or isinstance(options.thresholds_from, str),
+               "a setting name"),
+              ("results_dir", isinstance(options.results_dir, str) and options.results_dir != "", "a folder")]
+    for name, ok, allowed in checks:
+        if not ok:
+            raise ResultsDirError(f"{name}={getattr(options, name)!r} is not allowed: must be {allowed}")
 
 
 @dataclass
@@ -38,6 +67,55 @@ class Section:
 
 def _slug(setting: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", setting)
+
+
+@dataclass
+class Analysis:
+    """Everything the sections read; tables and figures are written to `out_dir`."""
+    options: Options
+    loaded: LoadedRuns
+    runs: pd.DataFrame
+    out_dir: Path
+    thresholds: pd.DataFrame | None = None
+    scored: pd.DataFrame | None = None
+    cells: pd.DataFrame | None = None
+    nash: dict = field(default_factory=dict)
+
+    @property
+    def game(self) -> bool:
+        return self.cells is not None
+
+    @cached_property
+    def removal(self) -> pd.DataFrame:
+        return tables.removal_runs(self.runs)
+
+    @cached_property
+    def failed(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "failed"]
+
+    @cached_property
+    def forged(self) -> pd.DataFrame:
+        return forgery.forgery_table(self.runs)
+
+    @cached_property
+    def per_category(self) -> pd.DataFrame:
+        return tables.nash_per_category_table(self.cells, self.nash)
+
+    @property
+    def settings(self) -> list[str]:
+        return sorted(self.cells["setting"].unique()) if self.game else []
+
+    @property
+    def crit(self) -> str:
+        o = self.options
+        return (f"success: surrogate wm acc < θ and stealing loss ≤ {o.max_stealing_loss:g}; "
+                f"rescaled with θ' = {o.theta_prime:g} (Eq. 5)")
+
+    def table(self, name: str, frame: pd.DataFrame, caption: str, legend: str = "") -> list[Path]:
+        return tables.write_table(frame, self.out_dir, name, caption, legend)
+
+    def figure(self, name: str, fig) -> list[Path]:
+        return plots.save(fig, self.out_dir, name)
 
 
 def describe_nash(nash: dict) -> list[str]:
@@ -54,117 +132,50 @@ def describe_nash(nash: dict) -> list[str]:
     return lines
 
 
-def analyze(options: Options, out=print) -> Path:
-    """Write every table, plot and report.html to `${results_dir}/analysis/`; return report.html's path."""
+def prepare(options: Options) -> Analysis:
+    """Load the runs and compute thresholds, outcomes and equilibria; raise ResultsDirError or ThresholdError
+    (one line each) when there is nothing to analyze."""
     results_dir = Path(options.results_dir)
     loaded = load_runs(results_dir)
     runs = tables.add_settings(loaded.runs)
-    removal = tables.removal_runs(runs)
-    forged = forgery.forgery_table(runs)
-    out_dir = results_dir / ANALYSIS_DIRNAME
-
-    def table(name, frame, caption):
-        return tables.write_table(frame, out_dir, name, caption)
-
-    if not forged.empty and not _has_removal_runs(removal):  # only forging runs: a claim table, no game
-        out_dir.mkdir(parents=True, exist_ok=True)
-        report = _write_report(_forgery_sections(forged, table), options, runs, loaded, out_dir)
-        out(forgery.summary(forged))
-        out(str(report))
-        return report
-    thresholds = decision_thresholds(removal, options.p, options.threshold_method, options.min_null_runs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    failed = runs[runs["status"] == "failed"]
-    scored = tables.score_runs(removal, thresholds, options.theta_prime, options.max_stealing_loss)
-    if scored.empty:
+    a = Analysis(options, loaded, runs, results_dir / ANALYSIS_DIRNAME)
+    if not (runs["status"] == "ok").any():
+        raise ResultsDirError(f"no successful run under {results_dir}: all {len(runs)} run(s) failed (see their "
+                              f"JSON files' error field)")
+    if not a.forged.empty and not _has_removal_runs(a.removal):  # only forging runs: a claim table, no game
+        return a
+    if not ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any():
+        raise ResultsDirError(f"no successful role=marked run under {results_dir} (only null runs or forging runs "
+                              "without a claim); nothing to analyze")
+    a.thresholds = decision_thresholds(a.removal, options.p, options.threshold_method, options.min_null_runs,
+                                       options.thresholds_from)
+    a.scored = tables.score_runs(a.removal, a.thresholds, options.theta_prime, options.max_stealing_loss)
+    if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
-    cells = tables.outcomes(scored, failed, options.max_stealing_loss)
+    cells = tables.outcomes(a.scored, a.failed, options.max_stealing_loss)
     if tables.game_cells(cells).empty:
         raise ResultsDirError(f"no successful run under {results_dir} has a removal attack (other than none "
                               "and ambiguity); there is no game to analyze")
-    nash = tables.nash_all(cells, options.max_stealing_loss)
-    (out_dir / "nash.json").write_text(json.dumps(nash, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
-        .to_csv(out_dir / "runs.csv", index=False)
+    a.cells = cells
+    a.nash = tables.nash_all(cells, options.max_stealing_loss)
+    return a
 
-    def figure(name, fig):
-        return plots.save(fig, out_dir, name)
 
-    crit = (f"success: surrogate wm acc < θ and stealing loss ≤ {options.max_stealing_loss:g}; "
-            f"rescaled with θ' = {options.theta_prime:g} (Eq. 5)")
-    per_scheme = tables.nash_per_scheme_table(cells, nash)
-    per_category = tables.nash_per_category_table(cells, nash)
-    embedding = tables.embedding_table(scored)
-    runtimes = tables.runtime_table(scored)
-    robustness = tables.robustness_table(cells, scored, failed, options.max_stealing_loss)
-    roc_rows, roc_curves = roc.roc_table(removal)
-    dominant = tables.dominant_attacks_table(cells, options.max_stealing_loss)
-    fastest = tables.fastest_attacks_table(cells)
-    sections = [
-        Section("Decision thresholds (SoK Table IV)",
-                f"θ per scheme and dataset from role=null runs, p = {options.p:g}, method "
-                f"{options.threshold_method}; all three estimates shown, `method` says which one is used. "
-                "binomial: the chance bound for a key whose entries an unmarked model matches with "
-                "probability `chance` each (½ per bit, 1/C per trigger label); auto never goes below it.",
-                thresholds, table("thresholds", thresholds, f"Decision thresholds, p = {options.p:g}")),
-        Section("Robustness (SoK Table V)",
-                f"{tables.ROBUST} robust, {tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's "
-                f"configs vs the attack's configs (on the seed means), {tables.SEEDS_DISAGREE}(k of n) the seeds "
-                f"disagree: the equilibrium on k of the n seeds' runs alone removes the watermark "
-                f"(seeds_agree: no), {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only failed "
-                f"runs; several settings are joined by '/' in the order "
-                f"{' / '.join(sorted(cells['setting'].unique()))}. {crit}.",
-                robustness,
-                table("robustness", robustness, "Robustness of each scheme against each attack")),
-        *_forgery_sections(forged, table),
-        Section("Verification quality (ROC)",
-                "Negatives: unmarked models (null runs' wm acc); positives: marked models (one per seed and "
-                "scheme config) or the surrogates of an attack (all attacked models, whatever their stealing "
-                "loss). AUC = P[pos > neg] + ½ P[tie]; TPR@x%FPR: the largest TPR whose FPR ≤ x %. Schemes "
-                "without null runs have no row.", roc_rows,
-                table("roc", roc_rows, "Verification ROC: AUC and TPR at 1 % and 5 % FPR"),
-                figure("roc", plots.roc(roc_curves, roc_rows, "verification ROC")) if roc_curves else None),
-        Section("Nash equilibrium per scheme against all attacks (SoK §VIII-E)",
-                "Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). "
-                "Full detail in nash.json.", per_scheme,
-                table("nash_per_scheme", per_scheme, "Nash equilibrium per scheme against all attacks")
-                + [out_dir / "nash.json"]),
-        Section("Nash equilibrium per scheme and attack category (SoK §VIII-F)", crit, per_category,
-                table("nash_per_category", per_category, "Nash equilibrium per scheme and attack category")),
-        Section("Dominant attacks (SoK §VIII-H)",
-                "An attack is dominant when its configs remove every scheme config (not run: not removed).",
-                dominant,
-                table("dominant_attacks", dominant, "Dominant attacks")),
-        Section("Fastest successful attack per scheme (SoK Fig. 3c)",
-                "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %.",
-                fastest,
-                table("fastest_attacks", fastest, "Fastest successful attack per scheme")),
-        Section("Outcomes per scheme config × attack config",
-                "Means over seeds with 95 % bootstrap CIs (_lo, _hi); success and payoff on the means. "
-                "runs.csv holds every loaded run, one row each.",
-                None, table("outcomes", cells, "Outcome of every scheme config against every attack config")
-                + [out_dir / "runs.csv"]),
-    ]
-    sections += _budget_sections(cells, scored, options, table, figure)
-    for setting in sorted(cells["setting"].unique()):
-        slug, sc = _slug(setting), cells[cells["setting"] == setting]
-        if setting in nash:
-            sections += _game_sections(setting, slug, sc, nash[setting], per_category, options, table, figure)
-        emb, rt = embedding[embedding["setting"] == setting], runtimes[runtimes["setting"] == setting]
-        sections.append(Section(f"Runtimes — {setting} (SoK Fig. 2a,b)",
-                                "Relative to training the source model from scratch.", rt,
-                                table(f"runtimes_{slug}", rt, f"Runtimes relative to training, {setting}"),
-                                figure(f"runtime_{slug}", plots.runtime_bars(rt, emb, setting))))
-        sections.append(Section(f"Embedding loss — {setting} (SoK Fig. 2c)",
-                                "Source minus marked test accuracy, mean over seeds with 95 % bootstrap CI.", emb,
-                                table(f"embedding_{slug}", emb, f"Embedding loss, {setting}"),
-                                figure(f"embedding_loss_{slug}", plots.embedding_loss_bars(emb, setting))))
-    report = _write_report(sections, options, runs, loaded, out_dir)
-    for line in describe_nash(nash):
+def analyze(options: Options, out=print) -> Path:
+    """Write every table, plot and report.html to `${results_dir}/analysis/`; return report.html's path."""
+    a = prepare(options)
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    if a.game:
+        (a.out_dir / "nash.json").write_text(json.dumps(a.nash, indent=2, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+        a.runs.drop(columns=[c for c in a.runs.columns if a.runs[c].map(lambda v: isinstance(v, list)).any()]) \
+            .to_csv(a.out_dir / "runs.csv", index=False)
+    sections = [s for make in (SECTIONS if a.game else FORGING_ONLY_SECTIONS) for s in make(a)]
+    report = _write_report(sections, a)
+    for line in describe_nash(a.nash):
         out(line)
-    if not forged.empty:
-        out(forgery.summary(forged))
+    if not a.forged.empty:
+        out(forgery.summary(a.forged))
     out(str(report))
     return report
 
@@ -175,74 +186,282 @@ def _has_removal_runs(removal: pd.DataFrame) -> bool:
                  & (removal["attack.name"] != "none")).any())
 
 
-def _write_report(sections: list[Section], options: Options, runs: pd.DataFrame, loaded, out_dir: Path) -> Path:
-    """Append the failed-runs and skipped-files sections, write failed_runs.csv and report.html."""
-    failed_table = tables.failed_runs_table(runs)
-    failed_table.to_csv(out_dir / "failed_runs.csv", index=False)
-    sections = [*sections, Section("Failed runs", f"{len(failed_table)} run(s) failed; never counted as "
-                                   "successes.", failed_table, [out_dir / "failed_runs.csv"])]
-    if loaded.skipped:
-        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in loaded.skipped])
-        sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
-    report = out_dir / "report.html"
-    report.write_text(render_html(sections, options, runs, out_dir), encoding="utf-8")
-    return report
+# ---------------------------------------------------------------- sections, in report order
+
+def _values(series: pd.Series) -> str:
+    values = sorted({str(v) for v in series.dropna()})
+    return ", ".join(values) if values else "–"
 
 
-def _game_sections(setting, slug, sc, nash_entry, per_category, options, table, figure) -> list[Section]:
-    """Payoff matrix, Pareto scatter and radar plot of one setting."""
-    raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
+def _dates(series: pd.Series) -> str:
+    dates = sorted({str(v)[:10] for v in series.dropna()})
+    return "–" if not dates else dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+
+
+def measured_sections(a: Analysis) -> list[Section]:
+    """What was measured: per setting the dataset, model, budget, data sizes, accuracies, seeds, dates, versions."""
+    rows = []
+    for setting, g in a.runs.groupby("setting", sort=True, dropna=False):
+        ok = g[g["status"] == "ok"]
+        marked = ok[ok["role"] == "marked"]
+        sources = marked.drop_duplicates("seed")["source.test_acc"].astype(float)
+        models = marked.drop_duplicates(["scheme_label", "seed"])
+        rows.append({
+            "setting": setting, "dataset": _values(g["dataset"]), "model": _values(g["model"]),
+            "budget": _values(g["budget"]), "train_images": _values(g["config.budget.max_train"].map(_integer)),
+            "test_images": _values(g["config.budget.max_test"].map(_integer)),
+            "seeds": _values(marked["seed"].map(_integer)), "marked_runs": len(marked),
+            "null_runs": int((ok["role"] == "null").sum()), "failed_runs": int((g["status"] == "failed").sum()),
+            "source_test_acc": sources.mean() if len(sources) else math.nan,
+            "marked_test_acc": models["marked.test_acc"].astype(float).mean() if len(models) else math.nan,
+            "marked_wm_acc": models["marked.wm_acc"].astype(float).mean() if len(models) else math.nan,
+            "created": _dates(g["created"]), "wrt": _values(g["versions.wrt"]), "torch": _values(g["versions.torch"]),
+        })
+    frame = pd.DataFrame(rows)
+    text = ("One row per setting (a dataset, model and budget; each has its own thresholds, tables and game). "
+            "train/test images: the budget's data sizes (empty: the whole dataset); accuracies are means over "
+            "the seeds' source models and over the marked models of every scheme config (per scheme config in "
+            "\"Marked and attacked models\"); created: when the runs were written.")
+    files = a.table("settings", frame, "What was measured, per setting", text)
+    # on the page one column per setting, so that the table fits
+    shown = pd.DataFrame({"measure": frame.columns[1:],
+                          **{row["setting"]: [tables.fmt(v) or "–" for v in row.iloc[1:]]
+                             for _, row in frame.iterrows()}})
+    return [Section("What was measured", text.replace("One row per", "One column per"), shown, files)]
+
+
+def _integer(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+GLOSSARY = [
+    ("θ (decision threshold)", "The watermark accuracy an unmarked model reaches with probability at most p; "
+     "a model whose watermark accuracy is ≥ θ is declared marked (SoK §VII-A)."),
+    ("θ′ (theta_prime)", "Where θ lands after rescaling; the report's rescaled values put θ at θ′ for every "
+     "scheme, so schemes with different θ compare on one scale."),
+    ("rescaled wm acc (Eq. 5)", "S(x) = max(0, (1 − θ′)/(1 − θ)·x + (θ′ − θ)/(1 − θ)): S(θ) = θ′ and S(1) = 1; "
+     "below θ′ the watermark is removed."),
+    ("wm acc", "Watermark accuracy: the fraction of the key (trigger labels or bits) a model reproduces."),
+    ("marked model", "The source model with the watermark embedded; surrogate: the model after the attack."),
+    ("embedding loss", "Source minus marked test accuracy: what embedding the watermark costs."),
+    ("stealing loss", "Marked minus surrogate test accuracy: what the attack costs; an attack succeeds only when "
+     "it is at most max_stealing_loss."),
+    ("success / removed", "The surrogate's wm acc is below θ and its stealing loss is within the limit (on the "
+     "means over seeds)."),
+    ("payoff", "The surrogate's test accuracy when the attack succeeds, else 0 (V[i, j]: scheme config i, "
+     "attack config j)."),
+    ("Eq. 6 (pure Nash equilibrium)", "The defender picks the scheme config whose best attack pays least: "
+     "argminᵢ maxⱼ V[i, j]; the attacker answers with that best attack."),
+    ("mixed equilibrium", "The zero-sum game's equilibrium over probability mixtures of configs (linear program)."),
+    ("setting", "A dataset, model and budget; thresholds, tables and games are per setting."),
+    ("ROC, AUC, TPR@x%FPR", "How well wm acc separates marked (or attacked) from unmarked models at any "
+     "threshold: AUC = P[marked scores higher], TPR at a false-positive rate of x %."),
+]
+
+
+def glossary_sections(a: Analysis) -> list[Section]:
+    """The SoK's terms and the attack categories that occur."""
+    categories = set(a.runs["attack.category"].dropna())
+    terms = GLOSSARY + [(f"{tables.CATEGORY_ABBREV[c]} ({c.replace('_', ' ')})", CATEGORY_MEANING[c])
+                        for c in tables.CATEGORY_ORDER if c in categories]
+    return [Section("Glossary", "The SoK's terms (Lukas et al., S&P 2022) as this report uses them.",
+                    pd.DataFrame(terms, columns=["term", "meaning"]))]
+
+
+CATEGORY_MEANING = {
+    "input_preprocessing": "Attack category: transform the inputs before the stolen model sees them.",
+    "model_modification": "Attack category: change the stolen model's weights (pruning, fine-tuning, …).",
+    "model_extraction": "Attack category: train a new surrogate from the stolen model's labels or weights.",
+    "obfuscation": "Attack category: reshape the model (same function) so that a white-box key no longer fits.",
+    "combined": "Attack category: several attacks one after another.",
+    "ambiguity": "Attack category: forge a counterfeit key (a false ownership claim); removes nothing.",
+}
+
+
+def threshold_sections(a: Analysis) -> list[Section]:
+    o = a.options
+    text = (f"θ per setting and scheme from role=null runs, p = {o.p:g}, method {o.threshold_method}; all three "
+            "estimates shown, `method` says which one is used, `threshold_from` the setting whose null runs gave "
+            "θ. binomial: the chance bound for a key whose entries an unmarked model matches with probability "
+            "`chance` each (½ per bit, 1/C per trigger label); auto never goes below it.")
+    return [Section("Decision thresholds (SoK Table IV)", text, a.thresholds,
+                    a.table("thresholds", a.thresholds, f"Decision thresholds, p = {o.p:g}", text))]
+
+
+MODEL_COLUMNS = ["setting", "scheme_config", "attack_config", "n_seeds", "marked_test_acc", "marked_wm_acc", "theta",
+                 "surrogate_test_acc", "surrogate_wm_acc", "stealing_loss", "success"]
+
+
+def model_sections(a: Analysis) -> list[Section]:
+    """Marked and surrogate test and watermark accuracies per (scheme config, attack config)."""
+    frame = a.cells[MODEL_COLUMNS].rename(columns={"success": "removed"})
+    text = ("Means over seeds (n_seeds) per scheme config and attack config: the marked model's test and "
+            "watermark accuracy (attack none: the marked model itself), θ, the surrogate's test and watermark "
+            f"accuracy and the stealing loss; removed: yes when the attack succeeds ({a.crit}). CIs: outcomes.csv.")
+    return [Section("Marked and attacked models", text, frame,
+                    a.table("models", frame, "Marked and attacked models per cell", text))]
+
+
+def robustness_sections(a: Analysis) -> list[Section]:
+    frame = tables.robustness_table(a.cells, a.scored, a.failed, a.options.max_stealing_loss)
+    text = (f"One row per setting and attack, one column per scheme. Each cell: {tables.ROBUST} robust, "
+            f"{tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's configs vs the attack's configs "
+            f"(on the seed means), {tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
+            f"n seeds' runs alone removes the watermark, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
+            "failed runs. seeds: how many seeds the row's cells have; seeds_agree: no when a cell is "
+            f"{tables.SEEDS_DISAGREE}, empty with one seed. {a.crit}.")
+    return [Section("Robustness (SoK Table V)", text, frame,
+                    a.table("robustness", frame, "Robustness of each scheme against each attack", text))]
+
+
+FORGERY_TEXT = ("A false claim succeeds when a counterfeit key made without training data verifies on the stolen "
+                "model. Per scheme config: the attempts, the counterfeit key's size, the claim level (the wm acc a "
+                "counterfeit must reach), how many counterfeits verified and their best and mean wm acc (means "
+                "over seeds); false_claim: yes when one verified on some seed (false_claim_rate: the fraction of "
+                "seeds). These attacks remove nothing and are not part of the game.")
+
+
+def forgery_sections(a: Analysis) -> list[Section]:
+    """The ambiguity (forging) attacks' false ownership claims; none when no such run exists."""
+    if a.forged.empty:
+        return []
+    return [Section("Ambiguity (forging) attacks", FORGERY_TEXT, a.forged,
+                    a.table("forgery", a.forged, "False ownership claims of the ambiguity (forging) attacks",
+                            FORGERY_TEXT))]
+
+
+def roc_sections(a: Analysis) -> list[Section]:
+    rows, curves = roc.roc_table(a.removal)
+    notes = sorted(set(rows["note"]) - {""}) if len(rows) else []
+    text = ("Negatives: unmarked models (null runs' wm acc); positives: marked models (one per seed and scheme "
+            "config) or the surrogates of an attack (all attacked models, whatever their stealing loss). "
+            "AUC = P[pos > neg] + ½ P[tie]; TPR@x%FPR: the largest TPR whose FPR ≤ x %. Schemes without null "
+            "runs have no row." + "".join(f" Note: {n}." for n in notes))
+    files = a.table("roc", rows, "Verification ROC: AUC and TPR at 1 % and 5 % FPR", text)
+    image = a.figure("roc", plots.roc(curves, rows, "verification ROC")) if curves else None
+    return [Section("Verification quality (ROC)", text, rows.drop(columns="note", errors="ignore"), files, image)]
+
+
+def nash_sections(a: Analysis) -> list[Section]:
+    per_scheme = tables.nash_per_scheme_table(a.cells, a.nash)
+    text = ("Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). Full detail in "
+            "nash.json.")
+    cat_text = (f"Each scheme against each attack category; rescaled wm acc and stealing loss at the equilibrium. "
+                f"{a.crit}.")
     return [
-        Section(f"Payoff matrix — {setting}",
-                "V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; "
-                "blank: not run (the game counts it as 0).",
-                raw.reset_index(), table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}"),
-                figure(f"payoff_{slug}", plots.payoff_heatmap(raw, setting))),
-        Section(f"Pareto scatter — {setting} (SoK Fig. 3b)",
-                "Each point is an attack config against a scheme config; dashed: θ', dotted: maximum stealing "
-                "loss; circled: the scheme's Nash equilibrium.", None, None,
-                figure(f"pareto_{slug}", plots.pareto(sc, nash_entry["per_scheme"], options.theta_prime,
-                                                      options.max_stealing_loss, setting))),
-        Section(f"Robustness per attack category — {setting} (SoK Fig. 4)",
-                "Rescaled wm acc at each scheme's equilibrium per category; red dashed: θ'.", None, None,
-                figure(f"radar_{slug}", plots.radar(per_category[per_category["setting"] == setting],
-                                                    options.theta_prime, setting))),
+        Section("Nash equilibrium per scheme against all attacks (SoK §VIII-E)", text, per_scheme,
+                a.table("nash_per_scheme", per_scheme, "Nash equilibrium per scheme against all attacks", text)
+                + [a.out_dir / "nash.json"]),
+        Section("Nash equilibrium per scheme and attack category (SoK §VIII-F)", cat_text, a.per_category,
+                a.table("nash_per_category", a.per_category, "Nash equilibrium per scheme and attack category",
+                        cat_text)),
     ]
 
 
-def _forgery_sections(forged, table) -> list[Section]:
-    """The ambiguity (forging) attacks' false ownership claims; none when no such run exists."""
-    if forged.empty:
-        return []
-    return [Section("Ambiguity (forging) attacks",
-                    "A false claim succeeds when a counterfeit key made without training data verifies on the "
-                    "stolen model. Per scheme config: the attempts, the counterfeit key's size, the claim level "
-                    "(the wm acc a counterfeit must reach), how many counterfeits verified and their best and "
-                    "mean wm acc (means over seeds); false_claim: yes when one verified on some seed "
-                    "(false_claim_rate: the fraction of seeds). These attacks remove nothing and are not part "
-                    "of the game.", forged,
-                    table("forgery", forged, "False ownership claims of the ambiguity (forging) attacks"))]
+def attack_sections(a: Analysis) -> list[Section]:
+    dominant = tables.dominant_attacks_table(a.cells, a.options.max_stealing_loss)
+    fastest = tables.fastest_attacks_table(a.cells)
+    dom_text = "An attack is dominant when its configs remove every scheme config (not run: not removed)."
+    fast_text = "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %."
+    return [Section("Dominant attacks (SoK §VIII-H)", dom_text, dominant,
+                    a.table("dominant_attacks", dominant, "Dominant attacks", dom_text)),
+            Section("Fastest successful attack per scheme (SoK Fig. 3c)", fast_text, fastest,
+                    a.table("fastest_attacks", fastest, "Fastest successful attack per scheme", fast_text))]
 
 
-def _budget_sections(cells, scored, options, table, figure) -> list[Section]:
+def outcome_sections(a: Analysis) -> list[Section]:
+    text = ("Every measure per scheme config × attack config: means over seeds with 95 % bootstrap CIs (_lo, _hi; "
+            "empty for one seed); success and payoff on the means. runs.csv holds every loaded run, one row each.")
+    return [Section("Outcomes per scheme config × attack config", text, None,
+                    a.table("outcomes", a.cells, "Outcome of every scheme config against every attack config", text)
+                    + [a.out_dir / "runs.csv"])]
+
+
+def budget_sections(a: Analysis) -> list[Section]:
     """The attacker's data budget (SoK Fig. 3a) and the minimum data to remove; none when no attack's runs
     differ in data fraction or count."""
-    sweep = budget.data_budget_table(cells, scored)
+    sweep = budget.data_budget_table(a.cells, a.scored)
     if sweep.empty:
         return []
     minimum = budget.min_data_table(sweep)
+    text = ("Outcome of each attack per data budget (means over seeds with 95 % bootstrap CIs); plot: rescaled "
+            "surrogate wm acc (solid) and surrogate test acc (dashed) against the images the attacker used (the "
+            "fraction when images are unknown), dotted: θ, rescaled to θ'.")
+    min_text = (f"Smallest budget at which the attack succeeds (wm acc < θ and stealing loss ≤ "
+                f"{a.options.max_stealing_loss:g}, on the seed means); removed: no when no budget tried does.")
     return [
-        Section("Attacker's data budget (SoK Fig. 3a)",
-                "Outcome of each attack per data budget (means over seeds with 95 % bootstrap CIs); plot: "
-                "rescaled surrogate wm acc (solid) and surrogate test acc (dashed) against the images the "
-                "attacker used (the fraction when images are unknown), dotted: θ, rescaled to θ'.", sweep,
-                table("data_budget", sweep, "Outcome per attacker data budget"),
-                figure("data_budget", plots.data_budget(sweep, options.theta_prime, "attacker's data budget"))),
-        Section("Minimum data to remove the watermark",
-                f"Smallest budget at which the attack succeeds (wm acc < θ and stealing loss ≤ "
-                f"{options.max_stealing_loss:g}, on the seed means); removed: no when no budget tried does.",
-                minimum, table("min_data_to_remove", minimum, "Minimum attacker data to remove the watermark")),
+        Section("Attacker's data budget (SoK Fig. 3a)", text, sweep,
+                a.table("data_budget", sweep, "Outcome per attacker data budget", text),
+                a.figure("data_budget", plots.data_budget(sweep, a.options.theta_prime, "attacker's data budget"))),
+        Section("Minimum data to remove the watermark", min_text, minimum,
+                a.table("min_data_to_remove", minimum, "Minimum attacker data to remove the watermark", min_text)),
     ]
+
+
+def setting_sections(a: Analysis) -> list[Section]:
+    """Per setting: payoff matrix, Pareto scatter, radar plot, runtimes and embedding loss."""
+    sections = []
+    embedding, runtimes = tables.embedding_table(a.scored), tables.runtime_table(a.scored)
+    o = a.options
+    for setting in a.settings:
+        slug, sc = _slug(setting), a.cells[a.cells["setting"] == setting]
+        if setting in a.nash:
+            raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
+            pay_text = ("V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; blank: not "
+                        "run (the game counts it as 0).")
+            sections += [
+                Section(f"Payoff matrix — {setting}", pay_text, raw.reset_index(),
+                        a.table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}", pay_text),
+                        a.figure(f"payoff_{slug}", plots.payoff_heatmap(raw, setting))),
+                Section(f"Pareto scatter — {setting} (SoK Fig. 3b)",
+                        "Each point is an attack config against a scheme config; dashed: θ', dotted: maximum "
+                        "stealing loss; circled: the scheme's Nash equilibrium.", None, None,
+                        a.figure(f"pareto_{slug}", plots.pareto(sc, a.nash[setting]["per_scheme"], o.theta_prime,
+                                                                o.max_stealing_loss, setting))),
+                Section(f"Robustness per attack category — {setting} (SoK Fig. 4)",
+                        "Rescaled wm acc at each scheme's equilibrium per category (IP, MM, ME, OB, CO: see the "
+                        "glossary); red dashed: θ'.", None, None,
+                        a.figure(f"radar_{slug}", plots.radar(a.per_category[a.per_category["setting"] == setting],
+                                                              o.theta_prime, setting))),
+            ]
+        emb, rt = embedding[embedding["setting"] == setting], runtimes[runtimes["setting"] == setting]
+        rt_text, emb_text = ("Relative to training the source model from scratch.",
+                             "Source minus marked test accuracy, mean over seeds with 95 % bootstrap CI.")
+        sections += [
+            Section(f"Runtimes — {setting} (SoK Fig. 2a,b)", rt_text, rt,
+                    a.table(f"runtimes_{slug}", rt, f"Runtimes relative to training, {setting}", rt_text),
+                    a.figure(f"runtime_{slug}", plots.runtime_bars(rt, emb, setting))),
+            Section(f"Embedding loss — {setting} (SoK Fig. 2c)", emb_text, emb,
+                    a.table(f"embedding_{slug}", emb, f"Embedding loss, {setting}", emb_text),
+                    a.figure(f"embedding_loss_{slug}", plots.embedding_loss_bars(emb, setting))),
+        ]
+    return sections
+
+
+def failure_sections(a: Analysis) -> list[Section]:
+    """The failed runs (failed_runs.csv) and the skipped files."""
+    failed = tables.failed_runs_table(a.runs)
+    failed.to_csv(a.out_dir / "failed_runs.csv", index=False)
+    sections = [Section("Failed runs", f"{len(failed)} run(s) failed; never counted as successes.", failed,
+                        [a.out_dir / "failed_runs.csv"])]
+    if a.loaded.skipped:
+        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in a.loaded.skipped])
+        sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
+    return sections
+
+
+SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness_sections, model_sections,
+            forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
+            setting_sections, failure_sections]
+FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
+
+
+# ---------------------------------------------------------------- HTML
+
+def _write_report(sections: list[Section], a: Analysis) -> Path:
+    report = a.out_dir / "report.html"
+    report.write_text(render_html(sections, a.options, a.runs, a.out_dir), encoding="utf-8")
+    return report
 
 
 def _image_tag(path: Path) -> str:
@@ -250,19 +469,41 @@ def _image_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns worth showing: CI columns (`_lo`, `_hi`) and other columns that are empty everywhere (one
+    seed: no CI) are left out of the page (the CSV files keep them)."""
+    empty = [c for c in frame.columns if frame[c].isna().all()]
+    ci = [c for c in frame.columns if str(c).endswith(("_lo", "_hi"))]
+    return frame.drop(columns=[c for c in frame.columns if c in empty and (c in ci or c == "seeds_agree")])
+
+
 def _html_table(frame: pd.DataFrame) -> str:
-    """The table with 4 decimals and – for missing values (also in nullable integer columns)."""
+    """The table with 4 decimals and – for missing values (also in nullable integer columns), inside a box
+    that scrolls sideways when the table is wider than the page."""
+    frame = _shown(frame)
     ints = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.Int64Dtype)]
     frame = frame.astype({c: object for c in ints}).fillna({c: "–" for c in ints})
-    return frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4f}", border=0, classes="t")
+    table = frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4f}", border=0, classes="t")
+    return f'<div class="scroll">{table}</div>'
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 8px}"
+         "p,li{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%;margin:4px 0}"
+         "table.t{border-collapse:collapse;font-size:12px}"
+         "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+         "table.t td{max-width:32em;overflow-wrap:break-word}"
+         "img{max-width:100%;height:auto}.files{font-size:11px}")
 
 
 def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, out_dir: Path) -> str:
     """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    threshold_source = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
-            f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}.</p>"]
+            f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
+            f"{html.escape(threshold_source)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:
@@ -275,15 +516,15 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
             links = " ".join(f'<a href="{html.escape(f.relative_to(out_dir).as_posix())}">{html.escape(f.name)}</a>'
                              for f in files)
             body.append(f"<p class=files>files: {links}</p>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
-             "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.files{font-size:11px}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>wrt report</title><style>{style}</style>"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width'><title>wrt report</title><style>{STYLE}</style>"
             f"</head><body>{''.join(body)}</body></html>\n")
 
 
 def main_with(options: Options) -> int:
     """Run the analysis; one clear error line and exit status 2 on bad input."""
     try:
+        check_options(options)
         analyze(options)
     except (ResultsDirError, ThresholdError) as exc:
         print(f"wrt-analyze: error: {exc}", file=sys.stderr)

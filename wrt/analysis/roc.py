@@ -54,19 +54,20 @@ def few_negatives_note(n_neg: int) -> str:
 
 
 def roc_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """One row per (dataset, scheme, positives kind) with AUC and TPR at 1 % and 5 % FPR, and the curves
-    {(dataset, scheme, kind): (fpr, tpr)}. Schemes without null runs have no negatives and no row."""
+    """One row per (setting, scheme, positives kind) with AUC and TPR at 1 % and 5 % FPR, and the curves
+    {(setting, scheme, kind): (fpr, tpr)}. Schemes without null runs have no negatives and no row."""
     ok = runs[runs["status"] == "ok"]
+    ok = ok if "setting" in ok else ok.assign(setting=ok["dataset"])
     rows, curves = [], {}
-    for (dataset, scheme), group in ok.groupby(["dataset", "scheme.name"], sort=True):
+    for (setting, dataset, scheme), group in ok.groupby(["setting", "dataset", "scheme.name"], sort=True):
         neg = group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
         marked = group[group["role"] == "marked"]
         if neg.empty or marked.empty:
             continue
         for kind, pos in _positives(marked):
             fpr, tpr = roc_curve(pos, neg)
-            curves[(dataset, scheme, kind)] = (fpr, tpr)
-            rows.append({"dataset": dataset, "scheme": scheme, "positives": kind, "n_pos": len(pos),
+            curves[(setting, scheme, kind)] = (fpr, tpr)
+            rows.append({"setting": setting, "dataset": dataset, "scheme": scheme, "positives": kind, "n_pos": len(pos),
                          "n_neg": len(neg), "auc": auc(fpr, tpr),
                          **{name: tpr_at_fpr(fpr, tpr, level) for name, level in FPR_LEVELS.items()},
                          "note": few_negatives_note(len(neg))})

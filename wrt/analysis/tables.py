@@ -21,6 +21,8 @@ AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and f
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
 FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
 MEASURES = {  # outcome column prefix -> run column
+    "marked_wm_acc": "marked.wm_acc",
+    "marked_test_acc": "marked.test_acc",
     "surrogate_wm_acc": "surrogate.wm_acc",
     "rescaled_wm_acc": "rescaled_wm_acc",
     "stealing_loss": "stealing_loss",
@@ -70,8 +72,8 @@ def score_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: float,
                max_stealing_loss: float) -> pd.DataFrame:
     """The ok, marked runs with θ, rescaled surrogate watermark accuracy, per-run success and payoff."""
     marked = runs[(runs["status"] == "ok") & (runs["role"] == "marked")]
-    theta = thresholds.set_index(["dataset", "scheme"])["threshold"]
-    marked = marked.assign(theta=[theta[(d, s)] for d, s in zip(marked["dataset"], marked["scheme.name"])])
+    theta = thresholds.set_index(["setting", "scheme"])["threshold"]
+    marked = marked.assign(theta=[theta[(d, s)] for d, s in zip(marked["setting"], marked["scheme.name"])])
     marked["rescaled_wm_acc"] = [float(game.rescale(x, t, theta_prime))
                                  for x, t in zip(marked["surrogate.wm_acc"], marked["theta"])]
     marked["success"] = game.attack_succeeds(marked["surrogate.wm_acc"], marked["theta"],
@@ -97,8 +99,9 @@ def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: floa
         row["payoff_lo"], row["payoff_hi"] = bootstrap_ci(group["payoff"])  # of the per-seed payoffs
         rows.append(row)
     cells = pd.DataFrame(rows)
-    counts = failed.groupby(["scheme_label", "attack_label"]).size()
-    cells["n_failed"] = [int(counts.get((s, a), 0)) for s, a in zip(cells["scheme_config"], cells["attack_config"])]
+    counts = failed.groupby(["setting", "scheme_label", "attack_label"]).size()
+    cells["n_failed"] = [int(counts.get(key, 0)) for key in
+                         zip(cells["setting"], cells["scheme_config"], cells["attack_config"])]
     return cells
 
 
@@ -202,12 +205,13 @@ def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
     return [removed_at_pure_nash(g, max_stealing_loss) for _, g in per_seed.groupby("seed", sort=True)]
 
 
-def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float) -> tuple[str, bool]:
-    """✓/✗ on the seed means, or ±(k of n) when only k of the n seeds' equilibria remove the watermark."""
+def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float) -> tuple[str, bool, int]:
+    """✓/✗ on the seed means, or ±(k of n) when only k of the n seeds' equilibria remove the watermark; whether
+    the seeds agree, and how many there are."""
     removals = seed_removals(runs, max_stealing_loss)
     if 0 < sum(removals) < len(removals):
-        return f"{SEEDS_DISAGREE}({sum(removals)} of {len(removals)})", False
-    return (REMOVED if removed_at_pure_nash(cells, max_stealing_loss) else ROBUST), True
+        return f"{SEEDS_DISAGREE}({sum(removals)} of {len(removals)})", False, len(removals)
+    return (REMOVED if removed_at_pure_nash(cells, max_stealing_loss) else ROBUST), True, len(removals)
 
 
 def _select(frame: pd.DataFrame, setting: str, scheme: str, attack: str) -> pd.DataFrame:
@@ -216,33 +220,31 @@ def _select(frame: pd.DataFrame, setting: str, scheme: str, attack: str) -> pd.D
 
 def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataFrame,
                      max_stealing_loss: float) -> pd.DataFrame:
-    """SoK Table V: attacks (grouped by category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of
-    the scheme's configs against the attack's configs, ±(k of n) the seeds disagree (k of n remove it),
-    – not run, ! only failed runs. Several settings are joined with '/' in setting order, as the SoK joins
-    CIFAR-10/ImageNet. `seeds_agree` is false when any cell of the row is ±."""
+    """SoK Table V, one block of rows per setting: attacks (grouped by category) × schemes; ✓ robust, ✗ removed
+    at the Eq. 6 equilibrium of the scheme's configs against the attack's configs, ±(k of n) the seeds disagree
+    (k of n remove it), – not run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's
+    cells; `seeds_agree` is false when any cell of the row is ±, and empty when no cell has two seeds."""
     gc, gr = game_cells(cells), game_cells(scored)
-    settings = sorted(gc["setting"].unique())
     schemes = sorted(gc["scheme"].unique())
-    attacks = (gc[["category", "attack"]].drop_duplicates()
-               .assign(rank=lambda d: d["category"].map(category_rank))
-               .sort_values(["rank", "attack"]))
-    failed_pairs = set(zip(failed["scheme.name"], failed["attack.name"], failed["dataset"]))
+    failed_pairs = set(zip(failed["setting"], failed["scheme.name"], failed["attack.name"]))
     rows = []
-    for category, attack in zip(attacks["category"], attacks["attack"]):
-        row, agree = {"category": category, "attack": attack}, True
-        for scheme in schemes:
-            marks = []
-            for setting in settings:
-                sub = _select(gc, setting, scheme, attack)
+    for setting, sg in gc.groupby("setting", sort=True):
+        attacks = (sg[["category", "attack"]].drop_duplicates()
+                   .assign(rank=lambda d: d["category"].map(category_rank))
+                   .sort_values(["rank", "attack"]))
+        for category, attack in zip(attacks["category"], attacks["attack"]):
+            row, agree, seeds = {"setting": setting, "category": category, "attack": attack}, True, []
+            for scheme in schemes:
+                sub = _select(sg, setting, scheme, attack)
                 if len(sub):
-                    mark, cell_agrees = _robustness_mark(sub, _select(gr, setting, scheme, attack), max_stealing_loss)
-                    marks.append(mark)
+                    row[scheme], cell_agrees, n_seeds = _robustness_mark(
+                        sub, _select(gr, setting, scheme, attack), max_stealing_loss)
                     agree &= cell_agrees
+                    seeds.append(n_seeds)
                 else:
-                    dataset = setting.split("/")[0]
-                    marks.append(ONLY_FAILED if (scheme, attack, dataset) in failed_pairs else NOT_RUN)
-            row[scheme] = "/".join(marks)
-        rows.append({**row, "seeds_agree": agree})
+                    row[scheme] = ONLY_FAILED if (setting, scheme, attack) in failed_pairs else NOT_RUN
+            row["seeds"] = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
+            rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None})
     return pd.DataFrame(rows)
 
 
@@ -334,7 +336,7 @@ def failed_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- writers
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
@@ -345,7 +347,7 @@ def _fmt(value) -> str:
 def to_markdown(table: pd.DataFrame) -> str:
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -364,15 +366,16 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}",
              r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
              " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_escape(_fmt(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    lines += [" & ".join(_latex_escape(fmt(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: pd.DataFrame, out_dir: Path, name: str, caption: str) -> list[Path]:
-    """`name`.csv, `name`.md and `name`.tex."""
+def write_table(table: pd.DataFrame, out_dir: Path, name: str, caption: str, legend: str = "") -> list[Path]:
+    """`name`.csv, `name`.md (caption, `legend`: what the cells mean, table) and `name`.tex."""
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
     table.to_csv(paths[0], index=False)
-    paths[1].write_text(f"{caption}\n\n{to_markdown(table)}", encoding="utf-8")
+    legend = f"{legend}\n\n" if legend else ""
+    paths[1].write_text(f"{caption}\n\n{legend}{to_markdown(table)}", encoding="utf-8")
     paths[2].write_text(to_latex(table, caption), encoding="utf-8")
     return paths

@@ -1,4 +1,4 @@
-"""Decision thresholds θ per (dataset, scheme) from unmarked ("null") models (SoK §VII-A, Appendix XV).
+"""Decision thresholds θ per (setting, scheme) from unmarked ("null") models (SoK §VII-A, Appendix XV).
 
 θ is the watermark accuracy an unmarked model reaches or exceeds with probability at most p.
 Three estimates are computed from the `role=null` runs' `marked.wm_acc`:
@@ -87,13 +87,13 @@ def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
     return est
 
 
-def _shortage(est: dict, method: str, min_null_runs: int, dataset: str, scheme: str) -> str:
+def _shortage(est: dict, method: str, min_null_runs: int, setting: str, scheme: str) -> str:
     if method == "binomial" or (est["bits"] and est["binomial_error"]):
         reason = est["binomial_error"] or ("needs a bit-string key (scheme.bits true) or the runs' num_classes, "
                                            "and scheme.key_size")
-        return f"{scheme} on {dataset}: binomial bound: {reason}"
+        return f"{scheme} on {setting}: binomial bound: {reason}"
     needed = max(min_null_runs, 2 if method == "normal" else 1)
-    return f"{scheme} on {dataset}: {est['n_null']} null run(s), {needed} needed (min_null_runs={min_null_runs})"
+    return f"{scheme} on {setting}: {est['n_null']} null run(s), {needed} needed (min_null_runs={min_null_runs})"
 
 
 def _choose(est: dict, method: str) -> tuple[str, float] | None:
@@ -107,32 +107,56 @@ def _choose(est: dict, method: str) -> tuple[str, float] | None:
 
 
 def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "auto",
-                        min_null_runs: int = 5) -> pd.DataFrame:
-    """One row per (dataset, scheme) with all three estimates, the method used and θ.
+                        min_null_runs: int = 5, thresholds_from: str | None = None) -> pd.DataFrame:
+    """One row per (setting, scheme) with all three estimates, the method used and θ. A setting (dataset,
+    model, budget; `wrt.analysis.tables.add_settings`; the dataset when runs have no `setting`) has its own
+    null runs and θ.
 
-    Raises ThresholdError naming every (dataset, scheme) whose θ cannot be determined, with how many null
-    runs exist and how many are needed.
+    A (setting, scheme) whose θ cannot be determined from its own runs takes the θ of `thresholds_from` (a
+    setting name) when given (`threshold_from` says where θ came from); otherwise ThresholdError names every
+    such (setting, scheme) with how many null runs exist, how many are needed and which other setting has
+    them.
     """
     if method not in METHODS:
         raise ThresholdError(f"unknown threshold method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0.0 < p < 1.0:
         raise ThresholdError(f"p must lie in (0, 1), got {p}")
     ok = runs[runs["status"] == "ok"]
-    rows, problems = [], []
-    for (dataset, scheme), group in ok.groupby(["dataset", "scheme.name"], sort=True):
+    ok = ok if "setting" in ok else ok.assign(setting=ok["dataset"])
+    if thresholds_from is not None and thresholds_from not in set(ok["setting"]):
+        raise ThresholdError(f"thresholds_from={thresholds_from} is not a setting of these runs; settings: "
+                             f"{', '.join(sorted(set(ok['setting'])))}")
+    own, problems = {}, {}
+    for (setting, dataset, scheme), group in ok.groupby(["setting", "dataset", "scheme.name"], sort=True):
         est = _estimates(group, p, min_null_runs)
         chosen = _choose(est, method)
         if chosen is None:
-            problems.append(_shortage(est, method, min_null_runs, dataset, scheme))
+            problems[(setting, scheme)] = _shortage(est, method, min_null_runs, setting, scheme)
             continue
         used, theta = chosen
         if theta >= 1.0:
-            problems.append(f"{scheme} on {dataset}: θ={theta:.4f} ≥ 1 ({used}); unmarked models "
-                            f"reach full watermark accuracy, so the watermark cannot be verified")
+            problems[(setting, scheme)] = (f"{scheme} on {setting}: θ={theta:.4f} ≥ 1 ({used}); unmarked models "
+                                           f"reach full watermark accuracy, so the watermark cannot be verified")
             continue
         est.pop("binomial_error")
-        rows.append({"dataset": dataset, "scheme": scheme, **est, "method": used, "threshold": theta})
+        own[(setting, scheme)] = {"setting": setting, "dataset": dataset, "scheme": scheme, **est, "method": used,
+                                  "threshold": theta, "threshold_from": setting}
+    rows = dict(own)
+    for setting, scheme in list(problems):
+        donor = own.get((thresholds_from, scheme))
+        if donor is not None:
+            rows[(setting, scheme)] = {**donor, "setting": setting, "dataset": setting_dataset(ok, setting)}
+            del problems[(setting, scheme)]
+        else:
+            others = sorted(s for s, sch in own if sch == scheme and s != setting)
+            if others:
+                problems[(setting, scheme)] += (f" (setting {others[0]} has a θ for {scheme}: add "
+                                                f"thresholds_from={others[0]} to use it)")
     if problems:
         raise ThresholdError("cannot determine decision thresholds (p={}): {}. Add role=null runs for these "
-                             "schemes or lower min_null_runs.".format(p, "; ".join(problems)))
-    return pd.DataFrame(rows)
+                             "schemes or lower min_null_runs.".format(p, "; ".join(problems.values())))
+    return pd.DataFrame([rows[key] for key in sorted(rows)])
+
+
+def setting_dataset(runs: pd.DataFrame, setting: str) -> str:
+    return runs.loc[runs["setting"] == setting, "dataset"].iloc[0]
