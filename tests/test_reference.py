@@ -43,3 +43,25 @@ def test_comparison_counts_only_cells_decided_in_both():
 def test_unknown_reference_is_a_one_line_error():
     with pytest.raises(InvalidParameter, match="reference='sok_mnist'.*sok_cifar10, sok_imagenet"):
         table5("sok_mnist")
+
+
+def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
+    """The fixture sweep: transfer learning removes adi and uchida, as in the SoK, unless no stealing
+    loss at all is allowed; input smoothing removes neither, as in the SoK."""
+    from fixtures.analysis_runs import write_sweep
+    from wrt.analysis.report import Options, analyze
+
+    write_sweep(tmp_path)
+    lines: list[str] = []
+    analyze(Options(results_dir=str(tmp_path), reference="sok_cifar10"), out=lines.append)
+    assert lines[-2] == "agreement 4/4 cells (fashion_mnist vs sok_cifar10)"
+    lines.clear()
+    analyze(Options(results_dir=str(tmp_path), reference="sok_cifar10", max_stealing_loss=0.0), out=lines.append)
+    assert lines[-2] == "agreement 2/4 cells (fashion_mnist vs sok_cifar10)"
+    disagree = pd.read_csv(tmp_path / "analysis" / "reference.csv")
+    assert sorted(zip(disagree["attack"], disagree["scheme"], disagree["ours"], disagree["paper"])) == [
+        ("transfer_learning", "adi", "✓", "✗"), ("transfer_learning", "uchida", "✓", "✗")]
+    assert "Agreement with the SoK (sok_cifar10)" in (tmp_path / "analysis" / "report.html").read_text()
+    lines.clear()
+    analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
+    assert not any(line.startswith("agreement") for line in lines)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import wrt
-from wrt.analysis import budget, forgery, plots, roc, tables
+from wrt.analysis import budget, forgery, plots, reference, roc, tables
 from wrt.analysis.load import ANALYSIS_DIRNAME, LoadedRuns, ResultsDirError, load_runs
 from wrt.analysis.thresholds import METHODS, ThresholdError, decision_thresholds
 
@@ -35,6 +35,7 @@ class Options:
     threshold_method: str = "auto"
     min_null_runs: int = 5
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
+    reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
 
 
 def check_options(options: Options) -> None:
@@ -50,6 +51,8 @@ def check_options(options: Options) -> None:
                and options.min_null_runs >= 1, "an integer ≥ 1"),
               ("thresholds_from", options.thresholds_from is None or isinstance(options.thresholds_from, str),
                "a setting name"),
+              ("reference", options.reference in (None, "none", *reference.REFERENCES),
+               f"none or one of {', '.join(reference.REFERENCES)}"),
               ("results_dir", isinstance(options.results_dir, str) and options.results_dir != "", "a folder")]
     for name, ok, allowed in checks:
         if not ok:
@@ -100,6 +103,26 @@ class Analysis:
     @cached_property
     def per_category(self) -> pd.DataFrame:
         return tables.nash_per_category_table(self.cells, self.nash)
+
+    @cached_property
+    def robustness(self) -> pd.DataFrame:
+        return tables.robustness_table(self.cells, self.scored, self.failed, self.options.max_stealing_loss)
+
+    @cached_property
+    def reference_cells(self) -> pd.DataFrame | None:
+        """The robustness table's cells beside the chosen reference's marks, per setting (None: no reference)."""
+        name = self.options.reference
+        if name in (None, "none") or not self.game:
+            return None
+        return pd.concat([reference.compare(rows, name).assign(setting=setting)
+                          for setting, rows in self.robustness.groupby("setting", sort=True)], ignore_index=True)
+
+    def agreement_lines(self) -> list[str]:
+        """`agreement <k>/<n> cells (<setting> vs <reference>)`, one per setting."""
+        if self.reference_cells is None:
+            return []
+        return [f"{reference.agreement_line(cells)} ({setting} vs {self.options.reference})"
+                for setting, cells in self.reference_cells.groupby("setting", sort=True)]
 
     @property
     def settings(self) -> list[str]:
@@ -176,6 +199,8 @@ def analyze(options: Options, out=print) -> Path:
         out(line)
     if not a.forged.empty:
         out(forgery.summary(a.forged))
+    for line in a.agreement_lines():
+        out(line)
     out(str(report))
     return report
 
@@ -303,7 +328,7 @@ def model_sections(a: Analysis) -> list[Section]:
 
 
 def robustness_sections(a: Analysis) -> list[Section]:
-    frame = tables.robustness_table(a.cells, a.scored, a.failed, a.options.max_stealing_loss)
+    frame = a.robustness
     text = (f"One row per setting and attack, one column per scheme. Each cell: {tables.ROBUST} robust, "
             f"{tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's configs vs the attack's configs "
             f"(on the seed means), {tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
@@ -312,6 +337,21 @@ def robustness_sections(a: Analysis) -> list[Section]:
             f"{tables.SEEDS_DISAGREE}, empty with one seed. {a.crit}.")
     return [Section("Robustness (SoK Table V)", text, frame,
                     a.table("robustness", frame, "Robustness of each scheme against each attack", text))]
+
+
+def reference_sections(a: Analysis) -> list[Section]:
+    """The computed Table V beside the SoK's (`reference=`): agreement per setting and every disagreeing cell."""
+    if a.reference_cells is None:
+        return []
+    cells = a.reference_cells[["setting", "attack", "scheme", "ours", "paper", "agrees"]]
+    disagree = cells[cells["agrees"] == False]  # noqa: E712 (null: not comparable)
+    text = (f"Our mark beside the SoK's Table V mark ({a.options.reference}, transcribed from the paper: "
+            "wrt/analysis/reference/) for every cell both tables have; agrees is empty where either cell is not "
+            f"{tables.ROBUST} or {tables.REMOVED} (seeds disagree, not run). " + "; ".join(a.agreement_lines())
+            + ". The table lists the disagreeing cells; reference_cells.csv has all of them.")
+    a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
+    return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
+                    a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text))]
 
 
 FORGERY_TEXT = ("A false claim succeeds when a counterfeit key made without training data verifies on the stolen "
@@ -450,8 +490,8 @@ def failure_sections(a: Analysis) -> list[Section]:
     return sections
 
 
-SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness_sections, model_sections,
-            forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
+SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness_sections, reference_sections,
+            model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
             setting_sections, failure_sections]
 FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
 
