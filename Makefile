@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   – install, fetch Fashion-MNIST, run the demonstration sweep and its analysis
 #                (each run prints its JSON's path; the last line is the path of report.html)
-#   make test  – install, fetch Fashion-MNIST, run the tests
+#   make test  – install (with the Ray launcher extra), fetch Fashion-MNIST, run the tests
 # Repeating either skips what is already done.
 
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
+TSTAMP  := $(VENV)/.installed-test-stamp
 FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: help install data run test clean
@@ -21,6 +22,10 @@ $(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+$(TSTAMP): $(STAMP)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
+	touch $(TSTAMP)
+
 install: $(STAMP)  ## create .venv and install wrt with its pinned dependencies
 
 data:  ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when missing and root
@@ -34,7 +39,7 @@ data:  ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when miss
 run: install data  ## the demo: 3 schemes × 5 attacks + null runs on Fashion-MNIST, then wrt-analyze
 	bash scripts/reproduce_demo.sh
 
-test: install data  ## run the test suite
+test: $(TSTAMP) data  ## install the test extras (pytest, the Ray launcher), run the test suite
 	$(PYTHON) -m pytest -q
 
 clean:  ## remove cached artifacts and results (keeps .venv)

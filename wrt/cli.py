@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -29,6 +30,9 @@ FAILED_LIST = "failed_runs.txt"
 PROGRESS = "progress.txt"  # in the sweep folder: "runs N", then one "<outcome> <run>" line per run
 
 OmegaConf.register_new_resolver("wrt_pid", os.getpid, use_cache=True, replace=True)
+# configs/hydra/launcher/{submitit_local,ray}.yaml carry the launcher plugins' names on purpose
+# (`hydra/launcher=ray`); Hydra checks them against the plugins' schemas and warns that it does
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_local|ray)' is validated against ConfigStore schema")
 
 
 def say(*lines: str, file=sys.stderr) -> None:
