@@ -12,9 +12,9 @@ import dataclasses
 import fcntl
 import json
 import os
-import sys
 import platform
 import resource
+import sys
 import time
 import traceback
 from contextlib import contextmanager
