@@ -1,12 +1,14 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   – install, fetch Fashion-MNIST, run the demonstration sweep and its analysis
 #                (each run prints its JSON's path; the last line is the path of report.html)
-#   make test  – install, fetch Fashion-MNIST (and chromium for the report's browser test), run the tests
+#   make test  – install (with the Ray launcher extra), fetch Fashion-MNIST (and chromium for the
+#                report's browser test), run the tests
 # Repeating either skips what is already done.
 
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
+TSTAMP  := $(VENV)/.installed-test-stamp
 FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: help install data browser run test clean
@@ -20,6 +22,10 @@ $(PYTHON):
 $(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+$(TSTAMP): $(STAMP)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
+	touch $(TSTAMP)
 
 install: $(STAMP)  ## create .venv and install wrt with its pinned dependencies
 
@@ -42,7 +48,7 @@ browser:  ## install Debian's chromium (report.html's browser test) when missing
 		echo "chromium is missing: run 'sudo apt-get install -y chromium' (else the browser test skips)"; \
 	fi
 
-test: install data browser  ## run the test suite
+test: $(TSTAMP) data browser  ## install the test extras (pytest, the Ray launcher), run the test suite
 	$(PYTHON) -m pytest -q
 
 clean:  ## remove cached artifacts and results (keeps .venv)

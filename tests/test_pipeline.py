@@ -46,18 +46,34 @@ def test_null_role_measures_the_key_on_an_unmarked_model(compose_cfg, fmnist_ful
     assert result["marked"]["wm_acc"] < 0.3  # random labels: about 1/10 on an unmarked model
 
 
-def test_unknown_option_lists_the_available_ones(wrt_run):
-    proc = wrt_run("scheme=nonexistent")
+def test_unknown_option_suggests_the_closest_and_lists_the_available_ones(wrt_run):
+    proc = wrt_run("attack=weight_prunin")
     assert proc.returncode != 0
-    assert "nonexistent" in proc.stderr and "adi" in proc.stderr and "none" in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "wrt-run: error: no attack 'weight_prunin' in configs/attack/; did you mean 'weight_pruning'?"
+    assert "Available options in 'attack'" in proc.stderr and "none" in proc.stderr  # Hydra's list follows
 
 
-def test_bad_parameter_is_a_one_line_failure(wrt_run, fmnist_full):
-    proc = wrt_run("budget=smoke", "attack.rate=1.5")
-    assert proc.returncode != 0
-    result = last_line_json(proc)
-    assert result["status"] == "failed" and result["failed_stage"] == "data"
-    assert result["error"] == "InvalidParameter: attack.rate=1.5 is not allowed: must be a number in (0.0, 1.0)"
+def test_bad_parameter_is_a_config_error_before_the_run(wrt_run, tmp_path):
+    for override, message in [("attack.rate=1.5", "attack.rate=1.5 is not allowed: must be a number in (0.0, 1.0)"),
+                              ("attack.rate=abc", "attack.rate='abc' is not allowed"),
+                              ("+attack.foo=1", "attack.weight_pruning: TypeError")]:
+        proc = wrt_run("budget=smoke", "attack=weight_pruning", override)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"wrt-run: error: stage config: {proc.stderr.split(': ', 3)[-1].strip()}"]
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results" / "runs").exists()  # no run JSON
+
+
+def test_analyze_help_lists_its_options_not_the_runs_groups():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([str(Path(sys.executable).with_name("wrt-analyze")), "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "threshold_method" in proc.stdout
+    assert "scheme" not in proc.stdout and "attack" not in proc.stdout and "Configuration groups" not in proc.stdout
 
 
 def test_missing_dataset_fails_with_the_fix(wrt_run, tmp_path):

@@ -1,30 +1,106 @@
 """Console entry point `wrt-run` (a Hydra app): one run, or a sweep with `-m`.
 
-One run prints its JSON's path as the last line and exits non-zero when it failed. In a sweep a
-failed run does not stop the others: each is recorded in `<sweep dir>/failed_runs.txt`, and when
-the sweep ends `FailureSummary` reports how many failed and exits non-zero.
+One run prints its JSON's path as the last line and exits non-zero when it failed. A sweep first
+prints its plan (runs, what is reused, what is computed, a time estimate; `dry_run=true` prints
+only that), then `run k/n` after each run and a summary at the end, all on stderr. A failed run
+does not stop the others: each is recorded in `<sweep dir>/failed_runs.txt`, and a sweep with
+failures exits 1. Every invocation gets its own sweep folder (its time and process id).
 """
 
 from __future__ import annotations
 
+import difflib
+import fcntl
+import os
+import re
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 FAILED_LIST = "failed_runs.txt"
+PROGRESS = "progress.txt"  # in the sweep folder: "runs N", then one "<outcome> <run>" line per run
+
+OmegaConf.register_new_resolver("wrt_pid", os.getpid, use_cache=True, replace=True)
+# configs/hydra/launcher/{submitit_local,ray}.yaml carry the launcher plugins' names on purpose
+# (`hydra/launcher=ray`); Hydra checks them against the plugins' schemas and warns that it does
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_local|ray)' is validated against ConfigStore schema")
 
 
-class FailureSummary(Callback):
-    """At the end of a sweep: report the failed runs and exit with status 1 if there are any."""
+def say(*lines: str, file=sys.stderr) -> None:
+    for line in lines:
+        print(f"wrt-run: {line}", file=file, flush=True)
+
+
+def append_line(path: Path, line: str) -> int:
+    """Append `line` under an exclusive lock (jobs of a sweep may run in parallel); returns the
+    number of lines now in the file."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(line + "\n")
+        f.flush()
+        f.seek(0)
+        return len(f.read().splitlines())
+
+
+def outcome_counts(progress: Path) -> dict[str, int]:
+    lines = progress.read_text().splitlines()[1:] if progress.exists() else []
+    return {o: sum(line.split(" ")[0] == o for line in lines) for o in ("computed", "reused", "failed")}
+
+
+class SweepReport(Callback):
+    """The sweep's plan before it starts, `run k/n` after each run, a summary at the end; exits 1
+    when runs failed. `on_job_end` runs in the job's process, whichever launcher started it."""
+
+    def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
+        from wrt.plan import sweep_plan
+        from wrt.store import error_summary
+
+        self.start = time.perf_counter()
+        self.estimate = None
+        try:
+            plan = sweep_plan(config_name, config.hydra)
+        except Exception as e:  # advisory only: Hydra reports a bad sweep itself when it starts
+            say(f"no sweep plan ({error_summary(e)})")
+            plan = None
+        if plan is not None:
+            self.estimate = plan.estimate_s
+            say(*(["sweep plan:"] + [f"  {line}" for line in plan.lines()]),
+                file=sys.stdout if config.dry_run else sys.stderr)
+        if config.dry_run:
+            sys.exit(0 if plan is not None and not plan.invalid else 2)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PROGRESS).write_text(f"runs {plan.runs if plan else '?'}\n")
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
+        hydra_cfg = config.hydra
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return
+        progress = Path(hydra_cfg.sweep.dir) / PROGRESS
+        outcome = job_return.return_value if job_return.status == JobStatus.COMPLETED else "failed"
+        header = progress.read_text().splitlines()[0] if progress.exists() else "runs ?"
+        k = append_line(progress, f"{outcome} {hydra_cfg.job.num}") - 1
+        say(f"run {k}/{header.split()[1]} {outcome} (job #{hydra_cfg.job.num}; "
+            + ", ".join(f"{n} {o}" for o, n in outcome_counts(progress).items()) + " so far)")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        failed_list = Path(config.hydra.sweep.dir) / FAILED_LIST
+        from wrt.plan import duration
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        count = outcome_counts(sweep_dir / PROGRESS)
+        estimate = "" if self.estimate is None else f" (estimated {duration(self.estimate)})"
+        say(f"sweep done in {duration(time.perf_counter() - self.start)}{estimate}: {sum(count.values())} run(s), "
+            f"{count['computed']} computed, {count['reused']} reused, {count['failed']} failed; {sweep_dir}")
+        failed_list = sweep_dir / FAILED_LIST
         failed = failed_list.read_text().split() if failed_list.exists() else []
         if failed:
             print(f"{len(failed)} run(s) failed (see {failed_list}):", *failed, sep="\n  ", file=sys.stderr)
@@ -67,36 +143,62 @@ class CheckOutput(Callback):
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
+    """One run; returns its outcome for the sweep report: computed, reused or failed."""
     import torch
 
-    from wrt.pipeline import check_run_config, run  # imported here so `--help` stays fast
+    from wrt.pipeline import check_run_config, run_or_reuse  # imported here so `--help` stays fast
     from wrt.validation import InvalidParameter
 
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if (threads := threads_per_job(hydra_cfg)) is not None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # before run names: the thread count is part of them
     try:
         check_run_config(cfg)
     except InvalidParameter as e:
-        print(f"wrt-run: error: {e}", file=sys.stderr)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        say(f"error: stage config: {e}")
+        if not multirun:
             sys.exit(2)
-        with open(Path(hydra_cfg.sweep.dir) / FAILED_LIST, "a") as failed_list:
-            failed_list.write(f"invalid-config:{hydra_cfg.job.override_dirname or hydra_cfg.job.num}\n")
+        append_line(Path(hydra_cfg.sweep.dir) / FAILED_LIST,
+                    f"invalid-config:{hydra_cfg.job.override_dirname or hydra_cfg.job.num}")
         return "failed"
-    result, path = run(cfg)
+    if cfg.dry_run:  # one run (a sweep's plan is printed by SweepReport)
+        from wrt.plan import make_plan
+
+        say(*(["plan:"] + [f"  {line}" for line in make_plan([cfg]).lines()]), file=sys.stdout)
+        return "planned"
+    result, path, reused = run_or_reuse(cfg)
+    if reused and not multirun:
+        say(f"reused the finished run {path} (force=true reruns it)")
     if result["status"] != "ok":
         print(f"run failed in stage {result['failed_stage']}: {result['error']}", file=sys.stderr)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             print(path, flush=True)
             sys.exit(1)
-        with open(Path(hydra_cfg.sweep.dir) / FAILED_LIST, "a") as failed_list:  # one short append per run
-            failed_list.write(f"{path}\n")
+        append_line(Path(hydra_cfg.sweep.dir) / FAILED_LIST, str(path))
     print(path, flush=True)
-    return result["status"]
+    return "failed" if result["status"] != "ok" else "reused" if reused else "computed"
+
+
+def suggest_options(args: list[str]) -> None:
+    """For each `group=option` argument whose option is not in configs/<group>/, one line with the
+    closest option (Hydra's full list follows)."""
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+~")
+        folder = Path(CONFIG_DIR) / group
+        if not sep or group.startswith("hydra") or not re.fullmatch(r"\w+", group) or not folder.is_dir():
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for name in value.split(","):
+            if re.fullmatch(r"\w+", name) and name not in options and name != "null":
+                close = difflib.get_close_matches(name, options, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                say(f"error: no {group} '{name}' in configs/{group}/{hint}")
 
 
 def run_main() -> None:
+    suggest_options(sys.argv[1:])
     hydra_main()
 
 

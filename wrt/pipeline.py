@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fcntl
 import json
+import os
 import platform
 import resource
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -29,12 +32,13 @@ from wrt.data import Dataset
 from wrt.hardware import cpu_model, uses_bf16
 from wrt.attacks.base import AttackContext, AttackerData
 from wrt.schemes.base import Key, KeyMismatch
-from wrt.store import Store, atomic_write_json, load_state, spec_digest
+from wrt.store import Store, atomic_write_json, error_summary, load_state, spec_digest
 from wrt.train import Trainer
-from wrt.validation import SEED_MAX, check_output_dirs, require
+from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, require
 
 DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
-VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every")  # do not change results
+VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every",
+                 "dry_run")  # do not change results
 
 
 def as_dict(node) -> dict:
@@ -77,9 +81,9 @@ def role_of(cfg: DictConfig) -> str:
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """Check the run-level settings before any data is loaded (schemes and attacks check their own
-    parameters): types and ranges, seeds within torch's range, a GPU for `device=cuda`, and
-    writable output folders."""
+    """Check the run-level settings before any data is loaded — types and ranges, seeds within torch's
+    range, a GPU for `device=cuda`, writable output folders — and build the scheme and attack (their
+    constructors check their own parameters), so that a bad value is one error before the run starts."""
     def is_int(value, low):
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -97,11 +101,18 @@ def check_run_config(cfg: DictConfig) -> None:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         require(index < gpus, "device", cfg.device, f"auto, cpu, cuda or cuda:N with N < {gpus}" if gpus
                 else "auto or cpu (no CUDA GPU is available on this machine)")
-    for key in ("force", "progress"):
+    for key in ("force", "progress", "dry_run"):
         require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
     for key in ("max_train", "max_test"):
         value = cfg.budget[key]
         require(value is None or is_int(value, 1), f"budget.{key}", value, "null or an integer ≥ 1")
+    for group in ("scheme", "attack"):
+        try:
+            build(cfg[group])
+        except InvalidParameter:
+            raise
+        except Exception as e:  # e.g. an unknown parameter: the constructor's TypeError
+            raise InvalidParameter(f"{group}.{cfg[group].name}: {error_summary(e)}") from None
     check_output_dirs(cfg)  # last: it creates the folders
 
 
@@ -240,12 +251,24 @@ class Run:
         meta = {k: v for k, v in meta.items() if k != "spec"}
         return Key(tensors, meta)
 
+    def embed_spec(self, scheme) -> dict:
+        trainer = self.cfg.budget.source_trainer if scheme.while_training else self.cfg.budget.trainer
+        return {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
+                "trainer": as_dict(trainer)}
+
+    def artifacts(self, scheme) -> list[tuple[str, dict]]:
+        """(kind, spec) of the stored models this run uses: its source model(s) and, for a marked
+        run, its marked model (for the sweep plan, wrt/plan.py)."""
+        if self.result["role"] == "null":
+            return [("source", self.source_spec(self.cfg.seed)),
+                    ("source", self.source_spec(self.cfg.seed + self.cfg.null_seed_offset))]
+        return [("source", self.source_spec(self.cfg.seed)), ("marked", self.embed_spec(scheme))]
+
     def embed(self, scheme, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, float | None, bool]:
         """The marked model (cached): the scheme fine-tunes a copy of the source model, or trains a
         fresh one (seeded like the source) with the source setup if it embeds while training."""
         fresh = scheme.while_training
-        spec = {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
-                "trainer": as_dict(self.cfg.budget.source_trainer if fresh else self.cfg.budget.trainer)}
+        spec = self.embed_spec(scheme)
         model = self.new_model(self.cfg.seed) if fresh else copy.deepcopy(source)
         trainer = self.source_trainer if fresh else self.finetune_trainer
 
@@ -272,9 +295,10 @@ class Run:
         cfg, r = self.cfg, self.result
         start = time.perf_counter()
         try:
+            self.stage = "config"  # parameters are validated before anything is loaded
+            scheme = build(cfg.scheme)
+            attack = build(cfg.attack)
             with self.stage_timer("data"):
-                scheme = build(cfg.scheme)  # parameters are validated before anything is loaded
-                attack = build(cfg.attack)
                 self.data = load_data(cfg)
                 r["num_classes"] = self.data.num_classes
                 self.source_trainer = self.trainer(cfg.budget.source_trainer)
@@ -336,11 +360,39 @@ def completed_result(path: Path) -> dict | None:
     return result if isinstance(result, dict) and result.get("status") == "ok" else None
 
 
-def run(cfg: DictConfig) -> tuple[dict, Path]:
-    """Execute one run (or reuse its finished JSON unless `force`) and write its JSON."""
+@contextmanager
+def run_lock(path: Path):
+    """Hold `<runs>/.locks/<run name>.lock`: a second process that starts the same run waits here
+    for the first one, then reuses its JSON. The lock file is opened without following links."""
+    lock_path = path.parent / ".locks" / f"{path.stem}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"wrt-run: waiting for another process computing {path.stem}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def run_or_reuse(cfg: DictConfig) -> tuple[dict, Path, bool]:
+    """(result, path, reused): reuse the run's finished JSON unless `force`, else execute the run
+    and write its JSON. Concurrent processes with the same run name compute it once."""
     path = run_path(cfg)
     if not cfg.force and (previous := completed_result(path)) is not None:
-        return previous, path
-    result = Run(cfg).execute()
-    atomic_write_json(path, result)
+        return previous, path, True
+    with run_lock(path):
+        if not cfg.force and (previous := completed_result(path)) is not None:  # finished meanwhile
+            return previous, path, True
+        result = Run(cfg).execute()
+        atomic_write_json(path, result)
+    return result, path, False
+
+
+def run(cfg: DictConfig) -> tuple[dict, Path]:
+    """Execute one run (or reuse its finished JSON unless `force`) and write its JSON."""
+    result, path, _ = run_or_reuse(cfg)
     return result, path

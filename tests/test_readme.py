@@ -1,0 +1,59 @@
+"""Every command in README.md's bash blocks runs: `wrt-run` at budget=smoke on a small subset, in a
+temporary folder, then `wrt-analyze` on what they wrote; a command marked `# long` is composed only
+(`dry_run=true` for a sweep: every job composed and checked; `--cfg job` for one run). Any other
+command must be one the test knows (make targets, scripts), so a new kind of example cannot slip by."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+KNOWN = (re.compile(r"^make (run|test)\b"), re.compile(r"^(\w+=\S+ )*bash scripts/\w+\.sh\b"))
+SMALL = ["budget=smoke", "budget.max_train=600", "budget.max_test=200", "progress=false"]
+
+
+def readme_commands() -> list[tuple[str, bool]]:
+    """(command, long) for each command line of the README's bash blocks (continuations joined)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command, _, comment = line.partition(" #")
+            if command.strip() and not command.lstrip().startswith("#"):
+                commands.append((command.strip(), comment.strip().startswith("long")))
+    return commands
+
+
+def rewrite(command: str, long: bool, tmp_path: Path) -> list[str]:
+    words = shlex.split(command)
+    tool = Path(words[0]).name
+    assert words[0] == f".venv/bin/{tool}" and tool in ("wrt-run", "wrt-analyze"), command
+    args = [w for w in words[1:] if not w.startswith(("results_dir=", "store_dir="))]
+    where = [f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store"]
+    if tool == "wrt-analyze":
+        return [str(BIN / tool), *args, where[0]]
+    if long:
+        return [str(BIN / tool), *args, *where, *(["dry_run=true"] if "-m" in args else ["--cfg", "job"])]
+    args = [w for w in args if not w.startswith(("budget=", "progress="))]
+    return [str(BIN / tool), *args, *where, *SMALL]
+
+
+def test_readme_commands_run(tmp_path, fmnist_full):
+    commands = readme_commands()
+    assert any("wrt-run -m" in c for c, _ in commands) and any("wrt-analyze" in c for c, _ in commands)
+    for command, long in commands:
+        if any(pattern.match(command) for pattern in KNOWN):
+            continue
+        if "hydra/launcher=ray" in command and not long and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
+            continue  # the optional Ray launcher (tests/test_launchers.py says so when it skips)
+        args = rewrite(command, long, tmp_path)
+        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
