@@ -58,16 +58,17 @@ def test_same_seed_gives_identical_numbers(compose_cfg, tmp_path, fmnist_full):
 
 
 
-def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_cfg):
+def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_cfg, monkeypatch):
     """CPU floats depend on threads and precision, so neither a result file nor a cached model of
     one setting is ever reused for another (docs/reliability.md, determinism)."""
     import torch
 
+    import wrt.pipeline
     from wrt.pipeline import Run, run_name
     from wrt.store import spec_digest
 
-    def identity(*overrides):
-        cfg = compose_cfg("budget=smoke", "device=cpu", *overrides)
+    def identity():
+        cfg = compose_cfg("budget=smoke", "device=cpu")
         return run_name(cfg), spec_digest(Run(cfg).source_spec(0)), Run(cfg).result["precision"]
 
     threads = torch.get_num_threads()
@@ -79,12 +80,13 @@ def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_c
     finally:
         torch.set_num_threads(threads)
     assert one[0] != two[0] and one[1] != two[1]
-    fp32 = identity("+budget.source_trainer.cpu_bf16=false", "+budget.trainer.cpu_bf16=false")
-    bf16 = identity("+budget.source_trainer.cpu_bf16=true", "+budget.trainer.cpu_bf16=true")
-    assert fp32[2] == "fp32"
-    assert (fp32[:2] == two[:2]) == (two[2] == "fp32")  # the default (auto) is fp32 only without native bf16
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # bf16 autocast exists on this CPU
-        assert bf16[2] == "bf16" and fp32[0] != bf16[0] and fp32[1] != bf16[1]
+    # the same config (cpu_bf16: auto) on a CPU with native bf16 and on one without
+    monkeypatch.setattr(wrt.pipeline, "uses_bf16", lambda device, amp=True, cpu_bf16="auto": True)
+    bf16 = identity()
+    monkeypatch.setattr(wrt.pipeline, "uses_bf16", lambda device, amp=True, cpu_bf16="auto": False)
+    fp32 = identity()
+    assert (bf16[2], fp32[2]) == ("bf16", "fp32")
+    assert bf16[0] != fp32[0] and bf16[1] != fp32[1]
 
 
 def test_joblib_jobs_share_the_cores():
