@@ -9,7 +9,7 @@ Schemes and attacks plug in through small hooks instead of copying the loop:
 - `stop(model) -> bool`, checked every `check_every` steps (0: at each epoch's end),
   ends training early (early stopping on the watermark loss).
 
-On CUDA the loop runs under bf16 autocast, on the CPU where it has native bf16 (`cpu_bf16: auto`,
+On CUDA the loop runs under bf16 autocast, on the CPU where bf16 is the faster (`cpu_bf16: auto`,
 see `wrt.hardware.uses_bf16`), and with channels_last tensors; the data is already on the device
 (`TensorLoader`), so a step makes no host round-trip.
 """
@@ -159,7 +159,7 @@ class Trainer:
         self.schedule = schedule or Constant()
         self.epoch_scale = epoch_scale
         self.device = torch.device(device)
-        # bf16 autocast on CUDA, and on CPUs with native bf16 (faster there: scripts/bench_train.py)
+        # bf16 autocast on CUDA, and on CPUs where it trains faster than fp32 (scripts/bench_train.py)
         require(cpu_bf16 in (True, False, "auto"), "cpu_bf16", cpu_bf16, "true, false or auto")
         self.amp = uses_bf16(self.device, amp, cpu_bf16)
         self.channels_last = channels_last
