@@ -137,7 +137,7 @@ class CheckOutput(Callback):
         try:
             check_output_dirs(config)
         except InvalidParameter as e:
-            print(f"wrt-run: error: {e}", file=sys.stderr)
+            say(f"error: {e}")
             sys.exit(2)
 
 

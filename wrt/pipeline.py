@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import fcntl
 import json
-import os
 import platform
 import resource
 import sys
@@ -32,7 +30,7 @@ from wrt.data import Dataset
 from wrt.hardware import cpu_model, uses_bf16
 from wrt.attacks.base import AttackContext, AttackerData
 from wrt.schemes.base import Key, KeyMismatch
-from wrt.store import Store, atomic_write_json, error_summary, load_state, spec_digest
+from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
 from wrt.train import Trainer
 from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, require
 
@@ -360,22 +358,12 @@ def completed_result(path: Path) -> dict | None:
     return result if isinstance(result, dict) and result.get("status") == "ok" else None
 
 
-@contextmanager
 def run_lock(path: Path):
     """Hold `<runs>/.locks/<run name>.lock`: a second process that starts the same run waits here
-    for the first one, then reuses its JSON. The lock file is opened without following links."""
-    lock_path = path.parent / ".locks" / f"{path.stem}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"wrt-run: waiting for another process computing {path.stem}", file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    for the first one, then reuses its JSON (`wrt.store.file_lock`: no link is followed)."""
+    def say_waiting():
+        print(f"wrt-run: waiting for another process computing {path.stem}", file=sys.stderr, flush=True)
+    return file_lock(path.parent / ".locks" / f"{path.stem}.lock", on_wait=say_waiting)
 
 
 def run_or_reuse(cfg: DictConfig) -> tuple[dict, Path, bool]:

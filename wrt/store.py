@@ -137,6 +137,24 @@ def check_spec(path: Path, meta: dict, spec: dict) -> None:
     raise CorruptArtifact(f"{path} {problem}; delete it and rerun, or rerun with force=true")
 
 
+@contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created if absent, opened read-only without following
+    a link: the lock file is never written). `on_wait` is called once if another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open_nofollow(path, os.O_RDONLY | os.O_CREAT, "r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Store:
     """Artifacts under `root/<kind>/<digest>.pt`, keyed by the spec that made them, with their
     lock (`.lock`) and training checkpoint (`.ckpt`) beside them."""
@@ -154,14 +172,8 @@ class Store:
 
     @contextmanager
     def lock(self, kind: str, spec: dict) -> Iterator[None]:
-        lock_path = self.path(kind, spec).with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open_nofollow(lock_path, os.O_RDONLY | os.O_CREAT, "r") as handle:  # never writes to it
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.path(kind, spec).with_suffix(".lock")):
+            yield
 
     def get_or_create(self, kind: str, spec: dict,
                       create: Callable[[], tuple[dict[str, torch.Tensor], dict]]
