@@ -122,12 +122,15 @@ def _types(annotation) -> tuple[tuple[type, ...], bool]:
 
 @functools.cache
 def declared(cls: type) -> dict[str, Declaration]:
-    """The declared parameters of a class, by name, in declaration order (none: not a dataclass)."""
+    """The declared parameters of a class, by name, in declaration order (none: not a dataclass);
+    fields with `init=False` are state, not parameters."""
     if not dataclasses.is_dataclass(cls):
         return {}
     hints = typing.get_type_hints(cls)
     result = {}
     for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
         kinds, nullable = _types(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
         result[f.name] = Declaration(f.name, kinds, nullable, default, **f.metadata.get("param", {}))

@@ -22,7 +22,7 @@ SoK's WRT configs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -122,6 +122,7 @@ class TriggerReversalParams:
     reverse_epochs: float = param(4, **EPOCHS)
     reverse_samples: int = param(2000, low=1)
     lam: float = param(0.01, low=0, high=100)
+    detection: dict | None = field(default=None, init=False)  # what the reversal found (recorded)
 
 
 @dataclass(eq=False)
@@ -130,10 +131,6 @@ class NeuralCleanse(TriggerReversalParams, FineTuningParams, Attack):
 
     method: str = param("unlearning", choices=METHODS)
     rate: float = param(0.9, low=0, high=1, low_open=True, high_open=True)
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.detection: dict | None = None
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_cleanse")

@@ -15,7 +15,7 @@ epochs, 5 fine-tuning epochs (paper budget).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -35,11 +35,7 @@ class NeuralLaundering(TriggerReversalParams, FineTuningParams, Attack):
     dense_threshold: float = param(0.2, low=0, high=100, low_open=True)
     lr: float = param(0.001, **LR)
     reverse_epochs: float = param(15, **EPOCHS)
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.detection: dict | None = None
-        self.pruned: dict[str, int] = {}
+    pruned: dict[str, int] = field(default_factory=dict, init=False)  # units reset per layer
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_laundering")

@@ -18,7 +18,7 @@ it), keep each input's shape and its value range [0, 1].
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -140,10 +140,7 @@ class InputSmoothing(InputPreprocessing):
 @dataclass(eq=False)
 class InputNoising(InputPreprocessing):
     sigma: float = param(0.1, low=0.01, high=0.2)
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.generator = torch.Generator()
+    generator: torch.Generator = field(default_factory=torch.Generator, init=False, repr=False)
 
     def transform(self, x):
         noise = torch.randn(x.shape, generator=self.generator).to(x.device)
