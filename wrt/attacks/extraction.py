@@ -90,7 +90,7 @@ class CrossArchitectureRetraining(Retraining):
     """Retraining into another architecture, given as a model config (`_target_` + options;
     num_classes, in_channels, mean and std come from the dataset)."""
 
-    model: dict | DictConfig | None = param(
+    model: dict | DictConfig = param(  # required: no default architecture
         None, what="a model config with a _target_ (e.g. {_target_: wrt.models.LeNet})")
 
     def __post_init__(self):
