@@ -3,9 +3,25 @@ al. 2018), used by Frontier Stitching, Blackmarks and adversarial-training attac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from wrt.params import param
+
+
+@dataclass(eq=False)
+class AdversarialParams:
+    """PGD examples for adversarial training: L∞ radius `eps`, `step` size and `iterations`, made
+    for a `fraction` of the images, each added `repeats` times (Madry et al.; SoK App. XIII-B)."""
+
+    eps: float = param(0.1, low=0, high=1, low_open=True)
+    step: float = param(0.01, low=0, high=1, low_open=True)
+    iterations: int = param(40, low=1)
+    fraction: float = param(0.1, low=0, high=1, low_open=True)
+    repeats: int = param(2, low=1)
 
 
 def _loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

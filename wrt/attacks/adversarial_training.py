@@ -10,30 +10,20 @@ images (domain data, SoK Table III), so an adversarial example keeps its clean i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from wrt.adversarial import batched, pgd
-from wrt.attacks.base import Attack, AttackContext
+from wrt.adversarial import AdversarialParams, batched, pgd
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
 from wrt.data.loader import to_float
-from wrt.validation import in_range, positive_int
 
 
-class AdversarialTraining(Attack):
+@dataclass(eq=False)
+class AdversarialTraining(AdversarialParams, FineTuningParams, Attack):
     category = "model_modification"
-
-    def __init__(self, eps: float = 0.1, step: float = 0.01, iterations: int = 40, fraction: float = 0.1,
-                 repeats: int = 2, epochs: float = 5, lr: float = 0.01):
-        in_range("attack.eps", eps, 0, 1, low_open=True)
-        in_range("attack.step", step, 0, 1, low_open=True)
-        positive_int("attack.iterations", iterations)
-        in_range("attack.fraction", fraction, 0, 1, low_open=True)
-        positive_int("attack.repeats", repeats)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.eps, self.step, self.iterations, self.fraction = eps, step, iterations, fraction
-        self.repeats, self.epochs, self.lr = repeats, epochs, lr
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "adversarial_training")

@@ -18,8 +18,9 @@ from torch import nn
 
 from wrt.data import Dataset
 from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
+from wrt.params import EPOCHS, LR, Configurable, param
 from wrt.train import Trainer
-from wrt.validation import InvalidParameter, in_range, positive_int, require
+from wrt.validation import InvalidParameter, require
 
 CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "combined", "obfuscation",
               "ambiguity")
@@ -30,7 +31,7 @@ DOMAINS = ("in", "out", "none")
 
 
 @dataclass
-class AttackerData:
+class AttackerData(Configurable):
     """The attacker's data budget (SoK §VIII-E, Fig. 3): how much of the data an attack's
     protocol grants it, where the images come from and who labels them.
 
@@ -43,19 +44,17 @@ class AttackerData:
       labelled by the victim) or `none` (data-free attacks only).
     """
 
-    fraction: float = 1.0
-    count: int | None = None
-    labels: str = "protocol"
-    domain: str = "in"
+    group = "attacker_data"
 
-    def __post_init__(self):
-        in_range("attacker_data.fraction", self.fraction, 0, 1, low_open=True)
-        if self.count is not None:
-            positive_int("attacker_data.count", self.count)
-        require(self.labels in LABEL_SOURCES, "attacker_data.labels", self.labels, ", ".join(LABEL_SOURCES))
-        require(self.domain in DOMAINS, "attacker_data.domain", self.domain, ", ".join(DOMAINS))
-        require(not (self.domain == "out" and self.labels == "ground_truth"), "attacker_data.labels",
-                self.labels, "protocol or queried with domain=out (other-domain images have no task labels)")
+    fraction: float = param(1.0, low=0, high=1, low_open=True)
+    count: int | None = param(None, low=1)
+    labels: str = param("protocol", choices=LABEL_SOURCES)
+    domain: str = param("in", choices=DOMAINS)
+
+    def check(self):
+        super().check()
+        self.require(not (self.domain == "out" and self.labels == "ground_truth"), "labels",
+                     "protocol or queried with domain=out (other-domain images have no task labels)")
 
     def size(self, available: int) -> int:
         """How many of `available` images the budget grants (at least one)."""
@@ -140,13 +139,23 @@ class AttackContext:
         return self.trainer.predict(model, images)
 
 
-class Attack:
-    """Base class: subclasses set `category` and implement `__call__`."""
+class Attack(Configurable):
+    """Base class: subclasses set `category`, declare their parameters as dataclass fields
+    (`wrt.params`) and implement `__call__`."""
 
+    group = "attack"
     category: ClassVar[str] = "none"
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         raise NotImplementedError
+
+
+@dataclass(eq=False)
+class FineTuningParams:
+    """Fine-tuning the model under attack: epochs (scaled by the budget) and learning rate."""
+
+    epochs: float = param(5, **EPOCHS)
+    lr: float = param(0.01, **LR)
 
 
 class NoAttack(Attack):

@@ -10,6 +10,7 @@ docs/attacks.md). All steps share the run's `AttackContext`, so data use adds up
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
@@ -32,13 +33,17 @@ def _ordered(steps) -> list[dict]:
     return list(steps)
 
 
+@dataclass(eq=False)
 class Sequential(Attack):
     category = "combined"
 
-    def __init__(self, steps):
+    steps: list | dict  # attack configs in order, or keyed 0, 1, ... (checked by `_ordered`)
+
+    def __post_init__(self):
         from wrt.pipeline import build, params_of  # the pipeline's own rules for group configs
 
-        self.configs = _ordered(steps)
+        super().__post_init__()
+        self.configs = _ordered(self.steps)
         self.attacks: list[Attack] = [build(config) for config in self.configs]
         self.recorded_params = {"steps": [{"name": config.get("name", config["_target_"]), "category": attack.category,
                                   "params": params_of(config)}

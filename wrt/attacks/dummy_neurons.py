@@ -26,6 +26,7 @@ the widened layer (producer rows, BatchNorm entries and consumer columns alike).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,7 +34,8 @@ from torch import nn
 from wrt.attacks.base import Attack, AttackContext
 from wrt.attacks.equivalence import HiddenPair, hidden_pairs, permute_pair
 from wrt.attacks.finetuning import classifier_of
-from wrt.validation import InvalidParameter, require
+from wrt.params import param
+from wrt.validation import InvalidParameter
 
 MODES = ("cancelling", "zero")
 
@@ -84,6 +86,7 @@ def widen_pair(pair: HiddenPair, count: int, cancelling: bool, scales: dict, gen
         consumer.in_features = consumer.weight.shape[1]
 
 
+@dataclass(eq=False)
 class DummyNeurons(Attack):
     """Widen every hidden-unit pair (or the producers named in `layers`) by `channels` dummy
     units — an integer, or a fraction of the producer's width (at least one unit; rounded up
@@ -91,19 +94,22 @@ class DummyNeurons(Attack):
 
     category = "obfuscation"
 
-    def __init__(self, channels: int | float = 0.25, mode: str = "cancelling", shuffle: bool = True,
-                 layers: Sequence[str] | None = None):
-        whole = isinstance(channels, int) and not isinstance(channels, bool) and channels >= 1
-        fraction = isinstance(channels, float) and 0 < channels <= 1
-        require(whole or fraction, "attack.channels", channels,
-                "an integer ≥ 1 (units per layer) or a fraction in (0, 1] of each layer's width")
-        require(mode in MODES, "attack.mode", mode, " or ".join(MODES))
-        require(isinstance(shuffle, bool), "attack.shuffle", shuffle, "true or false")
-        require(layers is None or (isinstance(layers, Sequence) and not isinstance(layers, str) and len(layers) > 0
-                                   and all(isinstance(n, str) and n for n in layers)),
-                "attack.layers", layers, "null (every eligible layer) or a non-empty list of layer names")
-        self.channels, self.mode, self.shuffle = channels, mode, shuffle
-        self.layers = None if layers is None else list(layers)
+    channels: int | float = param(0.25, what="an integer ≥ 1 (units per layer) or a fraction in (0, 1] of each "
+                                             "layer's width")
+    mode: str = param("cancelling", choices=MODES)
+    shuffle: bool = param(True)
+    layers: Sequence[str] | None = param(None, null="every eligible layer", what="a non-empty list of layer names")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.layers = None if self.layers is None else list(self.layers)
+
+    def check(self):
+        super().check()
+        channels, layers = self.channels, self.layers
+        self.require(channels >= 1 if isinstance(channels, int) else 0 < channels <= 1, "channels")
+        self.require(layers is None or (isinstance(layers, Sequence) and not isinstance(layers, str) and len(layers) > 0
+                                        and all(isinstance(n, str) and n for n in layers)), "layers")
 
     def count(self, units: int) -> int:
         n = self.channels if isinstance(self.channels, int) else max(1, round(self.channels * units))

@@ -34,7 +34,8 @@ from torch import fx, nn
 
 from wrt.attacks.base import Attack, AttackContext
 from wrt.attacks.finetuning import classifier_of
-from wrt.validation import in_range, require
+from wrt.params import param
+from wrt.validation import require
 
 LAYERS = (nn.Conv2d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -170,16 +171,19 @@ class FeaturePermutation(Attack):
         return model
 
 
+@dataclass(eq=False)
 class Scaling(Attack):
     """Rescale every hidden unit by δ (`factor`) and its outgoing weights by 1/δ; with
     `randomize`, each unit gets its own factor, log-uniform in [1/δ, δ] (or [δ, 1/δ])."""
 
     category = "model_modification"
 
-    def __init__(self, factor: float = 2.0, randomize: bool = False):
-        in_range("attack.factor", factor, 0, 1e6, low_open=True)
-        require(isinstance(randomize, bool), "attack.randomize", randomize, "true or false")
-        self.factor, self.randomize = float(factor), randomize
+    factor: float = param(2.0, low=0, high=1e6, low_open=True)
+    randomize: bool = param(False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.factor = float(self.factor)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "scaling")

@@ -26,6 +26,7 @@ Transfer learning, the remaining extraction attack, lives in `wrt.attacks.transf
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from wrt.adversarial import batched, pgd
+from wrt.adversarial import AdversarialParams, batched, pgd
 from wrt.attacks.base import Attack, AttackContext
 from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.data.loader import to_float
 from wrt.models import unwrap
+from wrt.params import param
 from wrt.train import classification_loss
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 
 def domain_data(ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -83,15 +85,22 @@ class Retraining(Attack):
         return surrogate.eval()
 
 
+@dataclass(eq=False)
 class CrossArchitectureRetraining(Retraining):
     """Retraining into another architecture, given as a model config (`_target_` + options;
     num_classes, in_channels, mean and std come from the dataset)."""
 
-    def __init__(self, model: dict | DictConfig | None = None):
-        model = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else model
-        require(isinstance(model, dict) and isinstance(model.get("_target_"), str), "attack.model",
-                model, "a model config with a _target_ (e.g. {_target_: wrt.models.LeNet})")
-        self.model = model
+    model: dict | DictConfig = param(  # required: no default architecture
+        None, what="a model config with a _target_ (e.g. {_target_: wrt.models.LeNet})")
+
+    def __post_init__(self):
+        if isinstance(self.model, DictConfig):
+            self.model = OmegaConf.to_container(self.model, resolve=True)
+        super().__post_init__()
+
+    def check(self):
+        super().check()
+        self.require(isinstance(self.model, dict) and isinstance(self.model.get("_target_"), str), "model")
 
     def surrogate(self, model, ctx):
         data = ctx.data
@@ -114,13 +123,12 @@ class TemperatureScaled(nn.Module):
         return self.model(x) / self.temperature
 
 
+@dataclass(eq=False)
 class Distillation(Retraining):
     """Hinton et al.: soft labels softmax(z/T) from the victim's logits z; the student's logits
     are divided by T while training and the loss is multiplied by T² (gradient scale)."""
 
-    def __init__(self, temperature: float = 3.0):
-        in_range("attack.temperature", temperature, 1.0, 100.0)
-        self.temperature = temperature
+    temperature: float = param(3.0, low=1.0, high=100.0)
 
     def targets(self, model, images, ctx):
         return F.softmax(ctx.query(model, images) / self.temperature, dim=1)
@@ -148,19 +156,16 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, rotation: fl
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+@dataclass(eq=False)
 class SmoothRetraining(Retraining):
     """Each image's label is the mean of the (one-hot) labels the victim returns for `queries`
     random affine variations of it; the surrogate is retrained on these smoothed labels."""
 
-    def __init__(self, queries: int = 3, rotation: float = 10.0, translation: float = 0.1,
-                 scale: float = 0.1, chunk: int = 4096):
-        positive_int("attack.queries", queries)
-        in_range("attack.rotation", rotation, 0, 180)
-        in_range("attack.translation", translation, 0, 0.5)
-        in_range("attack.scale", scale, 0, 0.5, high_open=True)
-        positive_int("attack.chunk", chunk)
-        self.queries, self.rotation, self.translation, self.scale = queries, rotation, translation, scale
-        self.chunk = chunk
+    queries: int = param(3, low=1)
+    rotation: float = param(10.0, low=0, high=180)
+    translation: float = param(0.1, low=0, high=0.5)
+    scale: float = param(0.1, low=0, high=0.5, high_open=True)
+    chunk: int = param(4096, low=1)
 
     def targets(self, model, images, ctx):
         generator = ctx.generator()
@@ -194,18 +199,9 @@ class AdversarialExamples:
         return adv.repeat(self.repeats, 1, 1, 1), y.repeat(self.repeats)
 
 
-class AdversarialTrainingFromScratch(Retraining):
+@dataclass(eq=False)
+class AdversarialTrainingFromScratch(AdversarialParams, Retraining):
     """Retraining with PGD adversarial training (Madry et al.; Appendix XIII-B/C parameters)."""
-
-    def __init__(self, eps: float = 0.1, step: float = 0.01, iterations: int = 40,
-                 fraction: float = 0.1, repeats: int = 2):
-        in_range("attack.eps", eps, 0, 1, low_open=True)
-        in_range("attack.step", step, 0, 1, low_open=True)
-        positive_int("attack.iterations", iterations)
-        in_range("attack.fraction", fraction, 0, 1, low_open=True)
-        positive_int("attack.repeats", repeats)
-        self.eps, self.step, self.iterations = eps, step, iterations
-        self.fraction, self.repeats = fraction, repeats
 
     def __call__(self, model, ctx):
         images, truth = domain_data(ctx)
@@ -219,22 +215,17 @@ class AdversarialTrainingFromScratch(Retraining):
         return surrogate.eval()
 
 
+@dataclass(eq=False)
 class KnockoffNets(Retraining):
     """Random-selection Knockoff Nets: `queries` images drawn at random from a transfer set of
     rendered glyphs (`transfer_per_class` per character, all characters), labelled by the
     victim; a fresh model of the source architecture is trained on them. `queries: null`
     spends as many queries as the training set has images (like the other extraction attacks)."""
 
-    def __init__(self, queries: int | None = None, transfer_per_class: int = 300,
-                 transfer_classes: int = GLYPH_CLASSES, seed: int = 1):
-        if queries is not None:
-            positive_int("attack.queries", queries)
-        positive_int("attack.transfer_per_class", transfer_per_class)
-        positive_int("attack.transfer_classes", transfer_classes)
-        require(transfer_classes <= GLYPH_CLASSES, "attack.transfer_classes", transfer_classes,
-                f"at most {GLYPH_CLASSES} (the glyph characters available)")
-        self.queries, self.transfer_per_class = queries, transfer_per_class
-        self.transfer_classes, self.seed = transfer_classes, seed
+    queries: int | None = param(None, low=1, null="as many as the training set has images")
+    transfer_per_class: int = param(300, low=1)
+    transfer_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
+    seed: int = param(1)
 
     def __call__(self, model, ctx):
         channels, size, _ = ctx.data.image_shape

@@ -22,13 +22,15 @@ RTAL and label smoothing, 10 for RTLL); `Trainer.fit` scales them by the budget.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.models import unwrap
-from wrt.validation import in_range, require
+from wrt.params import EPOCHS, param
+from wrt.validation import require
 
 LABELS = ("ground_truth", "predicted")
 
@@ -93,7 +95,8 @@ def fine_tune(ctx: AttackContext, model: nn.Module, images: torch.Tensor, target
                            desc=desc, **fit_kwargs)
 
 
-class FineTuning(Attack):
+@dataclass(eq=False)
+class FineTuning(FineTuningParams, Attack):
     """Fine-tune (FT) or re-initialise and retrain (RT) all layers (AL) or the last layer (LL)."""
 
     category = "model_modification"
@@ -101,11 +104,6 @@ class FineTuning(Attack):
     last_layer_only = False
     reinitialize = False
     labels = "ground_truth"
-
-    def __init__(self, epochs: float = 5, lr: float = 0.01):
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.epochs, self.lr = epochs, lr
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, self.name)
@@ -133,16 +131,13 @@ class RTAL(FineTuning):
     name, last_layer_only, reinitialize, labels = "rtal", False, True, "predicted"
 
 
-class LabelSmoothing(Attack):
+@dataclass(eq=False)
+class LabelSmoothing(FineTuningParams, Attack):
     """Fine-tune all layers on the source's predicted labels smoothed with weight ε."""
 
     category = "model_modification"
 
-    def __init__(self, epsilon: float = 0.3, epochs: float = 5, lr: float = 0.01):
-        in_range("attack.epsilon", epsilon, 0, 1, low_open=True, high_open=True)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.epsilon, self.epochs, self.lr = epsilon, epochs, lr
+    epsilon: float = param(0.3, low=0, high=1, low_open=True, high_open=True)
 
     def __call__(self, model, ctx):
         classifier_of(model, "label_smoothing")
@@ -152,20 +147,16 @@ class LabelSmoothing(Attack):
         return model
 
 
-class Regularization(Attack):
+@dataclass(eq=False)
+class Regularization(FineTuningParams, Attack):
     """Phase 1: fine-tune with weight decay `weight_decay` for `epochs`; phase 2: fine-tune
     without weight decay for `finetune_epochs` to regain test accuracy. Both on the source's
     predicted labels (domain data, SoK Table III)."""
 
     category = "model_modification"
 
-    def __init__(self, weight_decay: float = 0.1, epochs: float = 5, finetune_epochs: float = 5,
-                 lr: float = 0.01):
-        in_range("attack.weight_decay", weight_decay, 0, 10, low_open=True)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.finetune_epochs", finetune_epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.weight_decay, self.epochs, self.finetune_epochs, self.lr = weight_decay, epochs, finetune_epochs, lr
+    weight_decay: float = param(0.1, low=0, high=10, low_open=True)
+    finetune_epochs: float = param(5, **EPOCHS)
 
     def __call__(self, model, ctx):
         classifier_of(model, "regularization")

@@ -17,12 +17,14 @@ unchanged; the run JSON's `attack.result` records the attempts and whether a cla
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from wrt.analysis.thresholds import ThresholdError, binomial_threshold
 from wrt.attacks.base import Attack, AttackContext
-from wrt.validation import in_range, positive_int
+from wrt.params import param
 
 
 def claim_level(key_size: int, chance: float, p: float) -> float:
@@ -34,13 +36,12 @@ def claim_level(key_size: int, chance: float, p: float) -> float:
         return 1.0
 
 
+@dataclass(eq=False)
 class Forging(Attack):
     category = "ambiguity"
 
-    def __init__(self, attempts: int = 200, p: float = 0.05):
-        positive_int("attack.attempts", attempts)
-        in_range("attack.p", p, 0, 1, low_open=True, high_open=True)
-        self.attempts, self.p = attempts, p
+    attempts: int = param(200, low=1)
+    p: float = param(0.05, low=0, high=1, low_open=True, high_open=True)
 
     def __call__(self, model, ctx: AttackContext):
         scheme, data = ctx.scheme, ctx.data

@@ -22,16 +22,17 @@ SoK's WRT configs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 from torch import nn
 
-from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune, frozen
 from wrt.attacks.pruning import last_conv_stage, mean_activations, prune_neurons
 from wrt.data.loader import to_float
-from wrt.validation import in_range, positive_int, require
+from wrt.params import EPOCHS, param
 
 METHODS = ("unlearning", "pruning")
 
@@ -112,24 +113,24 @@ def stamp_fraction(images: torch.Tensor, triggers: list[Trigger], fraction: floa
     return x
 
 
-class NeuralCleanse(Attack):
+@dataclass(eq=False)
+class TriggerReversalParams:
+    """Reverse-engineering triggers (Wang et al. 2019): `reverse_epochs` over `reverse_samples`
+    images with mask-norm weight `lam`; a `trigger_fraction` of the unlearning data is stamped."""
+
+    trigger_fraction: float = param(0.2, low=0, high=1, low_open=True)
+    reverse_epochs: float = param(4, **EPOCHS)
+    reverse_samples: int = param(2000, low=1)
+    lam: float = param(0.01, low=0, high=100)
+    detection: dict | None = field(default=None, init=False)  # what the reversal found (recorded)
+
+
+@dataclass(eq=False)
+class NeuralCleanse(TriggerReversalParams, FineTuningParams, Attack):
     category = "model_modification"
 
-    def __init__(self, method: str = "unlearning", lr: float = 0.01, rate: float = 0.9, epochs: float = 5,
-                 trigger_fraction: float = 0.2, reverse_epochs: float = 4, reverse_samples: int = 2000,
-                 lam: float = 0.01):
-        require(method in METHODS, "attack.method", method, f"one of {', '.join(METHODS)}")
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        in_range("attack.rate", rate, 0, 1, low_open=True, high_open=True)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.trigger_fraction", trigger_fraction, 0, 1, low_open=True)
-        in_range("attack.reverse_epochs", reverse_epochs, 0, 1000, low_open=True)
-        positive_int("attack.reverse_samples", reverse_samples)
-        in_range("attack.lam", lam, 0, 100)
-        self.method, self.lr, self.rate, self.epochs = method, lr, rate, epochs
-        self.trigger_fraction, self.reverse_epochs = trigger_fraction, reverse_epochs
-        self.reverse_samples, self.lam = reverse_samples, lam
-        self.detection: dict | None = None
+    method: str = param("unlearning", choices=METHODS)
+    rate: float = param(0.9, low=0, high=1, low_open=True, high_open=True)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_cleanse")

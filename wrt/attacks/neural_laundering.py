@@ -15,35 +15,27 @@ epochs, 5 fine-tuning epochs (paper budget).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
-from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
-from wrt.attacks.neural_cleanse import detect_triggers, stamp_fraction
+from wrt.attacks.neural_cleanse import TriggerReversalParams, detect_triggers, stamp_fraction
 from wrt.attacks.pruning import activation_stages, mean_activations, prune_neurons
-from wrt.validation import in_range, positive_int
+from wrt.params import EPOCHS, LR, param
 
 
-class NeuralLaundering(Attack):
+@dataclass(eq=False)
+class NeuralLaundering(TriggerReversalParams, FineTuningParams, Attack):
     category = "model_modification"
 
-    def __init__(self, threshold: float = 0.5, dense_threshold: float = 0.2, lr: float = 0.001,
-                 epochs: float = 5, trigger_fraction: float = 0.2, reverse_epochs: float = 15,
-                 reverse_samples: int = 2000, lam: float = 0.01):
-        in_range("attack.threshold", threshold, 0, 100, low_open=True)
-        in_range("attack.dense_threshold", dense_threshold, 0, 100, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.trigger_fraction", trigger_fraction, 0, 1)
-        in_range("attack.reverse_epochs", reverse_epochs, 0, 1000, low_open=True)
-        positive_int("attack.reverse_samples", reverse_samples)
-        in_range("attack.lam", lam, 0, 100)
-        self.threshold, self.dense_threshold, self.lr, self.epochs = threshold, dense_threshold, lr, epochs
-        self.trigger_fraction, self.reverse_epochs = trigger_fraction, reverse_epochs
-        self.reverse_samples, self.lam = reverse_samples, lam
-        self.detection: dict | None = None
-        self.pruned: dict[str, int] = {}
+    threshold: float = param(0.5, low=0, high=100, low_open=True)
+    dense_threshold: float = param(0.2, low=0, high=100, low_open=True)
+    lr: float = param(0.001, **LR)
+    reverse_epochs: float = param(15, **EPOCHS)
+    pruned: dict[str, int] = field(default_factory=dict, init=False)  # units reset per layer
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_laundering")

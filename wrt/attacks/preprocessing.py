@@ -18,6 +18,7 @@ it), keep each input's shape and its value range [0, 1].
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -27,8 +28,9 @@ from PIL import Image
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
+from wrt.params import EPOCHS, LR, param
 from wrt.store import load_state
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 # ---- transforms on float images [N, C, H, W] in [0, 1] ------------------------------------
 
@@ -105,33 +107,29 @@ class InputPreprocessing(Attack):
         return Preprocessed(model, self.transform, type(self).__name__)
 
 
+@dataclass(eq=False)
 class JpegCompression(InputPreprocessing):
-    def __init__(self, quality: int = 50):
-        require(isinstance(quality, int) and not isinstance(quality, bool) and 5 <= quality <= 95,
-                "attack.quality", quality, "an integer in [5, 95]")
-        self.quality = quality
+    quality: int = param(50, low=5, high=95)
 
     def transform(self, x):
         return jpeg(x, self.quality)
 
 
+@dataclass(eq=False)
 class InputQuantization(InputPreprocessing):
-    def __init__(self, bits: int = 4):
-        require(bits in (3, 4, 5) and not isinstance(bits, bool), "attack.bits", bits, "3, 4 or 5")
-        self.bits = bits
+    bits: int = param(4, choices=(3, 4, 5))
 
     def transform(self, x):
         return quantize(x, self.bits)
 
 
+@dataclass(eq=False)
 class InputSmoothing(InputPreprocessing):
     KERNELS = ("mean", "median", "gaussian")
 
-    def __init__(self, kernel: str = "median", size: int = 3, sigma: float = 0.3):
-        require(kernel in self.KERNELS, "attack.kernel", kernel, "one of " + ", ".join(self.KERNELS))
-        positive_int("attack.size", size)
-        in_range("attack.sigma", sigma, 0.1, 0.3)
-        self.kernel, self.size, self.sigma = kernel, size, sigma
+    kernel: str = param("median", choices=KERNELS)
+    size: int = param(3, low=1)
+    sigma: float = param(0.3, low=0.1, high=0.3)
 
     def transform(self, x):
         if self.kernel == "gaussian":
@@ -139,11 +137,10 @@ class InputSmoothing(InputPreprocessing):
         return (median_filter if self.kernel == "median" else mean_filter)(x, self.size)
 
 
+@dataclass(eq=False)
 class InputNoising(InputPreprocessing):
-    def __init__(self, sigma: float = 0.1):
-        in_range("attack.sigma", sigma, 0.01, 0.2)
-        self.sigma = sigma
-        self.generator = torch.Generator()
+    sigma: float = param(0.1, low=0.01, high=0.2)
+    generator: torch.Generator = field(default_factory=torch.Generator, init=False, repr=False)
 
     def transform(self, x):
         noise = torch.randn(x.shape, generator=self.generator).to(x.device)
@@ -159,12 +156,10 @@ class InputFlipping(InputPreprocessing):
         return x.flip(-1)
 
 
+@dataclass(eq=False)
 class FeatureSqueezing(InputPreprocessing):
-    def __init__(self, bits: int = 4, median_size: int = 3):
-        require(isinstance(bits, int) and not isinstance(bits, bool) and 1 <= bits <= 6,
-                "attack.bits", bits, "an integer in [1, 6]")
-        positive_int("attack.median_size", median_size)
-        self.bits, self.median_size = bits, median_size
+    bits: int = param(4, low=1, high=6)
+    median_size: int = param(3, low=1)
 
     def transform(self, x):
         squeezed = squeeze_bits(x, self.bits)
@@ -213,17 +208,15 @@ class PixelBernoulli(nn.Module):
         return torch.stack([-z / 2, z / 2], dim=1)
 
 
+@dataclass(eq=False)
 class InputReconstruction(InputPreprocessing):
     """An autoencoder trained on the attacker's own images (its third of the training set,
     labels unused, Adam on the per-pixel binary cross-entropy) reconstructs every input;
     cached in the store per bottleneck."""
 
-    def __init__(self, bottleneck: int = 256, epochs: float = 10, lr: float = 1e-3):
-        require(isinstance(bottleneck, int) and not isinstance(bottleneck, bool) and 64 <= bottleneck <= 512,
-                "attack.bottleneck", bottleneck, "an integer in [64, 512]")
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.bottleneck, self.epochs, self.lr = bottleneck, epochs, lr
+    bottleneck: int = param(256, low=64, high=512)
+    epochs: float = param(10, **EPOCHS)
+    lr: float = param(1e-3, **LR)
 
     def autoencoder(self, ctx: AttackContext) -> ConvAutoencoder:
         channels, size, width = ctx.data.image_shape

@@ -13,12 +13,13 @@ masking their activations with a forward hook (the weights stay, the neuron is d
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from wrt.attacks.base import Attack, AttackContext
-from wrt.validation import in_range
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
+from wrt.params import EPOCHS, param
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 
@@ -34,12 +35,14 @@ def magnitude_prune_(weight: torch.Tensor, rate: float) -> None:
     weight[weight.abs() <= threshold] = 0
 
 
+RATE = dict(low=0.0, high=1.0, low_open=True, high_open=True)  # the fraction of weights or units pruned
+
+
+@dataclass(eq=False)
 class WeightPruning(Attack):
     category = "model_modification"
 
-    def __init__(self, rate: float = 0.9):
-        in_range("attack.rate", rate, 0.0, 1.0, low_open=True, high_open=True)
-        self.rate = rate
+    rate: float = param(0.9, **RATE)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         for module in model.modules():
@@ -145,7 +148,8 @@ def last_conv_stage(net: nn.Module, sample: torch.Tensor, attack: str) -> tuple[
     return conv[-1]
 
 
-class FinePruning(Attack):
+@dataclass(eq=False)
+class FinePruning(FineTuningParams, Attack):
     """Fine-Pruning (Liu et al., RAID 2018; SoK §V-B, App. XIII-B): prune the fraction `rate`
     of the last convolutional layer's channels that are least activated by the attacker's
     clean images (dormant neurons), then fine-tune all layers for `epochs` (10 in the paper)
@@ -153,11 +157,8 @@ class FinePruning(Attack):
 
     category = "model_modification"
 
-    def __init__(self, rate: float = 0.9, epochs: float = 10, lr: float = 0.01):
-        in_range("attack.rate", rate, 0.0, 1.0, low_open=True, high_open=True)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.rate, self.epochs, self.lr = rate, epochs, lr
+    rate: float = param(0.9, **RATE)
+    epochs: float = param(10, **EPOCHS)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune

@@ -10,13 +10,15 @@ reach the float weights straight through, and the surrogate keeps the quantized 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
-from wrt.validation import in_range, positive_int, require
+from wrt.params import EPOCHS, param
 
 QUANTIZED = (nn.Conv2d, nn.Linear)
 
@@ -41,15 +43,12 @@ class StraightThroughQuantizer(nn.Module):
         return weight + (quantize(weight.detach(), self.bits) - weight).detach()
 
 
-class WeightQuantization(Attack):
+@dataclass(eq=False)
+class WeightQuantization(FineTuningParams, Attack):
     category = "model_modification"
 
-    def __init__(self, bits: int = 5, epochs: float = 1, lr: float = 0.01):
-        positive_int("attack.bits", bits)
-        require(bits <= 16, "attack.bits", bits, "an integer in [1, 16]")
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.bits, self.epochs, self.lr = bits, epochs, lr
+    bits: int = param(5, low=1, high=16)
+    epochs: float = param(1, **EPOCHS)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "weight_quantization")

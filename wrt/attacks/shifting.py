@@ -14,12 +14,15 @@ source model predicts for the attacker's images to regain test accuracy. CIFAR-1
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
-from wrt.validation import in_range, require
+from wrt.params import EPOCHS, param
+from wrt.validation import require
 
 
 @torch.no_grad()
@@ -30,15 +33,13 @@ def shift_filters_(weight: torch.Tensor, lambda1: float, lambda2: float, generat
     weight.sub_(lambda1 * mean + lambda2 * weight.std() * noise)
 
 
-class WeightShifting(Attack):
+@dataclass(eq=False)
+class WeightShifting(FineTuningParams, Attack):
     category = "model_modification"
 
-    def __init__(self, lambda1: float = 1.5, lambda2: float = 1.0, epochs: float = 10, lr: float = 0.01):
-        in_range("attack.lambda1", lambda1, 0, 10)
-        in_range("attack.lambda2", lambda2, 0, 10)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        self.lambda1, self.lambda2, self.epochs, self.lr = lambda1, lambda2, epochs, lr
+    lambda1: float = param(1.5, low=0, high=10)
+    lambda2: float = param(1.0, low=0, high=10)
+    epochs: float = param(10, **EPOCHS)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "weight_shifting")

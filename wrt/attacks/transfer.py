@@ -19,17 +19,18 @@ with the epochs so that they keep their place in the schedule.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.finetuning import HeadOnly
 from wrt.attacks.extraction import GLYPH_CLASSES, domain_data
 from wrt.data.glyphs import glyph_dataset
+from wrt.params import EPOCHS, param
 from wrt.store import load_state
 from wrt.train import StepDecay, Trainer
-from wrt.validation import in_range, positive_int, require
 
 
 def trainer_spec(trainer: Trainer) -> dict:
@@ -39,29 +40,26 @@ def trainer_spec(trainer: Trainer) -> dict:
             "schedule": [type(schedule).__name__, {k: repr(v) for k, v in sorted(vars(schedule).items())}]}
 
 
-class TransferLearning(Attack):
+@dataclass(eq=False)
+class TransferLearning(FineTuningParams, Attack):
     category = "model_extraction"
 
-    def __init__(self, freeze_batches: int = 300, epochs: float = 5, lr: float = 0.01,
-                 milestones: tuple[float, ...] = (3, 4), gamma: float = 0.1,
-                 pretrain_classes: int = GLYPH_CLASSES, pretrain_per_class: int = 100,
-                 pretrain_epochs: float = 30, pretrain_seed: int = 0):
-        positive_int("attack.freeze_batches", freeze_batches)
-        in_range("attack.epochs", epochs, 0, 1000, low_open=True)
-        in_range("attack.lr", lr, 0, 1, low_open=True)
-        milestones = list(milestones)
-        require(all(isinstance(m, (int, float)) and 0 < m <= epochs for m in milestones),
-                "attack.milestones", milestones, f"epochs in (0, {epochs}]")
-        in_range("attack.gamma", gamma, 0, 1, low_open=True)
-        positive_int("attack.pretrain_classes", pretrain_classes)
-        require(pretrain_classes <= GLYPH_CLASSES, "attack.pretrain_classes", pretrain_classes,
-                f"at most {GLYPH_CLASSES} (the glyph characters available)")
-        positive_int("attack.pretrain_per_class", pretrain_per_class)
-        in_range("attack.pretrain_epochs", pretrain_epochs, 0, 1000, low_open=True)
-        self.freeze_batches, self.epochs, self.lr = freeze_batches, epochs, lr
-        self.milestones, self.gamma = milestones, gamma
-        self.pretrain_classes, self.pretrain_per_class = pretrain_classes, pretrain_per_class
-        self.pretrain_epochs, self.pretrain_seed = pretrain_epochs, pretrain_seed
+    freeze_batches: int = param(300, low=1)
+    milestones: tuple[float, ...] = (3, 4)  # epochs at which the learning rate decays by `gamma`
+    gamma: float = param(0.1, low=0, high=1, low_open=True)
+    pretrain_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
+    pretrain_per_class: int = param(100, low=1)
+    pretrain_epochs: float = param(30, **EPOCHS)
+    pretrain_seed: int = param(0)
+
+    def __post_init__(self):
+        self.milestones = list(self.milestones)
+        super().__post_init__()
+
+    def check(self):
+        super().check()
+        self.require(all(isinstance(m, (int, float)) and 0 < m <= self.epochs for m in self.milestones),
+                     "milestones", f"epochs in (0, {self.epochs}]")
 
     # ---- the other-domain model -------------------------------------------------------------
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wrt.data import Dataset
+from wrt.params import EPOCHS, LR, Configurable, param
 from wrt.train import EarlyStopping, KeyMixer, Trainer
-from wrt.validation import in_range, positive_int
 
 
 class KeyMismatch(Exception):
@@ -31,9 +31,11 @@ class Key:
     meta: dict = field(default_factory=dict)
 
 
-class Scheme:
-    """Base class. `bits` is True for schemes whose watermark accuracy is a bit-match rate."""
+class Scheme(Configurable):
+    """Base class. `bits` is True for schemes whose watermark accuracy is a bit-match rate.
+    Subclasses declare their parameters as dataclass fields (`wrt.params`)."""
 
+    group = "scheme"
     bits: bool = False
     exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
     while_training: bool = False  # embeds while training a fresh model with the source setup
@@ -75,7 +77,22 @@ class NoWatermark(Scheme):
         return float("nan")
 
 
-class TriggerSetScheme(Scheme):
+@dataclass(eq=False)
+class EmbeddingParams:
+    """Embedding by training: learning rate, epochs (at most: early stopping; scaled by the budget),
+    early-stopping patience and how often it checks, in batches."""
+
+    lr: float = param(0.01, **LR)
+    epochs: float = param(5, **EPOCHS)
+    patience: int = param(5, low=1)
+    check_every: int = param(100, low=1)
+
+
+LAYER = dict(null="the model's default", what="a layer name of the model")  # `layer: str | None`
+
+
+@dataclass(eq=False)
+class TriggerSetScheme(EmbeddingParams, Scheme):
     """A key of (image, label) pairs that the marked model must classify as labelled.
 
     Embedding fine-tunes the source model on the defender's data with the key repeated
@@ -85,16 +102,9 @@ class TriggerSetScheme(Scheme):
     Subclasses implement `keygen` returning tensors `images` (float in [0, 1]) and `labels`.
     """
 
-    def __init__(self, key_size: int = 100, repeats: int = 100, lr: float = 1e-3, epochs: float = 5,
-                 patience: int = 5, check_every: int = 100):
-        positive_int("scheme.key_size", key_size)
-        positive_int("scheme.repeats", repeats)
-        in_range("scheme.lr", lr, 0, 1, low_open=True)
-        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
-        positive_int("scheme.patience", patience)
-        positive_int("scheme.check_every", check_every)
-        self.key_size, self.repeats, self.lr, self.epochs = key_size, repeats, lr, epochs
-        self.patience, self.check_every = patience, check_every
+    key_size: int = param(100, low=1)
+    repeats: int = param(100, low=1)
+    lr: float = param(1e-3, **LR)
 
     def key_loss(self, model: nn.Module, key: Key, trainer: Trainer) -> float:
         logits = trainer.predict(model, key.tensors["images"])

@@ -22,15 +22,18 @@ models (the pipeline gives keygen only the source model).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from wrt.adversarial import fgm
 from wrt.data import Dataset
 from wrt.data.loader import to_float
+from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
 from wrt.train import EarlyStopping, KeyMixer
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 
 def kmeans2(points: torch.Tensor, generator: torch.Generator, iterations: int = 100) -> torch.Tensor:
@@ -84,17 +87,14 @@ def targeted_attack(model, x: torch.Tensor, target: torch.Tensor, eps: float, st
     return adv.cpu(), done.cpu()
 
 
+@dataclass(eq=False)
 class Blackmarks(TriggerSetScheme):
     bits = True
 
-    def __init__(self, lam: float = 1.0, eps: float = 0.25, step: float = 0.01, iterations: int = 50,
-                 **kwargs):
-        super().__init__(**kwargs)
-        in_range("scheme.lam", lam, 0.01, 100)
-        in_range("scheme.eps", eps, 0, 1, low_open=True)
-        in_range("scheme.step", step, 0, 1, low_open=True)
-        positive_int("scheme.iterations", iterations)
-        self.lam, self.eps, self.step, self.iterations = lam, eps, step, iterations
+    lam: float = param(1.0, low=0.01, high=100)
+    eps: float = param(0.25, low=0, high=1, low_open=True)
+    step: float = param(0.01, low=0, high=1, low_open=True)
+    iterations: int = param(50, low=1)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         images, labels = data.defender()

@@ -15,24 +15,30 @@ This module also holds the source → target machinery that Noise and Jia share.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from wrt.data import Dataset
 from wrt.data.loader import to_float
+from wrt.params import Configurable, param
 from wrt.schemes.base import Key, TriggerSetScheme
-from wrt.validation import in_range, require
+from wrt.validation import require
+
+CLASS_INDEX = dict(low=0, what="a class index")
 
 
-def check_class(key: str, value) -> None:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key, value,
-            "a class index ≥ 0")
+@dataclass(eq=False)
+class ClassPair(Configurable):
+    """Key images of `source_class` labelled `target_class` (two different classes)."""
 
+    source_class: int = param(3, **CLASS_INDEX)
+    target_class: int = param(5, **CLASS_INDEX)
 
-def check_pair(source_class, target_class) -> None:
-    check_class("scheme.source_class", source_class)
-    check_class("scheme.target_class", target_class)
-    require(source_class != target_class, "scheme.target_class", target_class,
-            f"a class other than scheme.source_class={source_class}")
+    def check(self):
+        super().check()
+        self.require(self.source_class != self.target_class, "target_class",
+                     f"a class other than scheme.source_class={self.source_class}")
 
 
 def check_pair_fits(source_class: int, target_class: int, data: Dataset) -> None:
@@ -52,13 +58,9 @@ def sample_class(data: Dataset, label: int, n: int, generator: torch.Generator) 
     return to_float(images[chosen])
 
 
-class SourceTargetScheme(TriggerSetScheme):
+@dataclass(eq=False)
+class SourceTargetScheme(ClassPair, TriggerSetScheme):
     """Key images = `trigger(source-class images)`, all labelled `target_class`."""
-
-    def __init__(self, source_class: int = 3, target_class: int = 5, **kwargs):
-        super().__init__(**kwargs)
-        check_pair(source_class, target_class)
-        self.source_class, self.target_class = source_class, target_class
 
     def trigger(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         """The triggered images and JSON metadata describing the trigger."""
@@ -78,12 +80,9 @@ def scaled_side(side: int, size: int, reference: int = 32) -> int:
     return max(1, round(side * size / reference))
 
 
+@dataclass(eq=False)
 class Content(SourceTargetScheme):
-    def __init__(self, square: int = 8, **kwargs):
-        super().__init__(**kwargs)
-        in_range("scheme.square", square, 1, 32)
-        require(isinstance(square, int), "scheme.square", square, "an integer side length in 32-px pixels")
-        self.square = square
+    square: int = param(8, low=1, high=32)  # side length in 32-px pixels
 
     def trigger(self, images, generator):
         side = scaled_side(self.square, images.shape[-1])

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from wrt.data import Dataset
 from wrt.data.loader import to_float
+from wrt.params import param
 from wrt.schemes.base import Key, Scheme
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 FALSE_LOGIT = 20.0
 
@@ -70,11 +72,10 @@ class DawnWrapper(nn.Module):
         return torch.where(flagged[:, None], one_hot, logits)
 
 
+@dataclass(eq=False)
 class Dawn(Scheme):
-    def __init__(self, rate: float = 0.01, key_size: int = 100):
-        in_range("scheme.rate", rate, 0, 1, low_open=True, high_open=True)
-        positive_int("scheme.key_size", key_size)
-        self.rate, self.key_size = rate, key_size
+    rate: float = param(0.01, low=0, high=1, low_open=True, high_open=True)
+    key_size: int = param(100, low=1)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         secret = torch.randint(256, (32,), generator=generator, dtype=torch.uint8)

@@ -22,13 +22,14 @@ whose sign matches, as for the other bit-based schemes.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import torch
 
 from wrt.data import Dataset
+from wrt.params import param
 from wrt.schemes.base import Key
 from wrt.schemes.uchida import MeanFilterScheme
-from wrt.validation import in_range, require
 
 
 def is_prime(q: int) -> bool:
@@ -51,16 +52,18 @@ def and_acc_codebook(q: int) -> torch.Tensor:
     return 1 - projective_plane(q)
 
 
+@dataclass(eq=False)
 class DeepMarks(MeanFilterScheme):
-    def __init__(self, order: int = 7, gamma: float = 10.0, user: int | None = None, **kwargs):
-        require(isinstance(order, int) and not isinstance(order, bool) and is_prime(order),
-                "scheme.order", order, "a prime q (the BIBD is the projective plane PG(2, q))")
-        in_range("scheme.gamma", gamma, 0, 1e4, low_open=True)
-        users = order * order + order + 1
-        require(user is None or (isinstance(user, int) and not isinstance(user, bool) and 0 <= user < users),
-                "scheme.user", user, f"null (drawn from the seed) or an integer in [0, {users - 1}]")
-        super().__init__(**kwargs)
-        self.order, self.gamma, self.user = order, gamma, user
+    order: int = param(7, what="a prime q (the BIBD is the projective plane PG(2, q))")
+    gamma: float = param(10.0, low=0, high=1e4, low_open=True)
+    user: int | None = param(None, low=0, null="drawn from the seed")
+
+    def check(self):
+        super().check()
+        self.require(is_prime(self.order), "order")
+        users = self.order * self.order + self.order + 1
+        self.require(self.user is None or self.user < users, "user",
+                     f"null (drawn from the seed) or an integer in [0, {users - 1}]")
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         name, conv = self.resolve_layer(model)

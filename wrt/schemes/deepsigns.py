@@ -32,6 +32,7 @@ b̂ = Sigmoid(µ̂·A) > 0.5; the watermark accuracy is the fraction of the s·N
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,41 +41,26 @@ from torch import nn
 from wrt.data import Dataset
 from wrt.data.loader import to_float
 from wrt.models import unwrap
-from wrt.schemes.base import Key, KeyMismatch, Scheme
+from wrt.params import param
+from wrt.schemes.base import LAYER, EmbeddingParams, Key, KeyMismatch, Scheme
 from wrt.schemes.layers import Activations, activation_layer, key_layer
 from wrt.train import EarlyStopping, KeyMixer, Trainer
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 
-class DeepSigns(Scheme):
+@dataclass(eq=False)
+class DeepSigns(EmbeddingParams, Scheme):
     bits = True
 
-    def __init__(self, bits_per_gaussian: int = 10, gaussians: int | None = None,
-                 lambda1: float = 0.01, lambda2: float = 0.01, key_fraction: float = 0.01,
-                 layer: str | None = None, center_lr: float = 100.0, key_share: float = 0.25,
-                 embed_every: int = 1,
-                 lr: float = 0.01, epochs: float = 5, patience: int = 5, check_every: int = 100):
-        positive_int("scheme.bits_per_gaussian", bits_per_gaussian)
-        require(gaussians is None or (isinstance(gaussians, int) and not isinstance(gaussians, bool)
-                                      and gaussians >= 1), "scheme.gaussians", gaussians,
-                "null (one per class) or an integer ≥ 1")
-        in_range("scheme.lambda1", lambda1, 0, 1e4)
-        in_range("scheme.lambda2", lambda2, 0, 1e4, low_open=True)
-        in_range("scheme.key_fraction", key_fraction, 0, 1, low_open=True)
-        require(layer is None or (isinstance(layer, str) and layer != ""), "scheme.layer", layer,
-                "a layer name of the model or null (the model's default)")
-        in_range("scheme.center_lr", center_lr, 0, 1e6, low_open=True)
-        in_range("scheme.key_share", key_share, 0, 1, high_open=True)
-        positive_int("scheme.embed_every", embed_every)
-        in_range("scheme.lr", lr, 0, 1, low_open=True)
-        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
-        positive_int("scheme.patience", patience)
-        positive_int("scheme.check_every", check_every)
-        self.bits_per_gaussian, self.gaussians = bits_per_gaussian, gaussians
-        self.lambda1, self.lambda2, self.key_fraction = lambda1, lambda2, key_fraction
-        self.layer, self.center_lr, self.embed_every = layer, center_lr, embed_every
-        self.key_share = key_share
-        self.lr, self.epochs, self.patience, self.check_every = lr, epochs, patience, check_every
+    bits_per_gaussian: int = param(10, low=1)
+    gaussians: int | None = param(None, low=1, null="one per class")
+    lambda1: float = param(0.01, low=0, high=1e4)
+    lambda2: float = param(0.01, low=0, high=1e4, low_open=True)
+    key_fraction: float = param(0.01, low=0, high=1, low_open=True)
+    layer: str | None = param(None, **LAYER)
+    center_lr: float = param(100.0, low=0, high=1e6, low_open=True)
+    key_share: float = param(0.25, low=0, high=1, high_open=True)
+    embed_every: int = param(1, low=1)
 
     # ---- key ------------------------------------------------------------------------------
 

@@ -22,13 +22,15 @@ probability above 1 − 10⁻³. `extract` returns the match fraction; `verify` 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from wrt.data import Dataset
+from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 
 def chance_mismatch_cdf(k: int, n: int, classes: int) -> float:
@@ -49,12 +51,10 @@ def max_mismatches(n: int, classes: int, confidence: float = 1 - 1e-3) -> int:
     return threshold
 
 
+@dataclass(eq=False)
 class DeepSignsBB(TriggerSetScheme):
-    def __init__(self, candidate_factor: int = 20, confidence: float = 0.999, **kwargs):
-        super().__init__(**kwargs)
-        positive_int("scheme.candidate_factor", candidate_factor)
-        in_range("scheme.confidence", confidence, 0, 1, low_open=True, high_open=True)
-        self.candidate_factor, self.confidence = candidate_factor, confidence
+    candidate_factor: int = param(20, low=1)
+    confidence: float = param(0.999, low=0, high=1, low_open=True, high_open=True)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         n = self.key_size * self.candidate_factor

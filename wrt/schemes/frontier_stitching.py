@@ -14,13 +14,16 @@ early stopping on the watermark loss); extraction is the key's accuracy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from wrt.adversarial import batched, fgm
 from wrt.data import Dataset
 from wrt.data.loader import to_float
+from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
-from wrt.validation import in_range, require
+from wrt.validation import require
 
 
 # the SoK's ablation range of ε (Appendix XII-B), searched in steps of 0.025 when the
@@ -28,11 +31,9 @@ from wrt.validation import in_range, require
 EPS_RANGE = (0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25)
 
 
+@dataclass(eq=False)
 class FrontierStitching(TriggerSetScheme):
-    def __init__(self, eps: float = 0.25, **kwargs):
-        super().__init__(**kwargs)
-        in_range("scheme.eps", eps, 0, 1, low_open=True)
-        self.eps = eps
+    eps: float = param(0.25, low=0, high=1, low_open=True)
 
     @torch.no_grad()
     def _predict(self, model, images):

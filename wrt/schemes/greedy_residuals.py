@@ -29,6 +29,7 @@ signature verifies and 0 when it does not (a forged or altered signature proves 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +39,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from torch import nn
 
 from wrt.data import Dataset
-from wrt.schemes.base import Key, Scheme
+from wrt.params import param
+from wrt.schemes.base import LAYER, EmbeddingParams, Key, Scheme
 from wrt.schemes.layers import conv_layer, key_layer
 from wrt.train import EarlyStopping, Trainer
-from wrt.validation import in_range, positive_int, require
 
 BITS = 256  # SHA-256 of the signature
 
@@ -56,30 +57,18 @@ def as_bytes(tensor: torch.Tensor) -> bytes:
     return bytes(tensor.to(torch.uint8).tolist())
 
 
-class GreedyResiduals(Scheme):
+@dataclass(eq=False)
+class GreedyResiduals(EmbeddingParams, Scheme):
     bits = True
     exact_verification = True  # the signature's hash must reappear bit for bit (§3.3)
 
-    def __init__(self, owner: str = "Copyright (c) the model owner", lam: float = 0.01,
-                 threshold: float = 0.1, eta: float = 0.5, columns: int = 253,
-                 layer: str | None = None, while_training: bool = True, lr: float = 0.01,
-                 epochs: float = 5, patience: int = 5, check_every: int = 100):
-        require(isinstance(owner, str) and owner != "", "scheme.owner", owner,
-                "a non-empty copyright statement naming the owner")
-        in_range("scheme.lam", lam, 0, 1e4, low_open=True)
-        in_range("scheme.threshold", threshold, 0, 1e3, low_open=True)
-        in_range("scheme.eta", eta, 0, 1, low_open=True)
-        positive_int("scheme.columns", columns)
-        require(layer is None or (isinstance(layer, str) and layer != ""), "scheme.layer", layer,
-                "a layer name of the model or null (the model's default)")
-        require(isinstance(while_training, bool), "scheme.while_training", while_training, "true or false")
-        in_range("scheme.lr", lr, 0, 1, low_open=True)
-        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
-        positive_int("scheme.patience", patience)
-        positive_int("scheme.check_every", check_every)
-        self.while_training = while_training
-        self.owner, self.lam, self.threshold, self.eta, self.columns = owner, lam, threshold, eta, columns
-        self.layer, self.lr, self.epochs, self.patience, self.check_every = layer, lr, epochs, patience, check_every
+    owner: str = param("Copyright (c) the model owner", what="a non-empty copyright statement naming the owner")
+    lam: float = param(0.01, low=0, high=1e4, low_open=True)
+    threshold: float = param(0.1, low=0, high=1e3, low_open=True)
+    eta: float = param(0.5, low=0, high=1, low_open=True)
+    columns: int = param(253, low=1)
+    layer: str | None = param(None, **LAYER)
+    while_training: bool = param(True)
 
     # ---- key ------------------------------------------------------------------------------
 

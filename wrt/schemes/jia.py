@@ -25,6 +25,7 @@ layer). Early stopping on the watermark loss as in Adi.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,10 +33,11 @@ from torch import nn
 
 from wrt.data import Dataset
 from wrt.models import unwrap
+from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
-from wrt.schemes.content import check_pair, check_pair_fits, sample_class
+from wrt.schemes.content import CLASS_INDEX, ClassPair, check_pair_fits, sample_class
 from wrt.train import EarlyStopping
-from wrt.validation import in_range, positive_int, require
+from wrt.validation import require
 
 
 def snnl(features: torch.Tensor, groups: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
@@ -76,21 +78,16 @@ def apply_trigger(images: torch.Tensor, row: int, col: int, size: int) -> torch.
     return images
 
 
-class Jia(TriggerSetScheme):
-    def __init__(self, source_class: int = 4, target_class: int = 6, weight: float = 1.0, rate: int = 2,
-                 trigger_size: int = 3, temperature: float = 100.0, temperature_lr: float = 0.1,
-                 layer: str = "features.fc1", **kwargs):
-        super().__init__(**kwargs)
-        check_pair(source_class, target_class)
-        in_range("scheme.weight", weight, 0, 1000)
-        positive_int("scheme.rate", rate)
-        positive_int("scheme.trigger_size", trigger_size)
-        in_range("scheme.temperature", temperature, 0, 1e6, low_open=True)
-        in_range("scheme.temperature_lr", temperature_lr, 0, 10)
-        require(isinstance(layer, str) and layer != "", "scheme.layer", layer, "the name of a submodule")
-        self.source_class, self.target_class = source_class, target_class
-        self.weight, self.rate, self.trigger_size = weight, rate, trigger_size
-        self.temperature, self.temperature_lr, self.layer = temperature, temperature_lr, layer
+@dataclass(eq=False)
+class Jia(ClassPair, TriggerSetScheme):
+    source_class: int = param(4, **CLASS_INDEX)
+    target_class: int = param(6, **CLASS_INDEX)
+    weight: float = param(1.0, low=0, high=1000)
+    rate: int = param(2, low=1)
+    trigger_size: int = param(3, low=1)
+    temperature: float = param(100.0, low=0, high=1e6, low_open=True)
+    temperature_lr: float = param(0.1, low=0, high=10)
+    layer: str = param("features.fc1", what="the name of a submodule")
 
     def trigger_position(self, model, source: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
         """The top-left corner of the window where zeroing pixels moves the SNNL most."""

@@ -9,17 +9,17 @@ early stopping on the watermark loss); the SoK ablates over σ and lr ∈ {1e-3,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from wrt.params import param
 from wrt.schemes.content import SourceTargetScheme
-from wrt.validation import in_range
 
 
+@dataclass(eq=False)
 class Noise(SourceTargetScheme):
-    def __init__(self, sigma: float = 0.4, **kwargs):
-        super().__init__(**kwargs)
-        in_range("scheme.sigma", sigma, 0, 10, low_open=True)
-        self.sigma = sigma
+    sigma: float = param(0.4, low=0, high=10, low_open=True)
 
     def trigger(self, images, generator):
         mask = torch.randn(images.shape[1:], generator=generator) * self.sigma

@@ -19,35 +19,29 @@ probability < 1e-14). The SoK's toolbox embeds 100 bits into WRN layers with mor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wrt.data import Dataset
-from wrt.schemes.base import Key, KeyMismatch, Scheme
+from wrt.params import param
+from wrt.schemes.base import LAYER, EmbeddingParams, Key, KeyMismatch, Scheme
 from wrt.schemes.layers import conv_layer, key_layer, mean_filter, random_bits
 from wrt.train import EarlyStopping, Trainer
-from wrt.validation import in_range, positive_int, require
 
 MIN_FAN_IN = 128  # default layer: the first conv whose filters have ≥ this many weights
 
 
-class MeanFilterScheme(Scheme):
+@dataclass(eq=False)
+class MeanFilterScheme(EmbeddingParams, Scheme):
     """Shared machinery of schemes that project the mean filter of one conv layer
     (Uchida, DeepMarks): key with `projection` [N, M] and the layer name in `meta`."""
 
     bits = True
 
-    def __init__(self, layer: str | None = None, lr: float = 0.01, epochs: float = 5,
-                 patience: int = 5, check_every: int = 100):
-        require(layer is None or (isinstance(layer, str) and layer != ""), "scheme.layer", layer,
-                "a layer name of the model or null (the model's default)")
-        in_range("scheme.lr", lr, 0, 1, low_open=True)
-        in_range("scheme.epochs", epochs, 0, 1000, low_open=True)
-        positive_int("scheme.patience", patience)
-        positive_int("scheme.check_every", check_every)
-        self.layer, self.lr, self.epochs = layer, lr, epochs
-        self.patience, self.check_every = patience, check_every
+    layer: str | None = param(None, **LAYER)
 
     def resolve_layer(self, model: nn.Module) -> tuple[str, nn.Conv2d]:
         return conv_layer(model, self.layer, "scheme.layer", MIN_FAN_IN)
@@ -85,12 +79,10 @@ class MeanFilterScheme(Scheme):
         return len(key.tensors["projection"])
 
 
+@dataclass(eq=False)
 class Uchida(MeanFilterScheme):
-    def __init__(self, key_bits: int = 64, lam: float = 0.1, **kwargs):
-        positive_int("scheme.key_bits", key_bits)
-        in_range("scheme.lam", lam, 0, 1e4, low_open=True)
-        super().__init__(**kwargs)
-        self.key_bits, self.lam = key_bits, lam
+    key_bits: int = param(64, low=1)
+    lam: float = param(0.1, low=0, high=1e4, low_open=True)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         name, conv = self.resolve_layer(model)

@@ -12,22 +12,23 @@ stopping on the watermark loss); the SoK ablates over lr ∈ {1e-3, 1e-4}.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from wrt.data import Dataset
 from wrt.data.glyphs import glyph_dataset
 from wrt.data.loader import to_float
+from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
-from wrt.schemes.content import check_class
-from wrt.validation import positive_int, require
+from wrt.schemes.content import CLASS_INDEX
+from wrt.validation import require
 
 
+@dataclass(eq=False)
 class Unrelated(TriggerSetScheme):
-    def __init__(self, target_class: int = 9, glyph_classes: int = 100, **kwargs):
-        super().__init__(**kwargs)
-        check_class("scheme.target_class", target_class)
-        positive_int("scheme.glyph_classes", glyph_classes)
-        self.target_class, self.glyph_classes = target_class, glyph_classes
+    target_class: int = param(9, **CLASS_INDEX)
+    glyph_classes: int = param(100, low=1)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         require(self.target_class < data.num_classes, "scheme.target_class", self.target_class,
