@@ -9,8 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import CONFIG_DIR
-from wrt.attacks.base import CATEGORIES
-from wrt.pipeline import build, params_of
+from wrt.config import build, params_of
+from wrt.record import CATEGORIES
 from wrt.validation import InvalidParameter
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from wrt.adversarial import batched, pgd
 from wrt.attacks.base import Attack, AttackContext
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
+from wrt.attacks.toolkit import attacker_data, classifier_of, fine_tune
 from wrt.data.loader import to_float
 from wrt.validation import in_range, positive_int
 
@@ -37,7 +37,7 @@ class AdversarialTraining(Attack):
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "adversarial_training")
-        images, targets = attacker_data(ctx, model, "predicted")
+        images, targets = attacker_data(ctx, model, "queried")
         generator = ctx.generator()
         n_adv = max(1, int(round(self.fraction * len(images))))
         chosen = torch.randperm(len(images), generator=generator)[:n_adv]

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
+from wrt.config import build, params_of
 from wrt.validation import require
 
 
@@ -36,13 +37,13 @@ class Sequential(Attack):
     category = "combined"
 
     def __init__(self, steps):
-        from wrt.pipeline import build, params_of  # the pipeline's own rules for group configs
-
         self.configs = _ordered(steps)
         self.attacks: list[Attack] = [build(config) for config in self.configs]
-        self.recorded_params = {"steps": [{"name": config.get("name", config["_target_"]), "category": attack.category,
-                                  "params": params_of(config)}
-                                 for config, attack in zip(self.configs, self.attacks)]}
+
+    def recorded_params(self, params: dict) -> dict:
+        """Each step's name, category and parameters, in order."""
+        return {"steps": [{"name": config.get("name", config["_target_"]), "category": attack.category,
+                           "params": params_of(config)} for config, attack in zip(self.configs, self.attacks)]}
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         for attack in self.attacks:

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune, frozen
-from wrt.attacks.pruning import last_conv_stage, mean_activations, prune_neurons
+from wrt.attacks.toolkit import (attacker_data, classifier_of, fine_tune, frozen, last_conv_stage,
+                                 mean_activations, prune_neurons)
 from wrt.data.loader import to_float
 from wrt.validation import in_range, positive_int, require
 
@@ -129,13 +129,13 @@ class NeuralCleanse(Attack):
         self.method, self.lr, self.rate, self.epochs = method, lr, rate, epochs
         self.trigger_fraction, self.reverse_epochs = trigger_fraction, reverse_epochs
         self.reverse_samples, self.lam = reverse_samples, lam
-        self.detection: dict | None = None
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_cleanse")
-        images, targets = attacker_data(ctx, model, "predicted")
-        triggers, self.detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
-                                                   samples=self.reverse_samples, lam=self.lam)
+        images, targets = attacker_data(ctx, model, "queried")
+        triggers, detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
+                                              samples=self.reverse_samples, lam=self.lam)
+        ctx.report(detection=detection)
         generator = ctx.generator()
         if self.method == "unlearning":
             train_x = stamp_fraction(images, triggers, self.trigger_fraction, generator)

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
 from wrt.attacks.neural_cleanse import detect_triggers, stamp_fraction
-from wrt.attacks.pruning import activation_stages, mean_activations, prune_neurons
+from wrt.attacks.toolkit import (activation_stages, attacker_data, classifier_of, fine_tune, mean_activations,
+                                 prune_neurons)
 from wrt.validation import in_range, positive_int
 
 
@@ -42,14 +42,12 @@ class NeuralLaundering(Attack):
         self.threshold, self.dense_threshold, self.lr, self.epochs = threshold, dense_threshold, lr, epochs
         self.trigger_fraction, self.reverse_epochs = trigger_fraction, reverse_epochs
         self.reverse_samples, self.lam = reverse_samples, lam
-        self.detection: dict | None = None
-        self.pruned: dict[str, int] = {}
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_laundering")
-        images, targets = attacker_data(ctx, model, "predicted")
-        triggers, self.detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
-                                                   samples=self.reverse_samples, lam=self.lam)
+        images, targets = attacker_data(ctx, model, "queried")
+        triggers, detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
+                                              samples=self.reverse_samples, lam=self.lam)
         generator = ctx.generator()
         sample = images[torch.randperm(len(images), generator=generator)[:self.reverse_samples]]
         stages = activation_stages(net)
@@ -68,11 +66,13 @@ class NeuralLaundering(Attack):
             net(torch.zeros((1, *images.shape[1:]), device=device))
             for h in hooks:
                 h.remove()
+        counts = {}
         for (name, module), r in zip(stages, rise):
             pruned = r > (self.threshold if shapes[name] == 4 else self.dense_threshold)
             if pruned.any():
                 prune_neurons(module, pruned)
-            self.pruned[name] = int(pruned.sum())
+            counts[name] = int(pruned.sum())
+        ctx.report(detection=detection, pruned=counts)
         train_x = stamp_fraction(images, triggers, self.trigger_fraction, generator)
         fine_tune(ctx, model, train_x, targets, epochs=self.epochs, lr=self.lr, desc="neural_laundering")
         return model

@@ -25,7 +25,7 @@ from torch import nn
 
 from wrt.data import Dataset
 from wrt.schemes.base import Key, KeyMismatch, Scheme
-from wrt.schemes.layers import conv_layer, key_layer, mean_filter, random_bits
+from wrt.schemes.layers import conv_layer, key_layer, mean_over_filters, random_bits
 from wrt.train import EarlyStopping, Trainer
 from wrt.validation import in_range, positive_int, require
 
@@ -62,7 +62,7 @@ class MeanFilterScheme(Scheme):
         if weight[0].numel() != expected:
             raise KeyMismatch(f"layer {name!r}: the key projects mean filters of {expected} weights, "
                               f"the layer's filters have {weight[0].numel()} ({'×'.join(map(str, weight.shape[1:]))})")
-        return mean_filter(weight)
+        return mean_over_filters(weight)
 
     def projected(self, model: nn.Module, key: Key) -> torch.Tensor:
         w = self.carrier(model, key)
