@@ -27,6 +27,7 @@ class Claim:
     attempts: int = entry(low=0)
     key_size: int = entry(low=0)
     claim_level: float = entry(**FRACTION)
+    p: float = entry(low=0.0, high=1.0, low_open=True, high_open=True)  # of a chance match at the claim level
     verified: int = entry(low=0)  # counterfeits that reached the claim level
     best_wm_acc: float = entry(**FRACTION)
     mean_wm_acc: float = entry(**FRACTION)

@@ -21,8 +21,6 @@ from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter, in_range, positive_int, require
 
-
-
 LABEL_SOURCES = ("protocol", "ground_truth", "queried")
 DOMAINS = ("in", "out", "none")
 USAGE = ("queries", "labeled_samples", "unlabeled_samples", "transfer_samples")  # `AttackContext.count`
