@@ -278,7 +278,7 @@ def test_forging_runs_make_the_forgery_table_not_the_game(tmp_path):
     write(tmp_path, run_record(run_name="bad_result", scheme="adi", scheme_params={"size": 50}, attack="forging",
                                attack_params={}, seed=1, result={**FORGING["adi"][1][0], "false_claim": "yes"}))
     warnings = []
-    runs = add_settings(load_runs(tmp_path, warn=warnings.append).runs)
+    runs = add_settings(load_runs(tmp_path, warn=warnings.append, checks=[forgery.check_claim]).runs)
     assert "bad_result.json" in warnings[0] and "attack.result.false_claim" in warnings[0]
     assert set(removal_runs(runs)["attack.name"]) == {"dummy_neurons"}
     table = forgery.forgery_table(runs).set_index("scheme")

@@ -350,7 +350,7 @@ def test_a_copied_run_counts_once(tmp_path):
     ("scheme.key_size", -100, "scheme.key_size is -100, expected an integer ≥ 1 or null"),
     ("marked.wm_acc", 1.2, "marked.wm_acc is 1.2"),
     ("source.train_time_s", -3.0, "source.train_time_s is -3.0"),
-    ("timing_s", {"attack": -1.0}, "timing_s is {'attack': -1.0}"),
+    ("timing_s", {"attack": -1.0}, "timing_s.attack is -1.0, expected a number ≥ 0 or null"),
     ("attack_time_ratio", -0.1, "attack_time_ratio is -0.1"),
     ("seed", 2**64, "seed is 18446744073709551616"),
 ])

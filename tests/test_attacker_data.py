@@ -12,8 +12,9 @@ import torch
 
 from wrt.attacks.base import AttackContext, AttackerData
 from wrt.attacks.extraction import Retraining
-from wrt.attacks.finetuning import FineTuning, attacker_data
+from wrt.attacks.finetuning import FineTuning
 from wrt.attacks.pruning import WeightPruning
+from wrt.attacks.toolkit import attacker_data
 from wrt.models import LeNet
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter

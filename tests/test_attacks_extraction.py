@@ -194,7 +194,7 @@ def test_a_combined_attack_applies_its_parts_in_order(small, fmnist_source):
              "0": {"name": "retraining", "_target_": "wrt.attacks.extraction.Retraining"}}
     attack = Sequential(steps)
     assert attack.category == "combined"
-    assert attack.recorded_params == {"steps": [
+    assert attack.recorded_params({}) == {"steps": [
         {"name": "retraining", "category": "model_extraction", "params": {}},
         {"name": "input_noising", "category": "input_preprocessing", "params": {"sigma": 0.05}}]}
     ctx = make_ctx(small.subset(200, 10))

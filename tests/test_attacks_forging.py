@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from wrt.attacks.base import AttackContext
 from wrt.attacks.forging import Forging, claim_level
-from wrt.pipeline import build
+from wrt.config import build
 from wrt.schemes.base import NoWatermark
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter

@@ -14,16 +14,17 @@ from torch import nn
 
 from wrt.attacks.adversarial_training import AdversarialTraining
 from wrt.attacks.base import AttackContext
-from wrt.attacks.equivalence import FeaturePermutation, Scaling, hidden_pairs
+from wrt.attacks.equivalence import FeaturePermutation, Scaling
 from wrt.attacks.finetuning import FTAL, FTLL, RTAL, RTLL, LabelSmoothing, Regularization
 from wrt.attacks.neural_cleanse import NeuralCleanse, anomaly_indices
 from wrt.attacks.neural_laundering import NeuralLaundering
 from wrt.attacks.overwriting import Overwriting
-from wrt.attacks.pruning import FinePruning, WeightPruning, last_conv_stage, mean_activations
+from wrt.attacks.pruning import FinePruning, WeightPruning
 from wrt.attacks.quantization import WeightQuantization
 from wrt.attacks.shifting import WeightShifting
+from wrt.attacks.toolkit import hidden_pairs, last_conv_stage, mean_activations
+from wrt.config import build
 from wrt.models import ImageClassifier, LeNet, ResNet18, SmallCNN
-from wrt.pipeline import build
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter
 
@@ -235,7 +236,8 @@ def test_neural_cleanse_runs_and_keeps_accuracy(method, small, fmnist_source):
     source_acc = ctx.trainer.accuracy(fmnist_source, small.test_x, small.test_y)
     attack = NeuralCleanse(method=method, rate=0.5, epochs=10, reverse_epochs=10, reverse_samples=64)
     surrogate = attack(copy.deepcopy(fmnist_source), ctx)
-    assert len(attack.detection["mask_l1"]) == 10 and attack.detection["flagged"]
+    detection = ctx.result["detection"]  # reported in the run JSON's attack.result
+    assert len(detection["mask_l1"]) == 10 and detection["flagged"]
     assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > source_acc - 0.15
 
 
@@ -244,7 +246,9 @@ def test_neural_laundering_prunes_neurons_the_trigger_excites(small, fmnist_sour
     attack = NeuralLaundering(threshold=0.03, dense_threshold=0.03, lr=0.01, epochs=10, reverse_epochs=10,
                               reverse_samples=64)
     surrogate = attack(copy.deepcopy(fmnist_source), ctx)
-    assert sum(attack.pruned.values()) > 0 and set(attack.pruned) == {"conv1", "conv2", "conv3", "conv4", "relu"}
+    pruned = ctx.result["pruned"]
+    assert sum(pruned.values()) > 0 and set(pruned) == {"conv1", "conv2", "conv3", "conv4", "relu"}
+    assert ctx.result["detection"]["flagged"]
     assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) > 0.5
 
 

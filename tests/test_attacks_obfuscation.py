@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from wrt.attacks.base import CATEGORIES, AttackContext
+from wrt.attacks.base import AttackContext
 from wrt.attacks.dummy_neurons import DummyNeurons
-from wrt.attacks.equivalence import hidden_pairs
+from wrt.attacks.toolkit import hidden_pairs
+from wrt.config import build
 from wrt.models import LeNet, ResNet18, SmallCNN
-from wrt.pipeline import build, run
+from wrt.pipeline import run
+from wrt.record import CATEGORIES
 from wrt.schemes.base import Key, KeyMismatch
 from wrt.schemes.deepmarks import DeepMarks
 from wrt.schemes.deepsigns import DeepSigns

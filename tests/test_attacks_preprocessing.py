@@ -13,8 +13,8 @@ from wrt.attacks.base import AttackContext
 from wrt.attacks.preprocessing import (FeatureSqueezing, InputFlipping, InputNoising, InputQuantization,
                                        InputReconstruction, InputSmoothing, JpegCompression, Preprocessed,
                                        median_filter)
+from wrt.config import build
 from wrt.models import unwrap
-from wrt.pipeline import build
 from wrt.store import Store
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter
@@ -126,7 +126,7 @@ def test_combined_config_lists_existing_attacks_in_order(compose_cfg):
     attack = build(cfg.attack)
     assert attack.category == "combined"
     assert [type(a).__name__ for a in attack.attacks] == ["TransferLearning", "LabelSmoothing"]
-    steps = attack.recorded_params["steps"]
+    steps = attack.recorded_params({})["steps"]
     assert [s["name"] for s in steps] == ["transfer_learning", "label_smoothing"]
     assert [s["category"] for s in steps] == ["model_extraction", "model_modification"]
     assert steps[1]["params"]["epsilon"] == 0.1 and steps[0]["params"]["freeze_batches"] == 300

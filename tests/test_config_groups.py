@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR
-from wrt.attacks.base import CATEGORIES, AttackerData
+from wrt.attacks.base import AttackerData
+from wrt.config import build, params_of
 from wrt.params import Declaration, declared
-from wrt.pipeline import build, params_of
+from wrt.record import CATEGORIES
 from wrt.validation import InvalidParameter
 
 

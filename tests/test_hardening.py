@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR
-from wrt.pipeline import Run, check_run_config, run, run_name, run_path
+from wrt.pipeline import check_run_config, new_record, run, run_name, run_path, source_spec
 from wrt.store import Store
 from wrt.validation import InvalidParameter
 
@@ -28,7 +28,7 @@ def one_line_error(proc) -> str:
 
 def test_a_planted_lock_link_fails_the_run_and_leaves_its_target_alone(compose_cfg, tmp_path, fmnist_full):
     cfg = compose_cfg("budget=smoke", "attack=none")
-    lock = Store(cfg.store_dir).path("source", Run(cfg).source_spec(cfg.seed)).with_suffix(".lock")
+    lock = Store(cfg.store_dir).path("source", source_spec(cfg, cfg.seed)).with_suffix(".lock")
     victim = tmp_path / "victim.txt"
     victim.write_text("another user's file")
     lock.parent.mkdir(parents=True)
@@ -133,7 +133,7 @@ def test_fuzz_run_settings_give_one_line_errors_or_pass(tmp_path, monkeypatch):
             continue
         except Exception as e:  # anything else would be a traceback in wrt-run
             pytest.fail(f"{overrides}: {type(e).__name__}: {e}")
-        run_name(cfg), run_path(cfg), Run(cfg)  # what runs before the data loads must work
+        run_name(cfg), run_path(cfg), new_record(cfg)  # what runs before the data loads must work
         outcomes["accepted"] += 1
     assert outcomes["rejected"] > 400 and outcomes["accepted"] > 50, outcomes
 

@@ -64,12 +64,12 @@ def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_c
     import torch
 
     import wrt.pipeline
-    from wrt.pipeline import Run, run_name
+    from wrt.pipeline import new_record, run_name, source_spec
     from wrt.store import spec_digest
 
     def identity():
         cfg = compose_cfg("budget=smoke", "device=cpu")
-        return run_name(cfg), spec_digest(Run(cfg).source_spec(0)), Run(cfg).result["precision"]
+        return run_name(cfg), spec_digest(source_spec(cfg, 0)), new_record(cfg).precision
 
     threads = torch.get_num_threads()
     try:

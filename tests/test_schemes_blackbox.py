@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from wrt.pipeline import build
+from wrt.config import build
 from wrt.schemes.base import Key
 from wrt.store import Store
 from wrt.train import Trainer

@@ -69,7 +69,7 @@ def test_concurrent_sweeps_have_their_own_folders_and_compute_each_run_once(tmp_
 
 
 def test_a_run_waits_for_another_process_computing_it_then_reuses_its_json(compose_cfg, tmp_path, fmnist_full):
-    from wrt.pipeline import Run, run_lock, run_path
+    from wrt.pipeline import execute, run_lock, run_path
     from wrt.store import atomic_write_json
 
     cfg = compose_cfg(*TINY, "attack=none")
@@ -82,7 +82,7 @@ def test_a_run_waits_for_another_process_computing_it_then_reuses_its_json(compo
         while "waiting for another process" not in waiting and (line := proc.stderr.readline()):
             waiting += line
         assert f"waiting for another process computing {path.stem}" in waiting, waiting
-        result = Run(cfg).execute()
+        result = execute(cfg)
         assert result["status"] == "ok"
         atomic_write_json(path, result)
     out, err = proc.communicate(timeout=300)

@@ -1,4 +1,4 @@
-"""One run: source model → key and embedding → attack → evaluation → one JSON file.
+"""One run: source model → key and embedding → attack → evaluation → one JSON file (`wrt.record`).
 
 Source models, keys and marked models come from the artifact store when an earlier run made
 them (keyed by the configs that determine them), so sweeps train each once. Whatever fails
@@ -21,48 +21,22 @@ from pathlib import Path
 
 import torch
 import torchvision
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import wrt
+from wrt.attacks.base import Attack, AttackContext, AttackerData
+from wrt.config import ablated_of, as_dict, build, params_of
 from wrt.data import Dataset
 from wrt.hardware import cpu_model, uses_bf16
-from wrt.attacks.base import AttackContext, AttackerData
-from wrt.schemes.base import Key, KeyMismatch
+from wrt.record import (AttackData, AttackRecord, AttackUsage, Evaluation, MarkedEvaluation, PeakMemory, RunRecord,
+                        SchemeRecord, SourceRecord, Versions, to_json)
+from wrt.schemes.base import Key, KeyMismatch, Scheme
 from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
 from wrt.train import Trainer
 from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, require
 
-DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
 VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every",
                  "dry_run")  # do not change results
-
-
-def as_dict(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-
-
-def build(node, **kwargs):
-    """Instantiate a group config (`_target_`), leaving out its descriptive keys."""
-    spec = {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS}
-    try:
-        return instantiate(spec, **kwargs)
-    except InstantiationException as e:  # report the constructor's own error, not Hydra's wrapper
-        if e.__cause__ is not None:
-            raise e.__cause__ from None
-        raise
-
-
-def params_of(node) -> dict:
-    """A component's parameters as recorded in the run JSON."""
-    return {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS and not k.startswith("_")}
-
-
-def ablated_of(node) -> list[str]:
-    """The parameters the paper ablates over (the config's `ablation` keys): the ones that
-    distinguish one defender or attacker configuration from another."""
-    return sorted(as_dict(node).get("ablation") or {})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,50 +131,65 @@ def load_data(cfg: DictConfig) -> Dataset:
     return data.subset(cfg.budget.max_train, cfg.budget.max_test, seed=0)
 
 
-def peak_memory() -> dict:
+def peak_memory() -> PeakMemory:
     """The process's RSS high-water mark so far, and the CUDA peak since the last reset."""
     cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "cuda_max_allocated_mb": None if cuda is None else round(cuda, 1)}
+    return PeakMemory(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      None if cuda is None else round(cuda, 1))
 
 
-class Run:
-    """State of one run; `execute()` fills `self.result` stage by stage."""
+def new_record(cfg: DictConfig) -> RunRecord:
+    """A run's record before its first stage: what the config and this machine say (docs/run_json.md)."""
+    settings = numerics(cfg)
+    return RunRecord(
+        run_name=run_name(cfg), dataset=cfg.dataset.name, model=cfg.model.name, budget=cfg.budget.name,
+        seed=cfg.seed, role=role_of(cfg),
+        scheme=SchemeRecord(name=cfg.scheme.name, params=params_of(cfg.scheme), ablated=ablated_of(cfg.scheme)),
+        attack=AttackRecord(name=cfg.attack.name, params=params_of(cfg.attack), ablated=ablated_of(cfg.attack)),
+        device=settings["device"], precision=settings["precision"], cpu_threads=settings["cpu_threads"],
+        cpu=cpu_model(), versions=Versions(wrt.__version__, torch.__version__, torchvision.__version__,
+                                           platform.python_version()),
+        config=as_dict(cfg))
 
-    def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.store = Store(cfg.store_dir, force=cfg.force)
-        self.numerics = numerics(cfg)
-        self.stage = "data"
-        self.result = {
-            "schema_version": 1, "status": "running", "error": None, "failed_stage": None,
-            "run_name": run_name(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name,
-            "budget": cfg.budget.name, "seed": cfg.seed, "role": role_of(cfg), "num_classes": None,
-            "scheme": {"name": cfg.scheme.name, "params": params_of(cfg.scheme),
-                       "ablated": ablated_of(cfg.scheme), "bits": None, "key_size": None},
-            "attack": {"name": cfg.attack.name, "category": None, "params": params_of(cfg.attack),
-                       "ablated": ablated_of(cfg.attack)},
-            "source": None, "marked": None, "surrogate": None,
-            "embedding_loss": None, "stealing_loss": None, "attack_usage": None,
-            "timing_s": {}, "attack_time_ratio": None, "memory": {"stages": {}},
-            "device": self.device.type, "precision": self.numerics["precision"],
-            "cpu_threads": self.numerics["cpu_threads"], "cpu": cpu_model(),
-            "versions": {"wrt": wrt.__version__, "torch": torch.__version__,
-                         "torchvision": torchvision.__version__, "python": platform.python_version()},
-            "config": as_dict(cfg), "created": None,
-        }
+
+def source_spec(cfg: DictConfig, seed: int) -> dict:
+    """What determines the source model of `seed` (its store key)."""
+    budget = cfg.budget
+    return {"dataset": as_dict(cfg.dataset), "model": as_dict(cfg.model), "seed": seed,
+            "max_train": budget.max_train, "max_test": budget.max_test,
+            "trainer": as_dict(budget.source_trainer), "split_seed": cfg.split_seed,
+            "numerics": numerics(cfg)}
+
+
+class Stages:
+    """The stage a run is in (a failure is recorded with it) and each stage's time and memory."""
+
+    def __init__(self, record: RunRecord):
+        self.record = record
+        self.current = "config"  # parameters are validated before anything is loaded
 
     @contextmanager
-    def stage_timer(self, stage: str):
-        self.stage = stage
+    def timed(self, stage: str):
+        self.current = stage
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         yield
-        self.result["timing_s"][stage] = round(self.result["timing_s"].get(stage, 0)
-                                               + time.perf_counter() - start, 3)
-        self.result["memory"]["stages"][stage] = peak_memory()
+        self.record.timing_s.add(stage, time.perf_counter() - start)
+        self.record.memory.stages[stage] = peak_memory()
+
+
+class Run:
+    """One run, complete on construction: its config, data, device, store, trainers, scheme and
+    attack. `execute` runs the stages that follow the data into a record."""
+
+    def __init__(self, cfg: DictConfig, data: Dataset, scheme: Scheme, attack: Attack):
+        self.cfg, self.data, self.scheme, self.attack = cfg, data, scheme, attack
+        self.device = resolve_device(cfg.device)
+        self.store = Store(cfg.store_dir, force=cfg.force)
+        self.role = role_of(cfg)
+        self.source_trainer = self.trainer(cfg.budget.source_trainer)
+        self.finetune_trainer = self.trainer(cfg.budget.trainer)
 
     def trainer(self, node) -> Trainer:
         return build(node, device=self.device, progress=self.cfg.progress, seed=self.cfg.seed)
@@ -212,13 +201,6 @@ class Run:
                      mean=list(data.mean), std=list(data.std))
 
     # ---- stages ---------------------------------------------------------------------------
-
-    def source_spec(self, seed: int) -> dict:
-        budget = self.cfg.budget
-        return {"dataset": as_dict(self.cfg.dataset), "model": as_dict(self.cfg.model), "seed": seed,
-                "max_train": budget.max_train, "max_test": budget.max_test,
-                "trainer": as_dict(budget.source_trainer), "split_seed": self.cfg.split_seed,
-                "numerics": self.numerics}
 
     def source_model(self, seed: int) -> tuple[torch.nn.Module, dict, bool]:
         """The unmarked model trained on the defender's data with `seed` (cached)."""
@@ -232,121 +214,126 @@ class Run:
                                     checkpoint_every=self.cfg.checkpoint_every or 1)
             return model.state_dict(), {"train_time_s": time.perf_counter() - start}
 
-        spec = self.source_spec(seed)
+        spec = source_spec(self.cfg, seed)
         checkpoint = self.store.checkpoint_path("source", spec)  # a killed run resumes here
         state, meta, cached = self.store.get_or_create("source", spec, train)
         load_state(model, state, self.store.path("source", spec))
         return self.source_trainer.prepare(model).eval(), meta, cached
 
-    def key(self, scheme, source: torch.nn.Module) -> Key:
-        spec = {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme)}
+    def key(self, source: torch.nn.Module) -> Key:
+        spec = {"source": source_spec(self.cfg, self.cfg.seed), "scheme": as_dict(self.cfg.scheme)}
 
         def keygen():
-            key = scheme.keygen(source, self.data, torch.Generator().manual_seed(self.cfg.seed))
+            key = self.scheme.keygen(source, self.data, torch.Generator().manual_seed(self.cfg.seed))
             return key.tensors, key.meta
 
         tensors, meta, _ = self.store.get_or_create("key", spec, keygen)
         meta = {k: v for k, v in meta.items() if k != "spec"}
         return Key(tensors, meta)
 
-    def embed_spec(self, scheme) -> dict:
-        trainer = self.cfg.budget.source_trainer if scheme.while_training else self.cfg.budget.trainer
-        return {"source": self.source_spec(self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
+    def embed_spec(self) -> dict:
+        trainer = self.cfg.budget.source_trainer if self.scheme.while_training else self.cfg.budget.trainer
+        return {"source": source_spec(self.cfg, self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
                 "trainer": as_dict(trainer)}
 
-    def artifacts(self, scheme) -> list[tuple[str, dict]]:
+    def artifacts(self) -> list[tuple[str, dict]]:
         """(kind, spec) of the stored models this run uses: its source model(s) and, for a marked
         run, its marked model (for the sweep plan, wrt/plan.py)."""
-        if self.result["role"] == "null":
-            return [("source", self.source_spec(self.cfg.seed)),
-                    ("source", self.source_spec(self.cfg.seed + self.cfg.null_seed_offset))]
-        return [("source", self.source_spec(self.cfg.seed)), ("marked", self.embed_spec(scheme))]
+        if self.role == "null":
+            return [("source", source_spec(self.cfg, self.cfg.seed)),
+                    ("source", source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset))]
+        return [("source", source_spec(self.cfg, self.cfg.seed)), ("marked", self.embed_spec())]
 
-    def embed(self, scheme, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, float | None, bool]:
+    def embed(self, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, float | None, bool]:
         """The marked model (cached): the scheme fine-tunes a copy of the source model, or trains a
         fresh one (seeded like the source) with the source setup if it embeds while training."""
-        fresh = scheme.while_training
-        spec = self.embed_spec(scheme)
+        fresh = self.scheme.while_training
+        spec = self.embed_spec()
         model = self.new_model(self.cfg.seed) if fresh else copy.deepcopy(source)
         trainer = self.source_trainer if fresh else self.finetune_trainer
 
         def embed():
             start = time.perf_counter()
-            marked = scheme.embed(model, self.data, key, trainer)
+            marked = self.scheme.embed(model, self.data, key, trainer)
             return marked.state_dict(), {"embed_time_s": time.perf_counter() - start}
 
         state, meta, cached = self.store.get_or_create("marked", spec, embed)
         load_state(model, state, self.store.path("marked", spec))
         return model.eval(), meta.get("embed_time_s"), cached
 
-    def evaluate(self, model, scheme, key) -> dict:
+    def evaluate(self, model, key) -> Evaluation:
         """Test accuracy and watermark accuracy; a key that no longer fits the model (its layer
         is gone or reshaped) verifies nothing: watermark accuracy 0 and the reason recorded."""
         test_acc = self.finetune_trainer.accuracy(model, self.data.test_x, self.data.test_y)
         try:
-            wm_acc = scheme.extract(model, key, self.finetune_trainer)
+            wm_acc = self.scheme.extract(model, key, self.finetune_trainer)
         except KeyMismatch as e:
-            return {"test_acc": test_acc, "wm_acc": 0.0, "wm_error": f"KeyMismatch: {e}"}
-        return {"test_acc": test_acc, "wm_acc": None if wm_acc != wm_acc else wm_acc}
+            return Evaluation(test_acc, 0.0, f"KeyMismatch: {e}")
+        return Evaluation(test_acc, None if wm_acc != wm_acc else wm_acc)
 
-    def execute(self) -> dict:
-        cfg, r = self.cfg, self.result
-        start = time.perf_counter()
-        try:
-            self.stage = "config"  # parameters are validated before anything is loaded
-            scheme = build(cfg.scheme)
-            attack = build(cfg.attack)
-            with self.stage_timer("data"):
-                self.data = load_data(cfg)
-                r["num_classes"] = self.data.num_classes
-                self.source_trainer = self.trainer(cfg.budget.source_trainer)
-                self.finetune_trainer = self.trainer(cfg.budget.trainer)
-                r["attack"]["category"] = attack.category
-                r["attack"]["params"] = getattr(attack, "recorded_params", r["attack"]["params"])  # combined
-                r["scheme"]["bits"] = scheme.bits
-            with self.stage_timer("source"):
-                source, source_meta, cached = self.source_model(cfg.seed)
-                test_acc = self.finetune_trainer.accuracy(source, self.data.test_x, self.data.test_y)
-                r["source"] = {"test_acc": test_acc, "cached": cached,
-                               "train_time_s": source_meta["train_time_s"]}
-            with self.stage_timer("keygen"):
-                key = self.key(scheme, source)
-                r["scheme"]["key_size"] = scheme.key_length(key)
-                r["scheme"]["key_meta"] = key.meta
-            with self.stage_timer("embed"):
-                if self.result["role"] == "null":
-                    marked, _, cached = self.source_model(cfg.seed + cfg.null_seed_offset)
-                    embed_time = None
-                else:
-                    marked, embed_time, cached = self.embed(scheme, source, key)
-                # only the defender's own model is deployed behind an active scheme's wrapper
-                # (DAWN); an unmarked model answers for itself
-                deployed = scheme.wrap(marked, key) if self.result["role"] == "marked" else marked
-            with self.stage_timer("evaluate"):
-                r["marked"] = {**self.evaluate(deployed, scheme, key), "cached": cached,
-                               "embed_time_s": embed_time}
-            with self.stage_timer("attack"):
-                ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
-                                    lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
-                                    store=self.store, attacker_data=attacker_data(cfg))
-                surrogate = attack(copy.deepcopy(deployed), ctx)
-                r["attack_usage"] = ctx.usage
-                r["attack"]["data"] = ctx.record()
-                r["attack"]["result"] = ctx.result
-            with self.stage_timer("evaluate"):
-                r["surrogate"] = self.evaluate(surrogate, scheme, key)
-            r["embedding_loss"] = r["source"]["test_acc"] - r["marked"]["test_acc"]
-            r["stealing_loss"] = r["marked"]["test_acc"] - r["surrogate"]["test_acc"]
-            r["attack_time_ratio"] = r["timing_s"]["attack"] / max(r["source"]["train_time_s"], 1e-9)
-            r["status"] = "ok"
-        except Exception as e:  # recorded in the JSON; the caller decides the exit status
-            r["status"], r["failed_stage"] = "failed", self.stage
-            r["error"] = f"{type(e).__name__}: {str(e).strip()}"
-            r["traceback"] = traceback.format_exc(limit=8)
-        r["timing_s"]["total"] = round(time.perf_counter() - start, 3)
-        r["memory"].update(peak_memory())
-        r["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return r
+    def execute(self, stages: Stages) -> None:
+        """Source model → key → embedding → evaluation → attack → evaluation, into `stages.record`."""
+        cfg, r, scheme = self.cfg, stages.record, self.scheme
+        with stages.timed("source"):
+            source, source_meta, cached = self.source_model(cfg.seed)
+            test_acc = self.finetune_trainer.accuracy(source, self.data.test_x, self.data.test_y)
+            r.source = SourceRecord(test_acc, cached, source_meta["train_time_s"])
+        with stages.timed("keygen"):
+            key = self.key(source)
+            r.scheme.key_size = scheme.key_length(key)
+            r.scheme.key_meta = key.meta
+        with stages.timed("embed"):
+            if self.role == "null":
+                marked, _, cached = self.source_model(cfg.seed + cfg.null_seed_offset)
+                embed_time = None
+            else:
+                marked, embed_time, cached = self.embed(source, key)
+            # only the defender's own model is deployed behind an active scheme's wrapper
+            # (DAWN); an unmarked model answers for itself
+            deployed = scheme.wrap(marked, key) if self.role == "marked" else marked
+        with stages.timed("evaluate"):
+            r.marked = MarkedEvaluation(**dataclasses.asdict(self.evaluate(deployed, key)), cached=cached,
+                                        embed_time_s=embed_time)
+        with stages.timed("attack"):
+            ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
+                                lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
+                                store=self.store, attacker_data=attacker_data(cfg))
+            surrogate = self.attack(copy.deepcopy(deployed), ctx)
+            r.attack_usage = AttackUsage(**ctx.usage)
+            r.attack.data = AttackData(**ctx.record())
+            r.attack.result = ctx.result
+        with stages.timed("evaluate"):
+            r.surrogate = self.evaluate(surrogate, key)
+        r.embedding_loss = r.source.test_acc - r.marked.test_acc
+        r.stealing_loss = r.marked.test_acc - r.surrogate.test_acc
+        r.attack_time_ratio = r.timing_s.attack / max(r.source.train_time_s, 1e-9)
+
+
+def execute(cfg: DictConfig) -> dict:
+    """Run every stage of the run `cfg` and return its JSON; whatever fails is recorded (status
+    "failed", the error and the stage), the caller decides the exit status."""
+    record = new_record(cfg)
+    stages = Stages(record)
+    start = time.perf_counter()
+    try:
+        scheme, attack = build(cfg.scheme), build(cfg.attack)
+        with stages.timed("data"):
+            run = Run(cfg, load_data(cfg), scheme, attack)
+            record.num_classes = run.data.num_classes
+            record.attack.category = attack.category
+            record.attack.params = attack.recorded_params(record.attack.params)
+            record.scheme.bits = scheme.bits
+        run.execute(stages)
+        record.status = "ok"
+    except Exception as e:  # recorded in the JSON
+        record.status, record.failed_stage = "failed", stages.current
+        record.error = f"{type(e).__name__}: {str(e).strip()}"
+        record.traceback = traceback.format_exc(limit=8)
+    record.timing_s.total = round(time.perf_counter() - start, 3)
+    peak = peak_memory()
+    record.memory.peak_rss_mb, record.memory.cuda_max_allocated_mb = peak.peak_rss_mb, peak.cuda_max_allocated_mb
+    record.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return to_json(record)
 
 
 def completed_result(path: Path) -> dict | None:
@@ -375,7 +362,7 @@ def run_or_reuse(cfg: DictConfig) -> tuple[dict, Path, bool]:
     with run_lock(path):
         if not cfg.force and (previous := completed_result(path)) is not None:  # finished meanwhile
             return previous, path, True
-        result = Run(cfg).execute()
+        result = execute(cfg)
         atomic_write_json(path, result)
     return result, path, False
 

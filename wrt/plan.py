@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from wrt.pipeline import Run, build, check_run_config, completed_result, load_data, run_path
+from wrt.config import build
+from wrt.pipeline import Run, check_run_config, completed_result, load_data, resolve_device, run_path
 from wrt.validation import InvalidParameter
 
 TIMED_STEPS = 6  # after a first, untimed one
@@ -80,11 +81,11 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def measure_throughput(run: Run, data) -> float:
+def measure_throughput(run: Run) -> float:
     """Images per second of real training steps of the run's model with its source trainer: the
     time between the end of the first step and the end of the last (setup excluded)."""
     trainer = build(run.cfg.budget.source_trainer, device=run.device, progress=False, seed=0)
-    images, labels = data.defender()
+    images, labels = run.data.defender()
     n = min(len(images), trainer.batch_size * (1 + TIMED_STEPS))
     stamps = []
 
@@ -116,7 +117,7 @@ def attack_history(results_dir: Path) -> dict[tuple, float]:
 
 def make_plan(cfgs: list[DictConfig]) -> Plan:
     """The plan of the runs with these (composed) configs."""
-    plan, settings, seen, histories = Plan(runs=len(cfgs)), {}, set(), {}
+    plan, settings, datasets, seen, histories = Plan(runs=len(cfgs)), {}, {}, set(), {}
     for cfg in cfgs:
         try:
             check_run_config(cfg)
@@ -126,22 +127,23 @@ def make_plan(cfgs: list[DictConfig]) -> Plan:
         if not cfg.force and completed_result(run_path(cfg)) is not None:
             plan.reused += 1
             continue
-        run = Run(cfg)
         scheme, attack = build(cfg.scheme), build(cfg.attack)
-        label = f"{cfg.model.name} on {cfg.dataset.name}, budget {cfg.budget.name}, {run.device.type}"
+        label = (f"{cfg.model.name} on {cfg.dataset.name}, budget {cfg.budget.name}, "
+                 f"{resolve_device(cfg.device).type}")
         if label not in settings:
             start = time.perf_counter()
-            run.data = load_data(cfg)
+            data = datasets[label] = load_data(cfg)
             load_s = time.perf_counter() - start
-            settings[label] = Setting(load_s, len(run.data.defender()[0]), len(run.data.attacker()[0]),
-                                      len(run.data.test_y), measure_throughput(run, run.data))
+            settings[label] = Setting(load_s, len(data.defender()[0]), len(data.attacker()[0]), len(data.test_y),
+                                      measure_throughput(Run(cfg, data, scheme, attack)))
             plan.throughput[label] = settings[label].images_per_s
+        run = Run(cfg, datasets[label], scheme, attack)
         s = settings[label]
         source_epochs = cfg.budget.source_trainer.epochs
         finetune = build(cfg.budget.trainer, progress=False)
         seconds = s.load_s + s.test / s.images_per_s  # 3 evaluations, a forward pass ≈ 1/3 of a step
         images = 0  # trained
-        for kind, spec in run.artifacts(scheme):
+        for kind, spec in run.artifacts():
             path = run.store.path(kind, spec)
             if path in seen:
                 continue

@@ -1,18 +1,47 @@
 """Ambiguity (forging) attacks: does a counterfeit ownership claim, made without training data, verify on
-the stolen model? Read from the runs' `attack.result` (docs/run_json.md); these runs leave the model
-unchanged and never enter the removal game."""
+the stolen model? Read from the runs' `attack.result` (docs/run_json.md; its fields: `Claim`, checked when
+the runs are loaded, `check_claim`); these runs leave the model unchanged and never enter the removal game."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
+from wrt.analysis.load import check_fields, record_schema
 from wrt.analysis.tables import AMBIGUITY
+from wrt.record import FRACTION, entry
 
 NOT_APPLICABLE = "not applicable"
 KEYS = ["setting", "scheme", "scheme_config", "attack_config"]
 MEANS = ["claim_level", "verified", "best_wm_acc", "mean_wm_acc"]  # seed means
 FIXED = ["attempts", "key_size"]  # the same on every seed of a config
 COLUMNS = [*KEYS, "n_seeds", *FIXED, *MEANS, "false_claim_rate", "false_claim", "reason"]
+
+
+@dataclass
+class Claim:
+    """`attack.result` of an ambiguity run, as the forging attack reports it (`wrt.attacks.forging`)."""
+    applicable: bool = entry()  # false: the scheme has no counterfeit strategy (`reason`)
+    reason: str | None = entry()
+    attempts: int = entry(low=0)
+    key_size: int = entry(low=0)
+    claim_level: float = entry(**FRACTION)
+    p: float = entry(low=0.0, high=1.0, low_open=True, high_open=True)  # of a chance match at the claim level
+    verified: int = entry(low=0)  # counterfeits that reached the claim level
+    best_wm_acc: float = entry(**FRACTION)
+    mean_wm_acc: float = entry(**FRACTION)
+    false_claim: bool = entry()
+
+
+CLAIM_SCHEMA = record_schema(Claim, "attack.result.")
+
+
+def check_claim(record: dict) -> str | None:
+    """Why an ambiguity run's `attack.result` is not a `Claim` (a `load_runs` check), or None."""
+    if not isinstance(record.get("attack"), dict) or record["attack"].get("category") != AMBIGUITY:
+        return None
+    return check_fields(record, CLAIM_SCHEMA, record["status"])
 
 
 def forging_runs(runs: pd.DataFrame) -> pd.DataFrame:

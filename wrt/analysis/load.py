@@ -1,30 +1,32 @@
 """Read run JSON files (docs/run_json.md) into one pandas DataFrame, one row per run.
 
-The run record's schema, as far as the analyzer reads it, is `SCHEMA` below: every field the analyzer uses
-is checked there when a file is loaded, so that a bad file is skipped with one warning instead of breaking a
-table later."""
+The run record's schema is `SCHEMA` below, derived from the record's dataclasses (`wrt.record`): every field
+is checked when a file is loaded, so that a bad file is skipped with one warning instead of breaking a table
+later. What an attack reports (`attack.result`) is only an object here; an analysis that reads it checks its
+own fields (`checks` of `load_runs`, e.g. `wrt.analysis.forgery.check_claim`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import sys
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+from wrt.record import SCHEMA_VERSION, RunRecord
+
 ANALYSIS_DIRNAME = "analysis"
 RUNS_DIRNAME = "runs"
-CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "obfuscation", "combined",
-              "ambiguity")
 MAX_FILE_BYTES = 16 * 2**20   # a run JSON is a few kB; its `config` is the largest part
 MAX_DEPTH = 32                # nesting levels of a record
 MAX_PARAMS_CHARS = 10_000     # a scheme's or attack's params as JSON (they make the config labels)
-MAX_SEED = 2**63
 
 _NAME = re.compile(r"[A-Za-z0-9_.+=-]{1,100}")
 
@@ -45,89 +47,84 @@ def _small(v) -> bool:
     return isinstance(v, dict) and len(json.dumps(v)) <= MAX_PARAMS_CHARS
 
 
-# The checks, each with what a value must be.
-IS_OPT_STR = (_optional(lambda v: isinstance(v, str)), "a string or null")
-IS_NAME = (lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
-           "a config name (1–100 letters, digits, _ . + = -)")
-IS_FRACTION = (lambda v: _num(v) and 0.0 <= v <= 1.0, "a fraction in [0, 1]")
-IS_LOSS = (lambda v: _num(v) and -1.0 <= v <= 1.0, "a difference of accuracies in [-1, 1]")
-IS_DICT = (lambda v: isinstance(v, dict), "an object")
-IS_OPT_DICT = (_optional(lambda v: isinstance(v, dict)), "an object or null")
-IS_PARAMS = (_small, f"an object of at most {MAX_PARAMS_CHARS} characters")
-IS_BOOL = (lambda v: isinstance(v, bool), "true or false")
-IS_OPT_BOOL = (_optional(lambda v: isinstance(v, bool)), "true, false or null")
-IS_TIME = (_optional(lambda v: _num(v) and v >= 0), "a number ≥ 0 or null")
-IS_DURATION = (_optional(lambda v: _num(v) and v > 0), "a number > 0 or null")
-IS_COUNT = (_optional(lambda v: _int(v) and v >= 0), "an integer ≥ 0 or null")
-IS_SIZE = (_optional(lambda v: _int(v) and v >= 1), "an integer ≥ 1 or null")
-IS_NAMES = (_optional(lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
-            "a list of strings or null")
-IS_TIMES = (_optional(lambda v: isinstance(v, dict) and all(IS_TIME[0](x) for x in v.values())),
-            "an object of numbers ≥ 0")
+FORMS = {  # `wrt.record.entry(form=...)`: named formats of strings and objects
+    "name": (lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
+             "a config name (1–100 letters, digits, _ . + = -)"),
+    "file_name": (lambda v: isinstance(v, str) and 0 < len(v) <= 255 and "/" not in v,
+                  "a file name (1–255 characters, no /)"),
+    "params": (_small, f"an object of at most {MAX_PARAMS_CHARS} characters"),
+}
+TYPES = {str: (lambda v: isinstance(v, str), "a string"), bool: (lambda v: isinstance(v, bool), "true or false"),
+         dict: (lambda v: isinstance(v, dict), "an object"),
+         list[str]: (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings")}
 
-# dotted field -> (check, what it must be, required in an ok run). A failed run needs only `run_name`; every
-# other field it has must pass its check (null where the check allows it). A field an older file lacks is not
-# required; when present it must pass.
+
+def _bound(value) -> str:
+    return f"2**{value.bit_length() - 1}" if _int(value) and value > 2**32 and value & (value - 1) == 0 else f"{value:g}"
+
+
+def _number(kind: type, meta: dict) -> tuple:
+    """The check of an int or float field within the entry's range, with what it must be."""
+    low, high, low_open, high_open = meta["low"], meta["high"], meta["low_open"], meta["high_open"]
+    is_kind = _int if kind is int else _num
+
+    def check(v):
+        return (is_kind(v) and (low is None or (v > low if low_open else v >= low))
+                and (high is None or (v < high if high_open else v <= high)))
+
+    what = meta["what"] or ("an integer" if kind is int else "a number")
+    if high is not None:
+        text = f"{what} in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
+    elif low is not None:
+        text = f"{what} {'>' if low_open else '≥'} {_bound(low)}"
+    else:
+        text = what
+    return check, text
+
+
+def _field_check(hint, meta: dict) -> tuple:
+    """(check, what it must be) of a record field from its annotation and entry."""
+    args = typing.get_args(hint)
+    nullable = type(None) in args
+    kind = next(a for a in args if a is not type(None)) if nullable else hint
+    if dataclasses.is_dataclass(kind):
+        check, text = TYPES[dict]
+    elif meta["form"]:
+        check, text = FORMS[meta["form"]]
+    elif meta["choices"]:
+        choices = meta["choices"]
+        check = lambda v: isinstance(v, str) and v in choices  # noqa: E731
+        text = " or ".join(f'"{c}"' for c in choices) if len(choices) == 2 else f"one of {', '.join(choices)}"
+    elif kind in (int, float):
+        check, text = _number(kind, meta)
+    else:
+        check, text = TYPES[kind]
+    if not nullable:
+        return check, text
+    return _optional(check), "true, false or null" if kind is bool else f"{text} or null"
+
+
+def record_schema(cls=RunRecord, prefix: str = "") -> dict:
+    """dotted field -> (check, what it must be, required in an ok run), from the record's dataclasses."""
+    schema = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name, hint = f"{prefix}{f.name}", hints[f.name]
+        schema[name] = (*_field_check(hint, f.metadata), f.metadata["required"])
+        nested = [a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)]
+        if nested:
+            schema.update(record_schema(nested[0], f"{name}."))
+    return schema
+
+
+# dotted field -> (check, what it must be, required in an ok run): the run record's fields (`wrt.record`) and the
+# data sizes of the report's header, from the run's config. A failed run needs only `run_name`; every other field
+# it has must pass its check (null where the check allows it). A field an older file lacks is not required; when
+# present it must pass. `schema_version` and `status` are checked first (`validate`).
 SCHEMA = {
-    "run_name": (lambda v: isinstance(v, str) and 0 < len(v) <= 255 and "/" not in v,
-                 "a file name (1–255 characters, no /)", True),
-    "error": (*IS_OPT_STR, False),
-    "failed_stage": (*IS_OPT_STR, False),
-    "dataset": (*IS_NAME, True),
-    "model": (*IS_NAME, True),
-    "budget": (*IS_NAME, True),
-    "seed": (lambda v: _int(v) and 0 <= v < MAX_SEED, "an integer in [0, 2**63)", True),
-    "role": (lambda v: v in ("marked", "null"), '"marked" or "null"', True),
-    "num_classes": (_optional(lambda v: _int(v) and v >= 2), "an integer ≥ 2 or null", False),
-    "scheme": (*IS_DICT, True),
-    "scheme.name": (*IS_NAME, True),
-    "scheme.params": (*IS_PARAMS, True),
-    "scheme.ablated": (*IS_NAMES, False),
-    "scheme.bits": (*IS_BOOL, True),
-    "scheme.key_size": (*IS_SIZE, True),
-    "attack": (*IS_DICT, True),
-    "attack.name": (*IS_NAME, True),
-    "attack.category": (lambda v: v in CATEGORIES, f"one of {', '.join(CATEGORIES)}", True),
-    "attack.params": (*IS_PARAMS, True),
-    "attack.ablated": (*IS_NAMES, False),
-    "attack.data": (*IS_OPT_DICT, False),
-    "attack.data.fraction": (lambda v: _num(v) and 0.0 < v <= 1.0, "a fraction in (0, 1]", False),
-    "attack.data.count": (*IS_SIZE, False),
-    "attack.data.labels": (*IS_NAME, False),
-    "attack.data.domain": (*IS_NAME, False),
-    "attack.data.images": (*IS_COUNT, False),
-    # the forging attack's claim (wrt.analysis.forgery)
-    "attack.result": (*IS_OPT_DICT, False),
-    **{f"attack.result.{k}": (*IS_BOOL, False) for k in ("applicable", "false_claim")},
-    **{f"attack.result.{k}": (lambda v: _int(v) and v >= 0, "an integer ≥ 0", False)
-       for k in ("attempts", "key_size", "verified")},
-    **{f"attack.result.{k}": (*IS_FRACTION, False) for k in ("claim_level", "best_wm_acc", "mean_wm_acc")},
-    "attack.result.reason": (*IS_OPT_STR, False),
-    "source": (*IS_DICT, True),
-    "source.test_acc": (*IS_FRACTION, True),
-    "source.cached": (*IS_OPT_BOOL, False),
-    "source.train_time_s": (*IS_DURATION, False),
-    "marked": (*IS_DICT, True),
-    "marked.test_acc": (*IS_FRACTION, True),
-    "marked.wm_acc": (*IS_FRACTION, True),
-    "marked.cached": (*IS_OPT_BOOL, False),
-    "marked.embed_time_s": (*IS_TIME, False),
-    "surrogate": (*IS_DICT, True),
-    "surrogate.test_acc": (*IS_FRACTION, True),
-    "surrogate.wm_acc": (*IS_FRACTION, True),
-    "surrogate.wm_error": (*IS_OPT_STR, False),
-    "embedding_loss": (*IS_LOSS, True),
-    "stealing_loss": (*IS_LOSS, True),
-    "attack_time_ratio": (*IS_TIME, True),
-    "timing_s": (*IS_TIMES, False),
-    "device": (*IS_OPT_STR, False),
-    "versions": (*IS_OPT_DICT, False),
-    **{f"versions.{k}": (*IS_OPT_STR, False) for k in ("wrt", "torch", "torchvision", "python")},
-    "created": (*IS_OPT_STR, False),
-    # the data sizes of the report's header, from the run's config
-    "config": (*IS_OPT_DICT, False),
-    "config.budget.max_train": (*IS_SIZE, False),
-    "config.budget.max_test": (*IS_SIZE, False),
+    **record_schema(),
+    **{f"config.budget.{k}": (_optional(lambda v: _int(v) and v >= 1), "an integer ≥ 1 or null", False)
+       for k in ("max_train", "max_test")},
 }
 CONFIG_FIELDS = ["config.budget.max_train", "config.budget.max_test"]  # the only config fields kept as columns
 DATA_FIELDS = ["attack.data.fraction", "attack.data.count", "attack.data.labels", "attack.data.domain"]
@@ -213,19 +210,12 @@ def config_label(name: str, params: dict | None, ablated: list | None = None) ->
     return f"{name}({','.join(f'{k}={_format_value(v)}' for k, v in sorted(flat.items()))})"
 
 
-def validate(record) -> str | None:
-    """Return why `record` is not a usable run, or None when it is (`SCHEMA`)."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if record.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version is {_show(record.get('schema_version'))}, expected {SCHEMA_VERSION}"
-    status = record.get("status")
-    if status not in ("ok", "failed"):
-        return f'status is {_show(status)}, expected "ok" or "failed"'
-    if _depth({k: v for k, v in record.items() if k != "config"}) > MAX_DEPTH \
-            or _depth(record.get("config")) > MAX_DEPTH:
-        return f"nested more than {MAX_DEPTH} levels deep"
-    for field, (check, expected, required) in SCHEMA.items():
+Check = Callable[[dict], "str | None"]  # why a record is not usable, or None
+
+
+def check_fields(record: dict, schema: dict, status: str) -> str | None:
+    """Why `record` fails `schema` (dotted field -> (check, what it must be, required in an ok run)), or None."""
+    for field, (check, expected, required) in schema.items():
         value = _get(record, field)
         if value is _MISSING:
             if required and (status == "ok" or field == "run_name"):
@@ -236,6 +226,21 @@ def validate(record) -> str | None:
         if not check(value):
             return f"wrong type: {field} is {_show(value)}, expected {expected}"
     return None
+
+
+def validate(record, checks: Sequence[Check] = ()) -> str | None:
+    """Return why `record` is not a usable run, or None when it is (`SCHEMA`, then each of `checks`)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("schema_version") != SCHEMA_VERSION:
+        return f"schema_version is {_show(record.get('schema_version'))}, expected {SCHEMA_VERSION}"
+    status = record.get("status")
+    if status not in ("ok", "failed"):
+        return f'status is {_show(status)}, expected "ok" or "failed"'
+    if _depth({k: v for k, v in record.items() if k != "config"}) > MAX_DEPTH \
+            or _depth(record.get("config")) > MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep"
+    return check_fields(record, SCHEMA, status) or next(filter(None, (check(record) for check in checks)), None)
 
 
 def _show(value) -> str:
@@ -337,8 +342,8 @@ def run_files(results_dir: Path) -> list[Path]:
     return files
 
 
-def read_run(path: Path) -> dict | str:
-    """The record in `path`, or why it cannot be used."""
+def read_run(path: Path, checks: Sequence[Check] = ()) -> dict | str:
+    """The record in `path`, or why it cannot be used (`validate`)."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return f"larger than {MAX_FILE_BYTES // 2**20} MiB"
@@ -351,7 +356,7 @@ def read_run(path: Path) -> dict | str:
         return f"not usable JSON ({str(exc).split(';')[0]})"
     except RecursionError:
         return "not usable JSON (nested too deeply)"
-    return validate(record) or record
+    return validate(record, checks) or record
 
 
 def _keep(paths_records: list[tuple[Path, dict]]) -> int:
@@ -364,9 +369,10 @@ def _keep(paths_records: list[tuple[Path, dict]]) -> int:
     return min(range(len(paths_records)), key=lambda i: rank(paths_records[i]))
 
 
-def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.stderr)) -> LoadedRuns:
+def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.stderr),
+              checks: Sequence[Check] = ()) -> LoadedRuns:
     """Read every run JSON below results_dir (`run_files`; the `config` field is left out but for the data
-    sizes).
+    sizes); `checks`: what the analyses check beyond `SCHEMA` (e.g. the fields of an attack's result).
 
     An unreadable, corrupt, half-written, incomplete, wrong-typed or out-of-range file is skipped with exactly
     one warning line; so is a file on which loading fails unexpectedly. Files that repeat a run_name (a copy)
@@ -380,7 +386,7 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
     rows, skipped = [], []
     for path in files:
         try:
-            record = read_run(path)
+            record = read_run(path, checks)
             if isinstance(record, dict):
                 rows.append(_row(path, record))
                 good.setdefault(record["run_name"], []).append((path, record))

@@ -159,7 +159,7 @@ def prepare(options: Options) -> Analysis:
     """Load the runs and compute thresholds, outcomes and equilibria; raise ResultsDirError or ThresholdError
     (one line each) when there is nothing to analyze."""
     results_dir = Path(options.results_dir)
-    loaded = load_runs(results_dir)
+    loaded = load_runs(results_dir, checks=CHECKS)
     runs = tables.add_settings(loaded.runs)
     a = Analysis(options, loaded, runs, results_dir / ANALYSIS_DIRNAME)
     if not (runs["status"] == "ok").any():
@@ -494,6 +494,7 @@ SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness
             model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
             setting_sections, failure_sections]
 FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
+CHECKS = [forgery.check_claim]  # what the analyses read beyond the run record (`load_runs`)
 
 
 # ---------------------------------------------------------------- HTML

@@ -17,7 +17,7 @@ from torch import nn
 
 from wrt.adversarial import AdversarialParams, batched, pgd
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
+from wrt.attacks.toolkit import attacker_data, classifier_of, fine_tune
 from wrt.data.loader import to_float
 
 
@@ -27,7 +27,7 @@ class AdversarialTraining(AdversarialParams, FineTuningParams, Attack):
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "adversarial_training")
-        images, targets = attacker_data(ctx, model, "predicted")
+        images, targets = attacker_data(ctx, model, "queried")
         generator = ctx.generator()
         n_adv = max(1, int(round(self.fraction * len(images))))
         chosen = torch.randperm(len(images), generator=generator)[:n_adv]

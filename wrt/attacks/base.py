@@ -22,12 +22,9 @@ from wrt.params import EPOCHS, LR, Configurable, param
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter, require
 
-CATEGORIES = ("none", "input_preprocessing", "model_modification", "model_extraction", "combined", "obfuscation",
-              "ambiguity")
-
-
 LABEL_SOURCES = ("protocol", "ground_truth", "queried")
 DOMAINS = ("in", "out", "none")
+USAGE = ("queries", "labeled_samples", "unlabeled_samples", "transfer_samples")  # `AttackContext.count`
 
 
 @dataclass
@@ -114,9 +111,9 @@ class AttackContext:
         """The labels the budget allows for drawn `images`: the true ones, or the victim's
         top-1 answers (`protocol`: the attack's own choice, `ground_truth` or `queried`)."""
         if labels is not None and self.attacker_data.ground_truth(protocol):
-            self.usage["labeled_samples"] += len(labels)
+            self.count(labeled_samples=len(labels))
             return labels
-        self.usage["unlabeled_samples"] += len(images)
+        self.count(unlabeled_samples=len(images))
         return self.query(model, images).argmax(1)
 
     def attacker_labeled(self, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,19 +132,38 @@ class AttackContext:
 
     def query(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Logits of the victim on `images`, counted as queries."""
-        self.usage["queries"] += len(images)
+        self.count(queries=len(images))
         return self.trainer.predict(model, images)
+
+    def count(self, **usage: int) -> None:
+        """Add to the data the attacker used (`attack_usage` of the run JSON): `queries` to the
+        victim, training-distribution samples with (`labeled_samples`) and without labels
+        (`unlabeled_samples`), labeled other-domain samples (`transfer_samples`)."""
+        for kind, n in usage.items():
+            require(kind in USAGE, "attack usage", kind, ", ".join(USAGE))
+            self.usage[kind] = self.usage.get(kind, 0) + n
+
+    def report(self, **found) -> None:
+        """Record what the attack found beyond its surrogate (`attack.result` of the run JSON;
+        values must be JSON values)."""
+        self.result = {**(self.result or {}), **found}
 
 
 class Attack(Configurable):
-    """Base class: subclasses set `category`, declare their parameters as dataclass fields
-    (`wrt.params`) and implement `__call__`."""
+    """Base class: subclasses set `category` (one of `wrt.record.CATEGORIES`), declare their parameters
+    as dataclass fields (`wrt.params`) and implement `__call__`; they count the data they use with
+    `ctx.count(...)` and report what they find with `ctx.report(...)`."""
 
     group = "attack"
     category: ClassVar[str] = "none"
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         raise NotImplementedError
+
+    def recorded_params(self, params: dict) -> dict:
+        """`attack.params` of the run JSON, given the config's parameters (`params`): those
+        parameters, unless the attack records more (a combined attack: its steps')."""
+        return params
 
 
 @dataclass(eq=False)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
+from wrt.config import build, params_of
 from wrt.validation import require
 
 
@@ -40,14 +41,14 @@ class Sequential(Attack):
     steps: list | dict  # attack configs in order, or keyed 0, 1, ... (checked by `_ordered`)
 
     def __post_init__(self):
-        from wrt.pipeline import build, params_of  # the pipeline's own rules for group configs
-
         super().__post_init__()
         self.configs = _ordered(self.steps)
         self.attacks: list[Attack] = [build(config) for config in self.configs]
-        self.recorded_params = {"steps": [{"name": config.get("name", config["_target_"]), "category": attack.category,
-                                  "params": params_of(config)}
-                                 for config, attack in zip(self.configs, self.attacks)]}
+
+    def recorded_params(self, params: dict) -> dict:
+        """Each step's name, category and parameters, in order."""
+        return {"steps": [{"name": config.get("name", config["_target_"]), "category": attack.category,
+                           "params": params_of(config)} for config, attack in zip(self.configs, self.attacks)]}
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         for attack in self.attacks:

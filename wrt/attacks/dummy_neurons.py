@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
-from wrt.attacks.equivalence import HiddenPair, hidden_pairs, permute_pair
-from wrt.attacks.finetuning import classifier_of
+from wrt.attacks.toolkit import HiddenPair, classifier_of, hidden_pairs, permute_pair
 from wrt.params import param
 from wrt.validation import InvalidParameter
 

@@ -25,120 +25,15 @@ network's input and its logits.
 
 from __future__ import annotations
 
-import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext
-from wrt.attacks.finetuning import classifier_of
+from wrt.attacks.toolkit import HiddenPair, classifier_of, consumer_columns, hidden_pairs, permute_pair
 from wrt.params import param
 from wrt.validation import require
-
-LAYERS = (nn.Conv2d, nn.Linear)
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-               nn.Dropout, nn.Identity)
-PER_CHANNEL_FUNCTIONS = (F.relu, torch.relu, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
-                         F.adaptive_max_pool2d, F.dropout)
-FLATTEN_FUNCTIONS = (torch.flatten,)
-
-
-@dataclass
-class HiddenPair:
-    producer_name: str
-    producer: nn.Module
-    consumer_name: str
-    consumer: nn.Module
-    norms: list = field(default_factory=list)
-    flattened: bool = False
-
-    @property
-    def units(self) -> int:
-        return self.producer.out_channels if isinstance(self.producer, nn.Conv2d) else self.producer.out_features
-
-
-def _plain(layer: nn.Module) -> bool:
-    return not isinstance(layer, nn.Conv2d) or layer.groups == 1
-
-
-def hidden_pairs(net: nn.Module, attack: str) -> list[HiddenPair]:
-    """All producer → consumer pairs of `net` connected through per-channel operations."""
-    try:
-        graph = fx.symbolic_trace(net).graph
-    except Exception as e:  # control flow fx cannot trace
-        raise ValueError(f"attack.{attack}: cannot trace {type(net).__name__} with torch.fx "
-                         f"to find its hidden layers ({type(e).__name__}: {e})") from None
-    modules = dict(net.named_modules())
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    pairs = []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], LAYERS):
-            continue
-        producer = modules[node.target]
-        if calls[node.target] != 1 or not _plain(producer):
-            continue
-        norms, flattened, current = [], False, node
-        while len(current.users) == 1:
-            nxt = next(iter(current.users))
-            if not nxt.args or nxt.args[0] is not current:
-                break
-            if nxt.op == "call_module":
-                module = modules[nxt.target]
-                if isinstance(module, LAYERS):
-                    if calls[nxt.target] == 1 and _plain(module) and _fits(producer, module, flattened):
-                        pairs.append(HiddenPair(node.target, producer, nxt.target, module, norms, flattened))
-                    break
-                if isinstance(module, NORMS) and calls[nxt.target] == 1:
-                    norms = norms + [module]
-                elif isinstance(module, nn.Flatten):
-                    flattened = True
-                elif not isinstance(module, PER_CHANNEL):
-                    break
-            elif nxt.op == "call_function" and nxt.target in PER_CHANNEL_FUNCTIONS:
-                pass
-            elif nxt.op == "call_function" and nxt.target in FLATTEN_FUNCTIONS:
-                flattened = True
-            else:
-                break
-            current = nxt
-    require(bool(pairs), f"attack.{attack}", type(net).__name__,
-            "a model with hidden layers connected only through per-channel operations")
-    return pairs
-
-
-def _fits(producer: nn.Module, consumer: nn.Module, flattened: bool) -> bool:
-    units = producer.out_channels if isinstance(producer, nn.Conv2d) else producer.out_features
-    if isinstance(consumer, nn.Conv2d):
-        return isinstance(producer, nn.Conv2d) and not flattened and consumer.in_channels == units
-    if isinstance(producer, nn.Conv2d):
-        return flattened and consumer.in_features % units == 0
-    return consumer.in_features == units
-
-
-def _consumer_columns(pair: HiddenPair) -> torch.Tensor:
-    """The consumer's weight viewed as [out, units, rest] (a copy-free view when possible)."""
-    w = pair.consumer.weight.data
-    return w.reshape(w.shape[0], pair.units, -1)
-
-
-@torch.no_grad()
-def permute_pair(pair: HiddenPair, perm: torch.Tensor) -> None:
-    producer = pair.producer
-    producer.weight.data = producer.weight.data[perm].clone()
-    if producer.bias is not None:
-        producer.bias.data = producer.bias.data[perm].clone()
-    for norm in pair.norms:
-        for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
-            if tensor is not None:
-                tensor.data = tensor.data[perm].clone()
-    shape = pair.consumer.weight.shape
-    pair.consumer.weight.data = _consumer_columns(pair)[:, perm].reshape(shape).clone()
 
 
 @torch.no_grad()
@@ -154,7 +49,7 @@ def scale_pair(pair: HiddenPair, factors: torch.Tensor) -> None:
         view = [-1] + [1] * (tensor.dim() - 1)
         tensor.data.mul_(factors.to(tensor.device, tensor.dtype).view(view))
     shape = pair.consumer.weight.shape
-    columns = _consumer_columns(pair)
+    columns = consumer_columns(pair)
     pair.consumer.weight.data = (columns / factors.to(columns.device, columns.dtype).view(1, -1, 1)).reshape(shape)
 
 

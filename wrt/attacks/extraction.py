@@ -36,23 +36,13 @@ from torch import nn
 
 from wrt.adversarial import AdversarialParams, batched, pgd
 from wrt.attacks.base import Attack, AttackContext
+from wrt.attacks.toolkit import domain_data, victim_labels
 from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.data.loader import to_float
 from wrt.models import unwrap
 from wrt.params import param
 from wrt.train import classification_loss
 from wrt.validation import require
-
-
-def domain_data(ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The extraction attacker's images: the whole training set, without its labels unless
-    the data budget grants ground truth (drawn under the budget; recorded)."""
-    return ctx.draw(ctx.data.train_x, ctx.data.train_y)
-
-
-def victim_labels(model: nn.Module, images: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
-    """The victim's top-1 labels for `images` (one query each)."""
-    return ctx.query(model, images).argmax(1)
 
 
 class Retraining(Attack):
@@ -75,10 +65,10 @@ class Retraining(Attack):
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         images, truth = domain_data(ctx)
         if truth is not None and ctx.attacker_data.ground_truth("queried"):
-            ctx.usage["labeled_samples"] += len(truth)
+            ctx.count(labeled_samples=len(truth))
             targets = truth
         else:
-            ctx.usage["unlabeled_samples"] += len(images)
+            ctx.count(unlabeled_samples=len(images))
             targets = self.targets(model, images, ctx)
         surrogate = self.surrogate(model, ctx)
         self.train(surrogate, images, targets, ctx)
@@ -236,7 +226,7 @@ class KnockoffNets(Retraining):
         require(ctx.attacker_data.domain != "none", "attacker_data.domain", "none",
                 "in or out (Knockoff Nets queries other-domain images by protocol)")
         images, _ = ctx.share(images)  # the transfer set is other-domain by protocol
-        ctx.usage["transfer_samples"] = ctx.usage.get("transfer_samples", 0) + len(images)
+        ctx.count(transfer_samples=len(images))
         labels = victim_labels(model, images, ctx)
         surrogate = self.surrogate(model, ctx)
         self.train(surrogate, images, labels, ctx)

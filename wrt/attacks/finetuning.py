@@ -16,84 +16,18 @@ XIII-B, ε = 0.3) and regularization (Shafieinejad et al. 2021; SoK App. XIII-B:
 
 Epochs in the configs are the paper's (the WRT configs of Lukas et al.: 5 for FTAL, FTLL,
 RTAL and label smoothing, 10 for RTLL); `Trainer.fit` scales them by the budget. The helpers
-`attacker_data` and `fine_tune` are shared by the other model-modification attacks.
+`attacker_data` and `fine_tune` live in `wrt.attacks.toolkit`.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.models import unwrap
+from wrt.attacks.toolkit import attacker_data, classifier_of, fine_tune
 from wrt.params import EPOCHS, param
-from wrt.validation import require
-
-LABELS = ("ground_truth", "predicted")
-
-
-def classifier_of(model: nn.Module, attack: str) -> nn.Module:
-    """The `ImageClassifier` inside `model`, or a clear error naming the attack."""
-    net = unwrap(model)
-    require(isinstance(getattr(net, "classifier", None), nn.Linear) and hasattr(net, "features"),
-            f"attack.{attack}", type(net).__name__, "a model with `features` and a Linear `classifier`")
-    return net
-
-
-def attacker_data(ctx: AttackContext, model: nn.Module, labels: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attacker's third of the training images under its data budget, with ground-truth
-    labels (labeled-data attacks) or with the labels `model` predicts for them (domain-data
-    attacks); the budget's `labels` setting overrides the attack's choice. Call it before
-    changing `model`: the predictions are those of the model under attack."""
-    images, truth = ctx.draw(*ctx.data.attacker())
-    return images, ctx.labeled(model, images, truth, "ground_truth" if labels == "ground_truth" else "queried")
-
-
-class HeadOnly(nn.Module):
-    """Trains only the classifier: the feature extractor stays in eval mode, so its
-    BatchNorm statistics stay frozen too (used by FTLL and RTLL)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.model.features.eval()
-        return self
-
-
-@contextmanager
-def frozen(module: nn.Module):
-    """Temporarily turn off gradients of `module`'s parameters."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-def fine_tune(ctx: AttackContext, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
-              epochs: float, lr: float, head_only: bool = False, desc: str = "attack", **fit_kwargs):
-    """Fine-tune the classifier inside `model` in place with the attack trainer (all layers,
-    or only the last one) on the attacker's data, with the dataset's augmentation."""
-    net = unwrap(model)
-    if head_only:
-        with frozen(net.features):
-            return ctx.trainer.fit(HeadOnly(net), images, targets, epochs=epochs, lr=lr,
-                                   augment=ctx.data.augment, desc=desc, **fit_kwargs)
-    return ctx.trainer.fit(net, images, targets, epochs=epochs, lr=lr, augment=ctx.data.augment,
-                           desc=desc, **fit_kwargs)
-
 
 @dataclass(eq=False)
 class FineTuning(FineTuningParams, Attack):
@@ -124,11 +58,11 @@ class FTAL(FineTuning):
 
 
 class RTLL(FineTuning):
-    name, last_layer_only, reinitialize, labels = "rtll", True, True, "predicted"
+    name, last_layer_only, reinitialize, labels = "rtll", True, True, "queried"
 
 
 class RTAL(FineTuning):
-    name, last_layer_only, reinitialize, labels = "rtal", False, True, "predicted"
+    name, last_layer_only, reinitialize, labels = "rtal", False, True, "queried"
 
 
 @dataclass(eq=False)
@@ -141,7 +75,7 @@ class LabelSmoothing(FineTuningParams, Attack):
 
     def __call__(self, model, ctx):
         classifier_of(model, "label_smoothing")
-        images, targets = attacker_data(ctx, model, "predicted")
+        images, targets = attacker_data(ctx, model, "queried")
         fine_tune(ctx, model, images, targets, epochs=self.epochs, lr=self.lr,
                   label_smoothing=self.epsilon, desc="label_smoothing")
         return model
@@ -160,7 +94,7 @@ class Regularization(FineTuningParams, Attack):
 
     def __call__(self, model, ctx):
         classifier_of(model, "regularization")
-        images, targets = attacker_data(ctx, model, "predicted")
+        images, targets = attacker_data(ctx, model, "queried")
         fine_tune(ctx, model, images, targets, epochs=self.epochs, lr=self.lr,
                   weight_decay=self.weight_decay, desc="regularize")
         fine_tune(ctx, model, images, targets, epochs=self.finetune_epochs, lr=self.lr,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wrt.analysis.thresholds import ThresholdError, binomial_threshold
 from wrt.attacks.base import Attack, AttackContext
 from wrt.params import param
+from wrt.stats import ThresholdError, binomial_threshold
 
 
 def claim_level(key_size: int, chance: float, p: float) -> float:
@@ -51,7 +51,7 @@ class Forging(Attack):
             try:
                 key = scheme.forge(model, data.image_shape, data.num_classes, generator, ctx.trainer)
             except NotImplementedError as e:
-                ctx.result = {"applicable": False, "reason": str(e)}
+                ctx.report(applicable=False, reason=str(e))
                 return model
             if level is None:
                 chance = 0.5 if scheme.bits else 1.0 / data.num_classes
@@ -59,8 +59,7 @@ class Forging(Attack):
                 level = 1.0 if scheme.exact_verification else claim_level(size, chance, self.p)
             accuracies.append(scheme.extract(model, key, ctx.trainer))
         verified = sum(acc >= level for acc in accuracies)
-        ctx.result = {"applicable": True, "attempts": self.attempts, "key_size": size,
-                      "claim_level": level, "p": self.p, "verified": verified,
-                      "best_wm_acc": max(accuracies), "mean_wm_acc": float(np.mean(accuracies)),
-                      "false_claim": verified > 0}
+        ctx.report(applicable=True, attempts=self.attempts, key_size=size, claim_level=level, p=self.p,
+                   verified=verified, best_wm_acc=max(accuracies), mean_wm_acc=float(np.mean(accuracies)),
+                   false_claim=verified > 0)
         return model

@@ -22,15 +22,15 @@ SoK's WRT configs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune, frozen
-from wrt.attacks.pruning import last_conv_stage, mean_activations, prune_neurons
+from wrt.attacks.toolkit import (attacker_data, classifier_of, fine_tune, frozen, last_conv_stage,
+                                 mean_activations, prune_neurons)
 from wrt.data.loader import to_float
 from wrt.params import EPOCHS, param
 
@@ -122,7 +122,6 @@ class TriggerReversalParams:
     reverse_epochs: float = param(4, **EPOCHS)
     reverse_samples: int = param(2000, low=1)
     lam: float = param(0.01, low=0, high=100)
-    detection: dict | None = field(default=None, init=False)  # what the reversal found (recorded)
 
 
 @dataclass(eq=False)
@@ -134,9 +133,10 @@ class NeuralCleanse(TriggerReversalParams, FineTuningParams, Attack):
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_cleanse")
-        images, targets = attacker_data(ctx, model, "predicted")
-        triggers, self.detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
-                                                   samples=self.reverse_samples, lam=self.lam)
+        images, targets = attacker_data(ctx, model, "queried")
+        triggers, detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
+                                              samples=self.reverse_samples, lam=self.lam)
+        ctx.report(detection=detection)
         generator = ctx.generator()
         if self.method == "unlearning":
             train_x = stamp_fraction(images, triggers, self.trigger_fraction, generator)

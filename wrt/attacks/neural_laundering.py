@@ -15,15 +15,15 @@ epochs, 5 fine-tuning epochs (paper budget).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
 from wrt.attacks.neural_cleanse import TriggerReversalParams, detect_triggers, stamp_fraction
-from wrt.attacks.pruning import activation_stages, mean_activations, prune_neurons
+from wrt.attacks.toolkit import (activation_stages, attacker_data, classifier_of, fine_tune, mean_activations,
+                                 prune_neurons)
 from wrt.params import EPOCHS, LR, param
 
 
@@ -35,13 +35,12 @@ class NeuralLaundering(TriggerReversalParams, FineTuningParams, Attack):
     dense_threshold: float = param(0.2, low=0, high=100, low_open=True)
     lr: float = param(0.001, **LR)
     reverse_epochs: float = param(15, **EPOCHS)
-    pruned: dict[str, int] = field(default_factory=dict, init=False)  # units reset per layer
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "neural_laundering")
-        images, targets = attacker_data(ctx, model, "predicted")
-        triggers, self.detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
-                                                   samples=self.reverse_samples, lam=self.lam)
+        images, targets = attacker_data(ctx, model, "queried")
+        triggers, detection = detect_triggers(ctx, net, images, epochs=self.reverse_epochs,
+                                              samples=self.reverse_samples, lam=self.lam)
         generator = ctx.generator()
         sample = images[torch.randperm(len(images), generator=generator)[:self.reverse_samples]]
         stages = activation_stages(net)
@@ -60,11 +59,13 @@ class NeuralLaundering(TriggerReversalParams, FineTuningParams, Attack):
             net(torch.zeros((1, *images.shape[1:]), device=device))
             for h in hooks:
                 h.remove()
+        counts = {}
         for (name, module), r in zip(stages, rise):
             pruned = r > (self.threshold if shapes[name] == 4 else self.dense_threshold)
             if pruned.any():
                 prune_neurons(module, pruned)
-            self.pruned[name] = int(pruned.sum())
+            counts[name] = int(pruned.sum())
+        ctx.report(detection=detection, pruned=counts)
         train_x = stamp_fraction(images, triggers, self.trigger_fraction, generator)
         fine_tune(ctx, model, train_x, targets, epochs=self.epochs, lr=self.lr, desc="neural_laundering")
         return model

@@ -48,7 +48,7 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(x.device, torch.float32).div_(255)
 
 
-def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+def quantize_pixels(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Project each value onto the mean of its quantum (2^bits intervals of [0, 1])."""
     levels = 2 ** bits
     return (torch.floor(x * levels).clamp(0, levels - 1) + 0.5) / levels
@@ -120,7 +120,7 @@ class InputQuantization(InputPreprocessing):
     bits: int = param(4, choices=(3, 4, 5))
 
     def transform(self, x):
-        return quantize(x, self.bits)
+        return quantize_pixels(x, self.bits)
 
 
 @dataclass(eq=False)
@@ -223,7 +223,7 @@ class InputReconstruction(InputPreprocessing):
         require(size == width and size % 4 == 0, "dataset image size", (size, width),
                 "square with a side divisible by 4 for input_reconstruction")
         images, _ = ctx.draw(*ctx.data.attacker())  # the attacker's images; labels are not used
-        ctx.usage["unlabeled_samples"] += len(images)
+        ctx.count(unlabeled_samples=len(images))
         budget = ctx.attacker_data
         trainer = ctx.trainer
         epochs = trainer.scaled_epochs(self.epochs)

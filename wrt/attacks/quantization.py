@@ -17,13 +17,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
+from wrt.attacks.toolkit import attacker_data, classifier_of, fine_tune
 from wrt.params import EPOCHS, param
 
 QUANTIZED = (nn.Conv2d, nn.Linear)
 
 
-def quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
+def quantize_weights(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Each entry → the centre of its interval among 2^bits equal intervals of [min, max]."""
     low, high = weight.min(), weight.max()
     levels = 2 ** bits
@@ -40,7 +40,7 @@ class StraightThroughQuantizer(nn.Module):
         self.bits = bits
 
     def forward(self, weight):
-        return weight + (quantize(weight.detach(), self.bits) - weight).detach()
+        return weight + (quantize_weights(weight.detach(), self.bits) - weight).detach()
 
 
 @dataclass(eq=False)
@@ -52,7 +52,7 @@ class WeightQuantization(FineTuningParams, Attack):
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         net = classifier_of(model, "weight_quantization")
-        images, targets = attacker_data(ctx, model, "predicted")
+        images, targets = attacker_data(ctx, model, "queried")
         layers = [m for m in net.modules() if isinstance(m, QUANTIZED)]
         for layer in layers:
             parametrize.register_parametrization(layer, "weight", StraightThroughQuantizer(self.bits))
@@ -63,5 +63,5 @@ class WeightQuantization(FineTuningParams, Attack):
             for layer in layers:  # keep the quantized values as plain weights
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
                 with torch.no_grad():
-                    layer.weight.copy_(quantize(layer.weight, self.bits))
+                    layer.weight.copy_(quantize_weights(layer.weight, self.bits))
         return model

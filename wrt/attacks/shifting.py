@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.attacks.finetuning import attacker_data, classifier_of, fine_tune
+from wrt.attacks.toolkit import attacker_data, classifier_of, fine_tune
 from wrt.params import EPOCHS, param
 from wrt.validation import require
 
@@ -46,7 +46,7 @@ class WeightShifting(FineTuningParams, Attack):
         convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
         require(bool(convs), "attack.weight_shifting", type(net).__name__,
                 "a model with convolutional layers")
-        images, targets = attacker_data(ctx, model, "predicted")
+        images, targets = attacker_data(ctx, model, "queried")
         generator = ctx.generator()
         for conv in convs:
             shift_filters_(conv.weight, self.lambda1, self.lambda2, generator)

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
-from wrt.attacks.finetuning import HeadOnly
-from wrt.attacks.extraction import GLYPH_CLASSES, domain_data
-from wrt.data.glyphs import glyph_dataset
+from wrt.attacks.toolkit import HeadOnly, domain_data
+from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.params import EPOCHS, param
 from wrt.store import load_state
 from wrt.train import StepDecay, Trainer
@@ -90,8 +89,7 @@ class TransferLearning(FineTuningParams, Attack):
         else:
             state, _, _ = ctx.store.get_or_create("pretrained", spec, pretrain)
             load_state(model, state, ctx.store.path("pretrained", spec))
-        ctx.usage["transfer_samples"] = (ctx.usage.get("transfer_samples", 0)
-                                         + self.pretrain_classes * self.pretrain_per_class)
+        ctx.count(transfer_samples=self.pretrain_classes * self.pretrain_per_class)
         return model
 
     # ---- the attack -------------------------------------------------------------------------

@@ -102,7 +102,7 @@ class Activations:
         self.handle.remove()
 
 
-def mean_filter(weight: torch.Tensor) -> torch.Tensor:
+def mean_over_filters(weight: torch.Tensor) -> torch.Tensor:
     """The mean over a convolution's output filters, flattened (Uchida's permutation-invariant
     carrier, SoK §V-D): [n, c, kh, kw] → [c·kh·kw]."""
     return weight.float().mean(0).flatten()

@@ -28,7 +28,7 @@ from torch import nn
 from wrt.data import Dataset
 from wrt.params import param
 from wrt.schemes.base import LAYER, EmbeddingParams, Key, KeyMismatch, Scheme
-from wrt.schemes.layers import conv_layer, key_layer, mean_filter, random_bits
+from wrt.schemes.layers import conv_layer, key_layer, mean_over_filters, random_bits
 from wrt.train import EarlyStopping, Trainer
 
 MIN_FAN_IN = 128  # default layer: the first conv whose filters have ≥ this many weights
@@ -56,7 +56,7 @@ class MeanFilterScheme(EmbeddingParams, Scheme):
         if weight[0].numel() != expected:
             raise KeyMismatch(f"layer {name!r}: the key projects mean filters of {expected} weights, "
                               f"the layer's filters have {weight[0].numel()} ({'×'.join(map(str, weight.shape[1:]))})")
-        return mean_filter(weight)
+        return mean_over_filters(weight)
 
     def projected(self, model: nn.Module, key: Key) -> torch.Tensor:
         w = self.carrier(model, key)
