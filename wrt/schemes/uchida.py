@@ -26,7 +26,7 @@ from torch import nn
 from wrt.data import Dataset
 from wrt.schemes.base import Key, KeyMismatch, Scheme
 from wrt.schemes.layers import conv_layer, key_layer, mean_filter, random_bits
-from wrt.train import EarlyStopping, Trainer
+from wrt.train import EarlyStopping, LossTerm, Trainer
 from wrt.validation import in_range, positive_int, require
 
 MIN_FAN_IN = 128  # default layer: the first conv whose filters have ≥ this many weights
@@ -75,10 +75,10 @@ class MeanFilterScheme(Scheme):
     def embed(self, model, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:
         images, labels = data.defender()
         stop = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
-                             min_delta=1e-3)
+                             min_delta=1e-3, check_every=self.check_every)
         trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    extra_loss=lambda m, x, y, logits: self.embedding_loss(m, key),
-                    stop=stop, check_every=self.check_every, desc="embed")
+                    callbacks=[LossTerm(lambda m, batch, logits: self.embedding_loss(m, key)), stop],
+                    desc="embed")
         return model
 
     def key_length(self, key: Key) -> int:
