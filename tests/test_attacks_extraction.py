@@ -20,7 +20,7 @@ from wrt.attacks.preprocessing import Preprocessed
 from wrt.attacks.transfer import TransferLearning
 from wrt.models import LeNet, SmallCNN
 from wrt.store import Store
-from wrt.train import StepDecay, Trainer
+from wrt.train import Batch, StepDecay, Trainer
 from wrt.validation import InvalidParameter
 
 
@@ -137,13 +137,16 @@ def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_sour
     images, labels = small.train_x, small.train_y
     hook = AdversarialExamples(model, images, labels, per_batch=4, repeats=2, eps=0.1, step=0.01,
                                iterations=5, seed=0)
-    adv, y = hook(0)
+    batch = Batch(images[:0].float(), labels[:0])
+    hook.on_batch(batch, 0)
+    adv, y = batch.images, batch.targets
+    assert batch.rows == {"adversarial": slice(0, 8)}
     assert adv.shape == (8, 1, 28, 28) and torch.equal(adv[:4], adv[4:]) and torch.equal(y[:4], y[4:])
     assert adv.min() >= 0 and adv.max() <= 1
     trainer = RecordingTrainer(epochs=1, batch_size=64, progress=False, seed=0)
     ctx = make_ctx(small.subset(300, 10), trainer=trainer)
     surrogate = AdversarialTrainingFromScratch(eps=0.1, iterations=3)(copy.deepcopy(fmnist_source), ctx)
-    assert isinstance(surrogate, LeNet) and trainer.calls[0]["extra_batch"].per_batch == 3  # 64·0.1/2
+    assert isinstance(surrogate, LeNet) and trainer.calls[0]["callbacks"][0].per_batch == 3  # 64·0.1/2
     assert ctx.usage["queries"] == 300 and ctx.usage["unlabeled_samples"] == 300
     # the examples are adversarial: within ε and they change the (trained) model's loss upward
     x = images[:64].float() / 255

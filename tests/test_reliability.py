@@ -107,6 +107,7 @@ def test_joblib_jobs_share_the_cores():
 PLUGIN = '''
 import torch
 from wrt.attacks.base import Attack
+from wrt.train import LossTerm
 
 
 class Diverge(Attack):
@@ -116,7 +117,8 @@ class Diverge(Attack):
 
     def __call__(self, model, ctx):
         images, labels = ctx.attacker_labeled()
-        ctx.trainer.fit(model, images, labels, epochs=1, extra_loss=lambda *a: torch.tensor(float("nan")))
+        ctx.trainer.fit(model, images, labels, epochs=1,
+                        callbacks=[LossTerm(lambda *a: torch.tensor(float("nan")))])
         return model
 '''
 

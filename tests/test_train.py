@@ -7,8 +7,8 @@ import torch
 
 from wrt.data.sources import synthetic
 from wrt.models import LeNet
-from wrt.train import (EarlyStopping, KeyMixer, NonFiniteLoss, OneCycle, StepDecay, Trainer,
-                       classification_loss)
+from wrt.train import (Batch, Callback, EarlyStopping, KeyMixer, LossTerm, NonFiniteLoss, OneCycle, StepDecay,
+                       Trainer, classification_loss)
 
 
 def small_task():
@@ -25,31 +25,66 @@ def test_training_lowers_loss_and_learns(trainer):
     assert trainer.accuracy(model, data.test_x, data.test_y) > max(0.6, before + 0.3)
 
 
-def test_hooks_extra_batch_and_extra_loss_are_used(trainer):
-    data, model = small_task()
-    seen, calls = [], []
-    key_x, key_y = torch.rand(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
-    mixer = KeyMixer(key_x, key_y, per_batch=2)
+class Recorder(Callback):
+    """Records the steps, the tagged rows and the batch sizes the loop shows its callbacks."""
 
-    def extra_batch(step):
-        seen.append(step)
-        return mixer(step)
+    def __init__(self):
+        self.steps, self.rows, self.sizes, self.stop_asks = [], [], [], []
 
-    def extra_loss(model, x, y, logits):
-        calls.append(len(x))
+    def on_batch(self, batch, step):
+        self.steps.append(step)
+
+    def loss(self, model, batch, logits):
+        self.rows.append(dict(batch.rows))
+        self.sizes.append((len(batch.images), len(batch.targets), len(logits)))
         return logits.pow(2).mean() * 0
 
+    def should_stop(self, model, steps):
+        self.stop_asks.append(steps)
+        return False
+
+
+def test_callbacks_see_each_step_and_the_rows_tagged_by_who_appended_them(trainer):
+    data, model = small_task()
+    key_x, key_y = torch.rand(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
+    mixer, spare, recorder = (KeyMixer(key_x, key_y, per_batch=2), KeyMixer(key_x, key_y, per_batch=3, tag="spare"),
+                              Recorder())
     trainer.fit(model, data.train_x, data.train_y, epochs=1, scale_epochs=False,
-                extra_batch=extra_batch, extra_loss=extra_loss)
+                callbacks=[mixer, spare, recorder])
     steps = -(-600 // 128)
-    assert seen == list(range(steps)) and calls[0] == 128 + 2
+    assert recorder.steps == list(range(steps)) and recorder.stop_asks == list(range(1, steps + 1))
+    assert recorder.sizes[0] == (128 + 5,) * 3
+    assert recorder.rows[0] == {"key": slice(128, 130), "spare": slice(130, 133)}
+    assert recorder.rows[-1] == {"key": slice(88, 90), "spare": slice(90, 93)}  # 600 = 4·128 + 88
+
+
+def test_batch_append_moves_rows_and_tags_them():
+    batch = Batch(torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long))
+    batch.append("key", torch.ones(2, 1, 2, 2), torch.ones(2, dtype=torch.long))
+    assert batch.images.shape == (5, 1, 2, 2) and batch.targets.tolist() == [0, 0, 0, 1, 1]
+    assert batch.rows == {"key": slice(3, 5)} and batch.images[batch.rows["key"]].eq(1).all()
+
+
+def test_loss_term_every_k_steps():
+    term = LossTerm(lambda m, batch, logits: torch.ones(()), every=3)
+    added = []
+    for step in range(7):
+        term.on_batch(None, step)
+        added.append(term.loss(None, None, None) is not None)
+    assert added == [True, False, False, True, False, False, True]
 
 
 def test_early_stopping_and_max_steps(trainer):
     data, model = small_task()
     history = trainer.fit(model, data.train_x, data.train_y, epochs=50, scale_epochs=False,
-                          stop=EarlyStopping(lambda m: 1.0, patience=2), check_every=1)
+                          callbacks=[EarlyStopping(lambda m: 1.0, patience=2)])
     assert history.stopped_early and history.steps == 3  # the first check sets the baseline
+    history = trainer.fit(model, data.train_x, data.train_y, epochs=50, scale_epochs=False,
+                          callbacks=[EarlyStopping(lambda m: 1.0, patience=2, check_every=2)])
+    assert history.stopped_early and history.steps == 6  # checks after steps 2, 4, 6
+    history = trainer.fit(model, data.train_x, data.train_y, epochs=50, scale_epochs=False,
+                          callbacks=[EarlyStopping(lambda m: 0.0, patience=100, goal=0.0)])
+    assert history.stopped_early and history.steps == 1
     history = trainer.fit(model, data.train_x, data.train_y, epochs=5, scale_epochs=False, max_steps=3)
     assert history.steps == 3
 
@@ -58,7 +93,7 @@ def test_non_finite_loss_is_an_error(trainer):
     data, model = small_task()
     with pytest.raises(NonFiniteLoss, match="nan"):
         trainer.fit(model, data.train_x, data.train_y, epochs=1, scale_epochs=False,
-                    extra_loss=lambda *a: torch.tensor(float("nan")))
+                    callbacks=[LossTerm(lambda *a: torch.tensor(float("nan")))])
 
 
 def test_epoch_scaling_and_schedules():
@@ -83,15 +118,16 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path, trainer):
     class Killed(Exception):
         pass
 
-    def die_in_epoch_three(step):
-        if step == 11:  # 5 steps per epoch: after the checkpoints of epochs 1 and 2
-            raise Killed
+    class DieInEpochThree(Callback):
+        def on_batch(self, batch, step):
+            if step == 11:  # 5 steps per epoch: after the checkpoints of epochs 1 and 2
+                raise Killed
 
     checkpoint = tmp_path / "source.ckpt"
     _, interrupted = small_task()
     with pytest.raises(Killed):
         trainer.fit(interrupted, data.train_x, data.train_y, epochs=3, scale_epochs=False,
-                    augment=data.augment, extra_batch=die_in_epoch_three, checkpoint=checkpoint)
+                    augment=data.augment, callbacks=[DieInEpochThree()], checkpoint=checkpoint)
     assert checkpoint.exists()
     _, resumed = small_task()
     history = trainer.fit(resumed, data.train_x, data.train_y, epochs=3, scale_epochs=False,
@@ -103,7 +139,7 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path, trainer):
     assert checkpoint.exists()
     _, again = small_task()
     history = trainer.fit(again, data.train_x, data.train_y, epochs=3, scale_epochs=False, augment=data.augment,
-                          extra_batch=lambda step: pytest.fail("trained again"), checkpoint=checkpoint)
+                          callbacks=[LossTerm(lambda *a: pytest.fail("trained again"))], checkpoint=checkpoint)
     assert history.steps == reference.steps and history.losses == reference.losses
     assert all(torch.equal(expected[k], v) for k, v in again.state_dict().items())
 

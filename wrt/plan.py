@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from wrt.config import build
 from wrt.pipeline import Run, check_run_config, completed_result, load_data, resolve_device, run_path
+from wrt.train import Callback
 from wrt.validation import InvalidParameter
 
 TIMED_STEPS = 6  # after a first, untimed one
@@ -81,23 +82,28 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+class StepClock(Callback):
+    """Stamps the end of every training step; stops after `MAX_TIMED_S`."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.stamps = device, []
+
+    def should_stop(self, model, steps: int) -> bool:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.stamps.append(time.perf_counter())
+        return self.stamps[-1] - self.stamps[0] > MAX_TIMED_S
+
+
 def measure_throughput(run: Run) -> float:
     """Images per second of real training steps of the run's model with its source trainer: the
     time between the end of the first step and the end of the last (setup excluded)."""
     trainer = build(run.cfg.budget.source_trainer, device=run.device, progress=False, seed=0)
     images, labels = run.data.defender()
     n = min(len(images), trainer.batch_size * (1 + TIMED_STEPS))
-    stamps = []
-
-    def stamp(model) -> bool:  # called after every step (`check_every=1`): stop after MAX_TIMED_S
-        if run.device.type == "cuda":
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-        return stamps[-1] - stamps[0] > MAX_TIMED_S
-
-    trainer.fit(run.new_model(0), images[:n], labels[:n], epochs=1, scale_epochs=False, stop=stamp,
-                check_every=1)
-    return trainer.batch_size * (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-6)
+    clock = StepClock(run.device)
+    trainer.fit(run.new_model(0), images[:n], labels[:n], epochs=1, scale_epochs=False, callbacks=[clock])
+    return trainer.batch_size * (len(clock.stamps) - 1) / max(clock.stamps[-1] - clock.stamps[0], 1e-6)
 
 
 def attack_history(results_dir: Path) -> dict[tuple, float]:

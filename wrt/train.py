@@ -1,17 +1,18 @@
 """The one training loop, used by source training, watermark embedding and attacks.
 
-Schemes and attacks plug in through small hooks instead of copying the loop:
+Schemes and attacks plug in through callbacks (`Callback`, no-op by default) instead of
+copying the loop. At each step the loop draws a `Batch` from the data, then
 
-- `extra_loss(model, images, targets, logits) -> Tensor` adds a term to the loss
-  (white-box regularisers, SNNL, ...);
-- `extra_batch(step) -> (images, targets) | None` mixes extra samples into each batch
-  (watermark keys);
-- `stop(model) -> bool`, checked every `check_every` steps (0: at each epoch's end),
-  ends training early (early stopping on the watermark loss).
+- `on_batch(batch, step)` may replace the batch (mixup) or append rows to it, tagged with a
+  name (`batch.append("key", images, targets)`: watermark keys, adversarial examples);
+- `loss(model, batch, logits) -> Tensor | None` adds a term to the cross-entropy (white-box
+  regularisers, SNNL on the rows of a tag, ...);
+- `should_stop(model, steps) -> bool`, after the step, ends training early
+  (`EarlyStopping` on the watermark loss, checked every `check_every` steps).
 
-On CUDA the loop runs under bf16 autocast, on the CPU where bf16 is the faster (`cpu_bf16: auto`,
-see `wrt.hardware.uses_bf16`), and with channels_last tensors; the data is already on the device
-(`TensorLoader`), so a step makes no host round-trip.
+Callbacks run in list order. On CUDA the loop runs under bf16 autocast, on the CPU where bf16 is
+the faster (`cpu_bf16: auto`, see `wrt.hardware.uses_bf16`), and with channels_last tensors; the
+data is already on the device (`TensorLoader`), so a step makes no host round-trip.
 """
 
 from __future__ import annotations
@@ -67,37 +68,90 @@ class StepDecay:
         return self.gamma ** sum(epoch >= m for m in self.milestones)
 
 
-# ---- hooks ---------------------------------------------------------------------------------
+# ---- callbacks ------------------------------------------------------------------------------
 
-class KeyMixer:
-    """`extra_batch` hook: cycles through a watermark key, `per_batch` samples per step."""
+@dataclass
+class Batch:
+    """One training step's data: float `images` on the device, `targets` (class indices [N] or
+    probability rows [N, C]) and `rows`, the slices of rows appended by callbacks, by tag."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, per_batch: int, seed: int = 0):
+    images: torch.Tensor
+    targets: torch.Tensor
+    rows: dict[str, slice] = field(default_factory=dict)
+
+    def append(self, tag: str, images: torch.Tensor, targets: torch.Tensor) -> None:
+        """Append rows (moved to the batch's device) and record them under `tag`."""
+        start = len(self.images)
+        self.images = torch.cat([self.images, images.to(self.images.device)])
+        self.targets = torch.cat([self.targets, targets.to(self.targets.device)])
+        self.rows[tag] = slice(start, len(self.images))
+
+
+class Callback:
+    """A training hook; override any of the three methods (the defaults do nothing)."""
+
+    def on_batch(self, batch: Batch, step: int) -> None:
+        """Change `batch` in place before step `step` (0-based) is trained on it."""
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
+        """A term added to the step's loss (None: none)."""
+        return None
+
+    def should_stop(self, model: nn.Module, steps: int) -> bool:
+        """Whether to end training, asked after each step with the number of steps done."""
+        return False
+
+
+class LossTerm(Callback):
+    """A stateless loss term `term(model, batch, logits)`, added at every `every`-th step."""
+
+    def __init__(self, term: Callable[[nn.Module, Batch, torch.Tensor], torch.Tensor], every: int = 1):
+        self.term, self.every, self.step = term, every, 0
+
+    def on_batch(self, batch: Batch, step: int) -> None:
+        self.step = step
+
+    def loss(self, model, batch, logits):
+        return None if self.step % self.every else self.term(model, batch, logits)
+
+
+class KeyMixer(Callback):
+    """Appends `per_batch` samples of a watermark key to each batch under `tag`, cycling
+    through the key in seeded random orders."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, per_batch: int, seed: int = 0,
+                 tag: str = "key"):
         self.images, self.targets, self.per_batch = to_float(images), targets, max(1, per_batch)
+        self.tag = tag
         self.generator = torch.Generator().manual_seed(seed)
         self.order = torch.empty(0, dtype=torch.long)
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def on_batch(self, batch: Batch, step: int) -> None:
         while len(self.order) < self.per_batch:
             self.order = torch.cat([self.order, torch.randperm(len(self.images), generator=self.generator)])
         idx, self.order = self.order[:self.per_batch], self.order[self.per_batch:]
-        return self.images[idx], self.targets[idx]
+        batch.append(self.tag, self.images[idx], self.targets[idx])
 
 
-class EarlyStopping:
-    """`stop` hook: True once `loss_fn(model)` has not improved for `patience` checks."""
+class EarlyStopping(Callback):
+    """Stops once `loss_fn(model)`, evaluated every `check_every` steps, has not improved by
+    `min_delta` for `patience` checks, or has reached `goal`."""
 
-    def __init__(self, loss_fn: Callable[[nn.Module], float], patience: int = 5, min_delta: float = 0.0):
+    def __init__(self, loss_fn: Callable[[nn.Module], float], patience: int = 5, min_delta: float = 0.0,
+                 check_every: int = 1, goal: float = -math.inf):
         self.loss_fn, self.patience, self.min_delta = loss_fn, patience, min_delta
+        self.check_every, self.goal = check_every, goal
         self.best, self.bad_checks = math.inf, 0
 
-    def __call__(self, model: nn.Module) -> bool:
+    def should_stop(self, model: nn.Module, steps: int) -> bool:
+        if steps % self.check_every:
+            return False
         loss = self.loss_fn(model)
         if loss < self.best - self.min_delta:
             self.best, self.bad_checks = loss, 0
         else:
             self.bad_checks += 1
-        return self.bad_checks >= self.patience
+        return self.bad_checks >= self.patience or self.best <= self.goal
 
 
 @dataclass
@@ -188,20 +242,20 @@ class Trainer:
             params: Iterable[nn.Parameter] | None = None, optimizer: Callable | None = None,
             schedule: Callable[[float, int], float] | None = None, augment: dict | None = None,
             label_smoothing: float = 0.0, weight_decay: float | None = None,
-            extra_loss: Callable | None = None, extra_batch: Callable | None = None,
-            stop: Callable[[nn.Module], bool] | None = None, check_every: int = 0,
-            max_steps: int | None = None, checkpoint: str | Path | None = None,
-            checkpoint_every: int = 1, desc: str = "train") -> TrainHistory:
+            callbacks: Iterable[Callback] = (), max_steps: int | None = None,
+            checkpoint: str | Path | None = None, checkpoint_every: int = 1,
+            desc: str = "train") -> TrainHistory:
         """Train `model` in place on (images, targets); returns the loss history.
 
         With `checkpoint`, the training state (model, optimizer, schedule, data order and RNG) is
         saved atomically every `checkpoint_every` epochs and after the last one; a later call with
         the same path resumes from it — on the CPU with the same result as an uninterrupted run.
         The caller removes the file once the trained model is safely stored (`Store` does).
-        Resuming does not restore the state of `extra_batch` or `stop` hooks, so use it for plain
-        training (source models, retraining).
+        Resuming does not restore the state of `callbacks`, so use it for plain training
+        (source models, retraining).
         """
         model = self.prepare(model)
+        callbacks = list(callbacks)
         epochs = self.epochs if epochs is None else epochs
         epochs = self.scaled_epochs(epochs) if scale_epochs else max(1, round(epochs))
         loader = TensorLoader(images, targets, self.batch_size, shuffle=True, augment=augment,
@@ -224,18 +278,18 @@ class Trainer:
         for epoch in range(start_epoch, epochs):
             epoch_loss, epoch_steps = torch.zeros((), device=self.device), 0
             for x, y in loader:
-                if extra_batch is not None:
-                    extra = extra_batch(history.steps)
-                    if extra is not None:
-                        x = torch.cat([x, extra[0].to(self.device)])
-                        y = torch.cat([y, extra[1].to(self.device)])
+                batch = Batch(x, y)
+                for callback in callbacks:
+                    callback.on_batch(batch, history.steps)
                 if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                    batch.images = batch.images.contiguous(memory_format=torch.channels_last)
                 with self.autocast():
-                    logits = step_fn(x)
-                    loss = classification_loss(logits, y, label_smoothing)
-                    if extra_loss is not None:
-                        loss = loss + extra_loss(model, x, y, logits)
+                    logits = step_fn(batch.images)
+                    loss = classification_loss(logits, batch.targets, label_smoothing)
+                    for callback in callbacks:
+                        term = callback.loss(model, batch, logits)
+                        if term is not None:
+                            loss = loss + term
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -244,7 +298,7 @@ class Trainer:
                 epoch_steps += 1
                 history.steps += 1
                 bar.update()
-                if check_every and stop is not None and history.steps % check_every == 0 and stop(model):
+                if any([callback.should_stop(model, history.steps) for callback in callbacks]):
                     history.stopped_early = True
                 if history.stopped_early or (max_steps and history.steps >= max_steps):
                     break
@@ -256,9 +310,6 @@ class Trainer:
             history.epochs = history.steps / steps_per_epoch
             bar.set_postfix(loss=f"{mean_loss:.3f}")
             if history.stopped_early or (max_steps and history.steps >= max_steps):
-                break
-            if not check_every and stop is not None and stop(model):
-                history.stopped_early = True
                 break
             if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(Path(checkpoint), epoch + 1, model, opt, sched, loader, history)

@@ -41,7 +41,7 @@ from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.data.loader import to_float
 from wrt.models import unwrap
 from wrt.params import param
-from wrt.train import classification_loss
+from wrt.train import Batch, Callback, LossTerm, classification_loss
 from wrt.validation import require
 
 
@@ -127,7 +127,8 @@ class Distillation(Retraining):
         scale = self.temperature ** 2 - 1.0
         ctx.source_trainer.fit(TemperatureScaled(surrogate, self.temperature), images, targets,
                                augment=ctx.data.augment, desc="distillation",
-                               extra_loss=lambda m, x, y, logits: scale * classification_loss(logits, y))
+                               callbacks=[LossTerm(lambda m, batch, logits: scale * classification_loss(
+                                   logits, batch.targets))])
 
 
 def random_affine(images: torch.Tensor, generator: torch.Generator, rotation: float,
@@ -170,9 +171,11 @@ class SmoothRetraining(Retraining):
         return targets / self.queries
 
 
-class AdversarialExamples:
-    """`extra_batch` hook: PGD examples against the model being trained, of about `fraction`
-    of a batch, each repeated `repeats` times, with the victim's labels of the clean images."""
+class AdversarialExamples(Callback):
+    """Appends PGD examples against the model being trained (tag "adversarial"), `per_batch`
+    per batch, each repeated `repeats` times, with the victim's labels of the clean images."""
+
+    tag = "adversarial"
 
     def __init__(self, model, images, labels, per_batch, repeats, eps, step, iterations, seed):
         self.model, self.images, self.labels = model, images, labels
@@ -180,13 +183,13 @@ class AdversarialExamples:
         self.eps, self.step, self.iterations = eps, step, iterations
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, step: int):
+    def on_batch(self, batch: Batch, step: int) -> None:
         idx = torch.randint(len(self.images), (self.per_batch,), generator=self.generator)
         device = next(self.model.parameters()).device
         x, y = to_float(self.images[idx]).to(device), self.labels[idx].to(device)
         adv = batched(pgd, self.model, x, y, eps=self.eps, step=self.step, iterations=self.iterations,
                       generator=self.generator)
-        return adv.repeat(self.repeats, 1, 1, 1), y.repeat(self.repeats)
+        batch.append(self.tag, adv.repeat(self.repeats, 1, 1, 1), y.repeat(self.repeats))
 
 
 @dataclass(eq=False)
@@ -200,7 +203,7 @@ class AdversarialTrainingFromScratch(AdversarialParams, Retraining):
         per_batch = max(1, round(ctx.source_trainer.batch_size * self.fraction / self.repeats))
         hook = AdversarialExamples(surrogate, images, labels, per_batch, self.repeats, self.eps,
                                    self.step, self.iterations, ctx.seed + 11)
-        ctx.source_trainer.fit(surrogate, images, labels, augment=ctx.data.augment, extra_batch=hook,
+        ctx.source_trainer.fit(surrogate, images, labels, augment=ctx.data.augment, callbacks=[hook],
                                desc="adversarial_training")
         return surrogate.eval()
 

@@ -33,6 +33,7 @@ from wrt.attacks.toolkit import (attacker_data, classifier_of, fine_tune, frozen
                                  mean_activations, prune_neurons)
 from wrt.data.loader import to_float
 from wrt.params import EPOCHS, param
+from wrt.train import LossTerm
 
 METHODS = ("unlearning", "pruning")
 
@@ -69,11 +70,11 @@ def reverse_engineer(ctx: AttackContext, net: nn.Module, images: torch.Tensor, t
     """The smallest trigger found that sends `images` to class `target`."""
     trigger = Trigger(net, tuple(images.shape[1:]))
     targets = torch.full((len(images),), target, dtype=torch.long)
-    l1 = lambda model, x, y, logits: lam * model.mask().sum()  # noqa: E731
+    l1 = LossTerm(lambda model, batch, logits: lam * model.mask().sum())
     with frozen(net):
         ctx.trainer.fit(trigger, images, targets, epochs=epochs, lr=lr,
                         optimizer=partial(torch.optim.Adam, betas=(0.5, 0.9)),
-                        params=[trigger.mask_logit, trigger.pattern_logit], extra_loss=l1,
+                        params=[trigger.mask_logit, trigger.pattern_logit], callbacks=[l1],
                         desc=f"reverse trigger {target}")
     trigger.model = None  # keep only the mask and pattern
     return trigger.eval()

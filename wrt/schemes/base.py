@@ -116,9 +116,9 @@ class TriggerSetScheme(EmbeddingParams, Scheme):
         per_batch = round(trainer.batch_size * n_key / (len(labels) + n_key))
         mixer = KeyMixer(key.tensors["images"], key.tensors["labels"], per_batch, seed=trainer.seed)
         stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience,
-                             min_delta=1e-3)
+                             min_delta=1e-3, check_every=self.check_every)
         trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    extra_batch=mixer, stop=stop, check_every=self.check_every, desc="embed")
+                    callbacks=[mixer, stop], desc="embed")
         return model
 
     def extract(self, model, key, trainer) -> float:

@@ -31,7 +31,7 @@ from wrt.data import Dataset
 from wrt.data.loader import to_float
 from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
-from wrt.train import EarlyStopping, KeyMixer
+from wrt.train import EarlyStopping, KeyMixer, LossTerm
 from wrt.validation import require
 
 
@@ -166,17 +166,18 @@ class Blackmarks(TriggerSetScheme):
         mixer = KeyMixer(key.tensors["images"], key.tensors["labels"], per_batch, seed=trainer.seed)
         cluster = key.tensors["cluster"]
 
-        def bit_error_loss(model, x, y, logits):
-            # the mixed-in key samples are the batch's last `per_batch`; their bit is their target's cluster
-            key_logits, key_targets = logits[-per_batch:].float(), y[-per_batch:]
+        def bit_error_loss(model, batch, logits):
+            # the key samples' bit is their target's cluster
+            rows = batch.rows[mixer.tag]
+            key_logits, key_targets = logits[rows].float(), batch.targets[rows]
             c = cluster.to(logits.device)
             in_cluster = (c[None, :] == c[key_targets][:, None])
             log_p = torch.logsumexp(key_logits.masked_fill(~in_cluster, float("-inf")), 1) - \
                 torch.logsumexp(key_logits, 1)
             return -self.lam * log_p.mean()
 
-        stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience, min_delta=1e-3)
+        stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience, min_delta=1e-3,
+                             check_every=self.check_every)
         trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    extra_batch=mixer, extra_loss=bit_error_loss, stop=stop, check_every=self.check_every,
-                    desc="embed")
+                    callbacks=[mixer, LossTerm(bit_error_loss), stop], desc="embed")
         return model

@@ -44,7 +44,7 @@ from wrt.models import unwrap
 from wrt.params import param
 from wrt.schemes.base import LAYER, EmbeddingParams, Key, KeyMismatch, Scheme
 from wrt.schemes.layers import Activations, activation_layer, key_layer
-from wrt.train import EarlyStopping, KeyMixer, Trainer
+from wrt.train import EarlyStopping, KeyMixer, LossTerm, Trainer
 from wrt.validation import require
 
 
@@ -149,7 +149,6 @@ class DeepSigns(EmbeddingParams, Scheme):
         delta = nn.Parameter(torch.zeros_like(mu0))
         scale = math.sqrt(self.center_lr)
         layer = unwrap(model).get_submodule(key.meta["layer"])
-        calls = {"n": 0}
 
         def centers() -> torch.Tensor:
             return mu0 + scale * delta
@@ -157,13 +156,11 @@ class DeepSigns(EmbeddingParams, Scheme):
         def loss2(mu: torch.Tensor) -> torch.Tensor:
             return self.lambda2 * F.binary_cross_entropy_with_logits(mu @ projection, bits, reduction="sum")
 
-        def extra_loss(m, x, y, logits):
-            calls["n"] += 1
-            if (calls["n"] - 1) % self.embed_every:
-                return logits.new_zeros(())
+        def center_loss(m, batch, logits):
             with torch.autocast(device.type, enabled=False):
-                mu = centers()  # loss1 on the key images: the rows KeyMixer appended last
-                feats, k = act.value[-mixer.per_batch:].float(), slot[y[-mixer.per_batch:]]
+                mu = centers()  # loss1 on the key images
+                rows = batch.rows[mixer.tag]
+                feats, k = act.value[rows].float(), slot[batch.targets[rows]]
                 chosen = k >= 0
                 pull = ((mu[k[chosen]] - feats[chosen]) ** 2).sum(1).mean() if chosen.any() else 0.0
                 return self.lambda1 * pull + loss2(mu)
@@ -174,12 +171,12 @@ class DeepSigns(EmbeddingParams, Scheme):
                 return loss2(mu).item()
 
         images, labels = data.defender()
-        stop = EarlyStopping(embedding_loss, patience=self.patience, min_delta=1e-3)
+        stop = EarlyStopping(embedding_loss, patience=self.patience, min_delta=1e-3, check_every=self.check_every)
         params = list(model.parameters()) + [delta]
         mixer = KeyMixer(key.tensors["images"], key.tensors["labels"],
                          round(trainer.batch_size * self.key_share), seed=trainer.seed)
         with Activations(layer) as act:
             trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                        params=params, extra_loss=extra_loss, extra_batch=mixer, stop=stop,
-                        check_every=self.check_every, desc="embed")
+                        params=params, callbacks=[mixer, LossTerm(center_loss, every=self.embed_every), stop],
+                        desc="embed")
         return model

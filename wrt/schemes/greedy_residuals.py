@@ -42,7 +42,7 @@ from wrt.data import Dataset
 from wrt.params import param
 from wrt.schemes.base import LAYER, EmbeddingParams, Key, Scheme
 from wrt.schemes.layers import conv_layer, key_layer
-from wrt.train import EarlyStopping, Trainer
+from wrt.train import EarlyStopping, LossTerm, Trainer
 
 BITS = 256  # SHA-256 of the signature
 
@@ -107,18 +107,16 @@ class GreedyResiduals(EmbeddingParams, Scheme):
         `trainer` is the source model's setup, run in full with E added. Otherwise fine-tune the
         source model with E until the hinge is 0 or stops improving."""
         images, labels = data.defender()
-        extra_loss = lambda m, x, y, logits: self.embedding_loss(m, key)  # noqa: E731
+        hinge = LossTerm(lambda m, batch, logits: self.embedding_loss(m, key))
         if self.while_training:
-            trainer.fit(model, images, labels, augment=data.augment, extra_loss=extra_loss,
+            trainer.fit(model, images, labels, augment=data.augment, callbacks=[hinge],
                         desc="embed (while training)")
             return model
-        early = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
-                              min_delta=1e-4)
-
-        def stop(m) -> bool:  # the hinge is exactly 0 once every residual has its margin
-            return early(m) or early.best == 0.0
+        # the hinge is exactly 0 once every residual has its margin
+        stop = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
+                             min_delta=1e-4, check_every=self.check_every, goal=0.0)
         trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    extra_loss=extra_loss, stop=stop, check_every=self.check_every, desc="embed")
+                    callbacks=[hinge, stop], desc="embed")
         return model
 
     # ---- verification -----------------------------------------------------------------------

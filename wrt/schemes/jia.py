@@ -36,7 +36,7 @@ from wrt.models import unwrap
 from wrt.params import param
 from wrt.schemes.base import Key, TriggerSetScheme
 from wrt.schemes.content import CLASS_INDEX, ClassPair, check_pair_fits, sample_class
-from wrt.train import EarlyStopping
+from wrt.train import Batch, Callback, EarlyStopping
 from wrt.validation import require
 
 
@@ -70,6 +70,43 @@ class LayerTap:
 
     def close(self):
         self.handle.remove()
+
+
+class Entanglement(Callback):
+    """EWE's training (§4): every `rate`-th batch gets watermark rows (tag "watermark"), `half`
+    key images and `half` clean images, all labelled `target_class`; −`weight` · SNNL of their
+    features at `tap` (triggered vs. clean) joins that step's loss, and the temperature descends
+    the SNNL (on log T, learning rate `temperature_lr`) while the model ascends it."""
+
+    tag = "watermark"
+
+    def __init__(self, tap: LayerTap, key_images: torch.Tensor, clean_images: torch.Tensor, target_class: int,
+                 half: int, rate: int, weight: float, temperature: float, temperature_lr: float, seed: int):
+        self.tap, self.key_images, self.clean_images = tap, key_images, clean_images
+        self.target_class, self.half, self.rate = target_class, half, rate
+        self.weight, self.temperature_lr = weight, temperature_lr
+        self.log_t = torch.tensor(math.log(temperature))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def on_batch(self, batch: Batch, step: int) -> None:
+        if step % self.rate != self.rate - 1:
+            return
+        wm = self.key_images[torch.randint(len(self.key_images), (self.half,), generator=self.generator)]
+        clean = self.clean_images[torch.randint(len(self.clean_images), (self.half,),
+                                                generator=self.generator)].float() / 255
+        batch.append(self.tag, torch.cat([wm, clean]),
+                     torch.full((2 * self.half,), self.target_class, dtype=torch.long))
+
+    def loss(self, model, batch, logits):
+        if self.tag not in batch.rows:
+            return None
+        feats = self.tap.output[batch.rows[self.tag]]
+        groups = torch.cat([torch.ones(self.half), torch.zeros(self.half)]).to(feats.device)
+        t = self.log_t.to(feats.device).exp().requires_grad_(True)
+        loss = snnl(feats, groups, t)
+        (grad_t,) = torch.autograd.grad(loss, t, retain_graph=True)
+        self.log_t = (self.log_t - self.temperature_lr * (grad_t.detach().cpu() * t.detach().cpu())).clamp(-10, 20)
+        return -self.weight * loss
 
 
 def apply_trigger(images: torch.Tensor, row: int, col: int, size: int) -> torch.Tensor:
@@ -125,43 +162,15 @@ class Jia(ClassPair, TriggerSetScheme):
 
     def embed(self, model, data, key, trainer):
         images, labels = data.defender()
-        key_x = key.tensors["images"]
-        target_pool = images[labels == self.target_class]
-        half = max(1, trainer.batch_size // 2)
-        gen = torch.Generator().manual_seed(trainer.seed)
-        log_t = torch.tensor(math.log(self.temperature))
-        state = {"n": 0}
-
-        def watermark_batch(step):
-            if step % self.rate != self.rate - 1:  # every r-th batch carries watermark data
-                state["n"] = 0
-                return None
-            wm = key_x[torch.randint(len(key_x), (half,), generator=gen)]
-            clean = target_pool[torch.randint(len(target_pool), (half,), generator=gen)].float() / 255
-            state["n"] = 2 * half
-            return torch.cat([wm, clean]), torch.full((2 * half,), self.target_class, dtype=torch.long)
-
         tap = LayerTap(model, self.layer)
-
-        def entangle(model, x, y, logits):
-            nonlocal log_t
-            n = state["n"]
-            if n == 0:
-                return logits.new_zeros(())
-            feats = tap.output[-n:]
-            groups = torch.cat([torch.ones(n // 2), torch.zeros(n // 2)]).to(feats.device)
-            t = log_t.to(feats.device).exp().requires_grad_(True)
-            loss = snnl(feats, groups, t)
-            # EWE's temperature update: T descends the SNNL (the model ascends it)
-            (grad_t,) = torch.autograd.grad(loss, t, retain_graph=True)
-            log_t = (log_t - self.temperature_lr * (grad_t.detach().cpu() * t.detach().cpu())).clamp(-10, 20)
-            return -self.weight * loss
-
-        stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience, min_delta=1e-3)
+        entangle = Entanglement(tap, key.tensors["images"], images[labels == self.target_class], self.target_class,
+                                half=max(1, trainer.batch_size // 2), rate=self.rate, weight=self.weight,
+                                temperature=self.temperature, temperature_lr=self.temperature_lr, seed=trainer.seed)
+        stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience, min_delta=1e-3,
+                             check_every=self.check_every)
         try:
             trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                        extra_batch=watermark_batch, extra_loss=entangle, stop=stop,
-                        check_every=self.check_every, desc="embed")
+                        callbacks=[entangle, stop], desc="embed")
         finally:
             tap.close()
         return model

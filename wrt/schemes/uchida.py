@@ -29,7 +29,7 @@ from wrt.data import Dataset
 from wrt.params import param
 from wrt.schemes.base import LAYER, EmbeddingParams, Key, KeyMismatch, Scheme
 from wrt.schemes.layers import conv_layer, key_layer, mean_over_filters, random_bits
-from wrt.train import EarlyStopping, Trainer
+from wrt.train import EarlyStopping, LossTerm, Trainer
 
 MIN_FAN_IN = 128  # default layer: the first conv whose filters have ≥ this many weights
 
@@ -69,10 +69,10 @@ class MeanFilterScheme(EmbeddingParams, Scheme):
     def embed(self, model, data: Dataset, key: Key, trainer: Trainer) -> nn.Module:
         images, labels = data.defender()
         stop = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
-                             min_delta=1e-3)
+                             min_delta=1e-3, check_every=self.check_every)
         trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    extra_loss=lambda m, x, y, logits: self.embedding_loss(m, key),
-                    stop=stop, check_every=self.check_every, desc="embed")
+                    callbacks=[LossTerm(lambda m, batch, logits: self.embedding_loss(m, key)), stop],
+                    desc="embed")
         return model
 
     def key_length(self, key: Key) -> int:
