@@ -3,24 +3,12 @@ numeric or boolean parameters is validated (a value of the wrong type is a one-l
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONFIG_DIR
+from conftest import group_config, options
 from wrt.attacks.base import CATEGORIES
 from wrt.pipeline import build, params_of
 from wrt.validation import InvalidParameter
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-
-
-def group_config(group: str, name: str):
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=[f"{group}={name}"])[group]
 
 
 CASES = [(g, n) for g in ("scheme", "attack") for n in options(g)]
