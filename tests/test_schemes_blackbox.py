@@ -121,7 +121,9 @@ def test_embedding_marks_the_model_and_the_key_round_trips(name, small, fmnist_s
     assert trainer.accuracy(marked, small.test_x, small.test_y) > 0.6
 
 
-@pytest.mark.parametrize("name", SCHEMES)
+# every black-box scheme but frontier_stitching and blackmarks: their keys are adversarial examples
+# of the model (about 4 s per key on two cores, three keys here)
+@pytest.mark.parametrize("name", [name for name in SCHEMES if name not in ("frontier_stitching", "blackmarks")])
 def test_keys_are_reproducible_from_their_seed(name, small, fmnist_source, keys):
     again = build_scheme(name, **KEYGEN_FAST.get(name, {})).keygen(fmnist_source, small, torch.Generator().manual_seed(0))
     assert again.meta == keys(name).meta
