@@ -1,9 +1,10 @@
-"""Shared fixtures: real Fashion-MNIST subsets, composed configs, a small trainer."""
+"""Shared fixtures and helpers: real Fashion-MNIST subsets, composed configs, the config groups
+(`options`, `group_config`), a small trainer and an attack context (`make_ctx`)."""
 
 from __future__ import annotations
 
 import os
-from functools import partial
+from functools import cache, partial
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from wrt.attacks.base import AttackContext, AttackerData
 from wrt.data import DatasetUnavailable
 from wrt.data.sources import fashion_mnist
 from wrt.train import Trainer
@@ -23,14 +25,64 @@ WRT_RUN = str(Path(sys.executable).with_name("wrt-run"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def pytest_sessionstart(session) -> None:
-    """First line of every test session (also with -q): the CPU the suite runs on, since float
-    results, and so the margins of learned-behaviour tests, depend on it."""
-    from wrt import hardware
+def options(group: str) -> list[str]:
+    """The options of a config group: the names of configs/<group>/*.yaml."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(hardware.summary())
+
+def group_config(group: str, name: str, *overrides: str):
+    """The node of `group` that the real config composes for option `name` (with overrides)."""
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=[f"{group}={name}", *overrides])[group]
+
+
+@cache
+def scheme_kinds() -> dict[str, str]:
+    """Each scheme config (but none) by where its watermark is read: `black_box` from the model's
+    answers (a trigger set, or an active scheme that wraps the model), else `white_box` (from
+    inside the model: weights or activations)."""
+    from wrt.pipeline import build
+    from wrt.schemes.base import NoWatermark, Scheme, TriggerSetScheme
+
+    kinds = {}
+    for name in options("scheme"):
+        scheme = build(group_config("scheme", name))
+        if not isinstance(scheme, NoWatermark):
+            answers = isinstance(scheme, TriggerSetScheme) or type(scheme).wrap is not Scheme.wrap
+            kinds[name] = "black_box" if answers else "white_box"
+    return kinds
+
+
+def scheme_options(kind: str) -> list[str]:
+    """The scheme configs of one kind (`black_box` or `white_box`, see `scheme_kinds`)."""
+    return [name for name, k in scheme_kinds().items() if k == kind]
+
+
+@cache
+def attack_options(category: str) -> list[str]:
+    """The attack configs whose attack has this category (`wrt.attacks.base.CATEGORIES`)."""
+    from wrt.pipeline import build
+
+    return [name for name in options("attack") if build(group_config("attack", name)).category == category]
+
+
+def make_ctx(data, trainer: Trainer | dict | None = None, *, model=None, model_seed: int | None = None,
+             scheme=None, store=None, seed: int = 0, **attacker_data) -> AttackContext:
+    """An attack's context on `data`. `trainer` fine-tunes and trains from scratch: a Trainer, or
+    keyword arguments for a fresh one (default: one epoch at batch size 64); `model` is the source
+    architecture's class (built with the data's normalisation, after `torch.manual_seed(model_seed)`
+    if given); `attacker_data` holds AttackerData's fields (the attacker's data budget)."""
+    if not isinstance(trainer, Trainer):
+        trainer = Trainer(**{"epochs": 1, "batch_size": 64, "progress": False, "seed": 0, **(trainer or {})})
+
+    def build_model():
+        if model is None:
+            return None
+        if model_seed is not None:
+            torch.manual_seed(model_seed)
+        return model(mean=data.mean, std=data.std)
+    return AttackContext(data, trainer, trainer, build_model, scheme, seed=seed, store=store,
+                         attacker_data=AttackerData(**attacker_data))
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,15 @@ from functools import partial
 import pytest
 import torch
 
-from wrt.attacks.base import AttackContext, AttackerData
+from wrt.attacks.base import AttackerData
 from wrt.attacks.extraction import Retraining
 from wrt.attacks.finetuning import FineTuning
 from wrt.attacks.pruning import WeightPruning
 from wrt.attacks.toolkit import attacker_data
 from wrt.models import LeNet
-from wrt.train import Trainer
 from wrt.validation import InvalidParameter
+
+from conftest import make_ctx
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +26,9 @@ def small(fmnist):
     return fmnist.subset(900, 300, seed=1)
 
 
-def make_ctx(data, **budget):
-    trainer = Trainer(epochs=1, batch_size=64, progress=False, seed=0,
-                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
-
-    def build():
-        torch.manual_seed(1)
-        return LeNet(mean=data.mean, std=data.std)
-    return AttackContext(data, trainer, trainer, build, seed=0, attacker_data=AttackerData(**budget))
+# one epoch of SGD at batch size 64; attacks that train from scratch build a LeNet (seed 1)
+lenet_ctx = partial(make_ctx, trainer={"optimizer": partial(torch.optim.SGD, lr=0.05, momentum=0.9)},
+                    model=LeNet, model_seed=1)
 
 
 @pytest.mark.parametrize("budget, bad", [({"fraction": 0}, "attacker_data.fraction"),
@@ -47,32 +43,32 @@ def test_bad_budgets_are_rejected_by_name(budget, bad):
 
 def test_fraction_and_count_set_how_many_images_are_drawn(small, fmnist_source):
     attacker_third = len(small.attacker()[1])
-    ctx = make_ctx(small, fraction=0.2)
+    ctx = lenet_ctx(small, fraction=0.2)
     images, labels = attacker_data(ctx, fmnist_source, "ground_truth")
     assert len(images) == len(labels) == round(0.2 * attacker_third)
     assert ctx.usage["labeled_samples"] == len(labels) and ctx.usage["queries"] == 0
     assert ctx.record() == {"fraction": 0.2, "count": None, "labels": "protocol", "domain": "in",
                             "images": len(labels)}
-    ctx = make_ctx(small, fraction=0.2, count=17)  # count overrides fraction
+    ctx = lenet_ctx(small, fraction=0.2, count=17)  # count overrides fraction
     assert len(attacker_data(ctx, fmnist_source, "ground_truth")[0]) == 17
 
 
 def test_queried_labels_replace_ground_truth(small, fmnist_source):
-    ctx = make_ctx(small, labels="queried")
+    ctx = lenet_ctx(small, labels="queried")
     images, labels = attacker_data(ctx, fmnist_source, "ground_truth")
     assert ctx.usage["queries"] == len(images) and ctx.usage["labeled_samples"] == 0
     assert torch.equal(labels, ctx.trainer.predict(fmnist_source, images).argmax(1))
 
 
 def test_ground_truth_labels_replace_queries_in_extraction(small, fmnist_source):
-    ctx = make_ctx(small, labels="ground_truth", count=200)
+    ctx = lenet_ctx(small, labels="ground_truth", count=200)
     surrogate = Retraining()(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet)
     assert ctx.usage == {"queries": 0, "labeled_samples": 200, "unlabeled_samples": 0}
 
 
 def test_other_domain_images_are_glyphs_labelled_by_the_victim(small, fmnist_source):
-    ctx = make_ctx(small, domain="out", count=50)
+    ctx = lenet_ctx(small, domain="out", count=50)
     images, labels = attacker_data(ctx, fmnist_source, "ground_truth")
     in_domain = small.attacker()[0]
     assert images.shape[1:] == in_domain.shape[1:] and images.dtype == torch.uint8 and len(images) == 50
@@ -84,7 +80,7 @@ def test_other_domain_images_are_glyphs_labelled_by_the_victim(small, fmnist_sou
 
 
 def test_no_data_allows_only_data_free_attacks(small, fmnist_source):
-    ctx = make_ctx(small, domain="none")
+    ctx = lenet_ctx(small, domain="none")
     with pytest.raises(InvalidParameter, match="attacker_data.domain"):
         FineTuning(epochs=1)(copy.deepcopy(fmnist_source), ctx)
     WeightPruning(rate=0.5)(copy.deepcopy(fmnist_source), ctx)

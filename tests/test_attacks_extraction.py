@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from wrt.adversarial import pgd
-from wrt.attacks.base import AttackContext
 from wrt.attacks.compose import Sequential
 from wrt.attacks.extraction import (AdversarialExamples, AdversarialTrainingFromScratch,
                                     CrossArchitectureRetraining, Distillation, KnockoffNets,
@@ -22,6 +21,8 @@ from wrt.models import LeNet, SmallCNN
 from wrt.store import Store
 from wrt.train import Batch, StepDecay, Trainer
 from wrt.validation import InvalidParameter
+
+from conftest import make_ctx
 
 
 SGD = partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True)
@@ -45,13 +46,9 @@ def small(fmnist):
     return fmnist.subset(800, 500, seed=1)
 
 
-def make_ctx(data, store=None, trainer=None):
-    trainer = trainer or Trainer(epochs=4, batch_size=32, progress=False, seed=0, optimizer=SGD)
-
-    def build():  # the "source architecture" of the attacks here: LeNet (fast on a CPU)
-        torch.manual_seed(1)
-        return LeNet(mean=data.mean, std=data.std)
-    return AttackContext(data, trainer, trainer, build, seed=0, store=store)
+# four epochs of SGD at batch size 32; the "source architecture" of the attacks here is a
+# LeNet (seed 1; fast on a CPU)
+lenet_ctx = partial(make_ctx, trainer={"epochs": 4, "batch_size": 32, "optimizer": SGD}, model=LeNet, model_seed=1)
 
 
 def agreement(a, b, images, trainer):
@@ -59,7 +56,7 @@ def agreement(a, b, images, trainer):
 
 
 def test_retraining_learns_the_victims_labels_from_unlabeled_queries(small, fmnist_source):
-    ctx = make_ctx(small)
+    ctx = lenet_ctx(small)
     victim = copy.deepcopy(fmnist_source)
     surrogate = Retraining()(victim, ctx)
     assert surrogate is not victim and isinstance(surrogate, LeNet)
@@ -68,18 +65,18 @@ def test_retraining_learns_the_victims_labels_from_unlabeled_queries(small, fmni
 
 
 def test_cross_architecture_retraining_uses_another_architecture(small, fmnist_source):
-    ctx = make_ctx(small)
+    ctx = lenet_ctx(small)
     victim = LeNet(mean=small.mean, std=small.std)  # (untrained) LeNet victim: SmallCNN is "another" architecture
     surrogate = CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN", "width": 4, "hidden": 16})(victim, ctx)
     assert isinstance(surrogate, SmallCNN) and surrogate.num_classes == 10 and surrogate.classifier.in_features == 16
     with pytest.raises(InvalidParameter, match="attack.model"):
-        CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN"})(fmnist_source, make_ctx(small.subset(50, 10)))
+        CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN"})(fmnist_source, lenet_ctx(small.subset(50, 10)))
     with pytest.raises(InvalidParameter, match="attack.model"):
         CrossArchitectureRetraining({"width": 3})
 
 
 def test_distillation_trains_on_softened_logits(small, fmnist_source):
-    ctx = make_ctx(small)
+    ctx = lenet_ctx(small)
     hot, cold = Distillation(temperature=10.0), Distillation(temperature=1.0)
     soft_hot = hot.targets(fmnist_source, small.train_x[:200], ctx)
     soft_cold = cold.targets(fmnist_source, small.train_x[:200], ctx)
@@ -89,7 +86,7 @@ def test_distillation_trains_on_softened_logits(small, fmnist_source):
     # the T²-scaled loss doubles the gradients at T = 2: a smaller lr keeps 800-image training stable
     trainer = RecordingTrainer(epochs=4, batch_size=32, progress=False, seed=0,
                                optimizer=partial(torch.optim.SGD, lr=0.02, momentum=0.9, nesterov=True))
-    ctx = make_ctx(small, trainer=trainer)
+    ctx = lenet_ctx(small, trainer=trainer)
     surrogate = Distillation(temperature=2.0)(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet) and trainer.calls[0]["model"].temperature == 2.0
     assert agreement(surrogate, fmnist_source, small.test_x, trainer) > 0.3
@@ -110,7 +107,7 @@ class CountingVictim(torch.nn.Module):
 
 
 def test_smooth_retraining_queries_n_variations_per_image(small, fmnist_source):
-    ctx = make_ctx(small)
+    ctx = lenet_ctx(small)
     victim = CountingVictim(copy.deepcopy(fmnist_source))
     attack = SmoothRetraining(queries=3, chunk=300)
     targets = attack.targets(victim, small.train_x, ctx)
@@ -118,7 +115,7 @@ def test_smooth_retraining_queries_n_variations_per_image(small, fmnist_source):
     assert torch.allclose(targets.sum(1), torch.ones(800))
     assert set((targets * 3).round().unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
     assert ((targets > 0).sum(1) > 1).any()  # some images got different labels across variations
-    surrogate = attack(victim, make_ctx(small))
+    surrogate = attack(victim, lenet_ctx(small))
     assert agreement(surrogate, fmnist_source, small.test_x, ctx.trainer) > 0.4
 
 
@@ -144,7 +141,7 @@ def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_sour
     assert adv.shape == (8, 1, 28, 28) and torch.equal(adv[:4], adv[4:]) and torch.equal(y[:4], y[4:])
     assert adv.min() >= 0 and adv.max() <= 1
     trainer = RecordingTrainer(epochs=1, batch_size=64, progress=False, seed=0)
-    ctx = make_ctx(small.subset(300, 10), trainer=trainer)
+    ctx = lenet_ctx(small.subset(300, 10), trainer=trainer)
     surrogate = AdversarialTrainingFromScratch(eps=0.1, iterations=3)(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet) and trainer.calls[0]["callbacks"][0].per_batch == 3  # 64·0.1/2
     assert ctx.usage["queries"] == 300 and ctx.usage["unlabeled_samples"] == 300
@@ -158,7 +155,7 @@ def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_sour
 
 
 def test_knockoff_nets_queries_other_domain_images(small, fmnist_source):
-    ctx = make_ctx(small)
+    ctx = lenet_ctx(small)
     surrogate = KnockoffNets(queries=200, transfer_per_class=2, transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet)
     assert ctx.usage == {"queries": 200, "labeled_samples": 0, "unlabeled_samples": 0, "transfer_samples": 200}
@@ -169,7 +166,7 @@ def test_knockoff_nets_queries_other_domain_images(small, fmnist_source):
 def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_source, tmp_path):
     store = Store(tmp_path / "store")
     trainer = RecordingTrainer(epochs=1, batch_size=32, progress=False, seed=0, epoch_scale=0.5)
-    ctx = make_ctx(small, store=store, trainer=trainer)
+    ctx = lenet_ctx(small, store=store, trainer=trainer)
     attack = TransferLearning(freeze_batches=20, epochs=8, milestones=[6, 7], lr=0.05, pretrain_classes=40,
                               pretrain_per_class=15, pretrain_epochs=2)
     surrogate = attack(copy.deepcopy(fmnist_source), ctx)
@@ -185,7 +182,7 @@ def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_
     assert agreement(surrogate, fmnist_source, small.test_x, trainer) > 0.4
 
     again = RecordingTrainer(epochs=1, batch_size=32, progress=False, seed=0, epoch_scale=0.5)
-    attack(copy.deepcopy(fmnist_source), make_ctx(small.subset(100, 10), store=store, trainer=again))
+    attack(copy.deepcopy(fmnist_source), lenet_ctx(small.subset(100, 10), store=store, trainer=again))
     assert len(again.calls) == 2  # the pretrained model came from the store
     with pytest.raises(InvalidParameter, match="attack.milestones"):
         TransferLearning(epochs=5, milestones=[3, 6])
@@ -200,7 +197,7 @@ def test_a_combined_attack_applies_its_parts_in_order(small, fmnist_source):
     assert attack.recorded_params({}) == {"steps": [
         {"name": "retraining", "category": "model_extraction", "params": {}},
         {"name": "input_noising", "category": "input_preprocessing", "params": {"sigma": 0.05}}]}
-    ctx = make_ctx(small.subset(200, 10))
+    ctx = lenet_ctx(small.subset(200, 10))
     victim = copy.deepcopy(fmnist_source)
     surrogate = attack(victim, ctx)
     # retraining first (a new model), then the noise layer in front of it

@@ -9,24 +9,29 @@ import copy
 import pytest
 import torch
 
-from wrt.attacks.base import AttackContext
 from wrt.attacks.preprocessing import (FeatureSqueezing, InputFlipping, InputNoising, InputQuantization,
                                        InputReconstruction, InputSmoothing, JpegCompression, Preprocessed,
                                        median_filter)
-from wrt.config import build
 from wrt.models import unwrap
+from wrt.config import build, params_of
 from wrt.store import Store
-from wrt.train import Trainer
 from wrt.validation import InvalidParameter
 
-ATTACKS = [JpegCompression(quality=5), JpegCompression(quality=95), InputQuantization(bits=3),
-           InputSmoothing("mean"), InputSmoothing("median"), InputSmoothing("gaussian", sigma=0.1),
-           InputNoising(sigma=0.2), InputFlipping(), FeatureSqueezing(bits=2)]
+from conftest import attack_options, group_config, make_ctx
 
 
-def make_ctx(data, store=None):
-    trainer = Trainer(epochs=1, batch_size=64, progress=False, seed=0)
-    return AttackContext(data, trainer, trainer, lambda: None, seed=0, store=store)
+def variants(name: str) -> list[tuple[str, dict]]:
+    """A config's parameters, then each value of its `ablation:` grid in turn."""
+    node = group_config("attack", name)
+    params = params_of(node)
+    return [(name, params)] + [(f"{name}-{key}={value}", {**params, key: value})
+                               for key, values in (node.get("ablation") or {}).items() for value in values]
+
+
+# every input-preprocessing config and ablation value but input_reconstruction (it trains an
+# autoencoder: tested on its own below)
+ATTACKS = {case: (name, params) for name in attack_options("input_preprocessing") if name != "input_reconstruction"
+           for case, params in variants(name)}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +39,10 @@ def images(fmnist):
     return fmnist.test_x[:32].float() / 255
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: f"{type(a).__name__}")
-def test_wrappers_keep_shape_and_range_and_expose_the_model(attack, images, fmnist, fmnist_source):
+@pytest.mark.parametrize("case", ATTACKS)
+def test_wrappers_keep_shape_and_range_and_expose_the_model(case, images, fmnist, fmnist_source):
+    name, params = ATTACKS[case]
+    attack = build({"_target_": group_config("attack", name)._target_, **params})
     marked = copy.deepcopy(fmnist_source)
     ctx = make_ctx(fmnist)
     surrogate = attack(marked, ctx)

@@ -5,27 +5,16 @@ range or outside its choices with a one-line error naming the key."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR
+from conftest import group_config, options
 from wrt.attacks.base import AttackerData
 from wrt.config import build, params_of
 from wrt.params import Declaration, declared
 from wrt.record import CATEGORIES
 from wrt.validation import InvalidParameter
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-
-
-def group_config(group: str, name: str):
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=[f"{group}={name}"])[group]
 
 
 CASES = [(g, n) for g in ("scheme", "attack") for n in options(g)]

@@ -14,6 +14,9 @@ from PIL import Image
 from wrt.data import DatasetUnavailable, TensorLoader
 from wrt.data.loader import augment_batch
 from wrt.data.sources import cifar10, fashion_mnist, imagenet, read_idx, synthetic
+from wrt.pipeline import load_data
+
+from conftest import options
 
 
 def write_idx(path, array: np.ndarray, compress: bool):
@@ -106,6 +109,14 @@ def test_cifar10_reads_torchvision_format(tmp_path):
     assert data.crop_padding == 4 and data.flip
 
 
+def write_cifar10(root):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", 4, i)
+    write_cifar_batch(folder / "test_batch", 3, 9)
+
+
 def test_cifar10_count_mismatch_is_a_one_line_error(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -132,12 +143,16 @@ def test_cifar10_refuses_pickled_code(tmp_path):
         cifar10(root=str(tmp_path))
 
 
-def test_imagenet_reads_image_folder(tmp_path):
+def write_image_folder(root):
     for split in ("train", "val"):
         for cls in ("cat", "dog"):
-            (tmp_path / split / cls).mkdir(parents=True)
+            (root / split / cls).mkdir(parents=True)
             for i in range(2):
-                Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(root / split / cls / f"{i}.png")
+
+
+def test_imagenet_reads_image_folder(tmp_path):
+    write_image_folder(tmp_path)
     data = imagenet(root=str(tmp_path), image_size=16)
     assert data.train_x.shape == (4, 3, 16, 16) and data.num_classes == 2
     assert data.class_names == ["cat", "dog"] and data.train_y.tolist() == [0, 0, 1, 1]
@@ -178,3 +193,32 @@ def test_batch_augmentation_keeps_shape_range_and_content():
     assert not torch.equal(out, images)
     flipped = augment_batch(images, flip=True, generator=torch.Generator().manual_seed(1))
     assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images))
+
+
+def fixture_overrides(dataset: str, root) -> list[str]:
+    """Write small files in `dataset`'s real format under `root`; the overrides that load them."""
+    if dataset == "fashion_mnist":
+        write_fashion_mnist(root)
+    elif dataset == "cifar10":
+        write_cifar10(root)
+    elif dataset == "imagenet":
+        write_image_folder(root)
+        return [f"dataset.root={root}", "dataset.image_size=16"]
+    elif dataset == "synthetic":  # generated: no files
+        return ["dataset.num_train=30", "dataset.num_test=10"]
+    else:
+        pytest.fail(f"configs/dataset/{dataset}.yaml: add its fixture files to fixture_overrides")
+    return [f"dataset.root={root}"]
+
+
+@pytest.mark.parametrize("name", options("dataset"))
+def test_every_dataset_config_loads_its_files_and_batches(name, compose_cfg, tmp_path):
+    cfg = compose_cfg(f"dataset={name}", "budget=smoke", *fixture_overrides(name, tmp_path / "data"))
+    data = load_data(cfg)  # the run's data stage: built with the split seed, subset by the budget
+    assert cfg.dataset.name == name and len(data.test_y) > 0
+    images, labels = data.defender()
+    assert 0 < len(labels) < len(data.train_y) and int(labels.max()) < data.num_classes
+    loader = TensorLoader(images, labels, batch_size=4, augment=data.augment, seed=0)
+    x, y = next(iter(loader))
+    assert x.shape == (len(y), *data.image_shape) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert len(loader) == -(-len(labels) // 4)

@@ -1,4 +1,4 @@
-"""Every experiment composes with the real config and sweeps only over options that exist."""
+"""Every experiment composes with the real config, sweeps only over options that exist, and\nruns (one run of its sweep at the smoke budget)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import CONFIG_DIR
+from conftest import CONFIG_DIR, options
+from wrt.pipeline import role_of, run
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+EXPERIMENTS = options("experiment")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -36,3 +38,38 @@ def test_experiment_files_are_global_packages():
         text = (Path(CONFIG_DIR) / "experiment" / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_"), name
         yaml.safe_load(text)
+
+
+# a run of each experiment at the smoke budget on 600 training images: every run shares one store,
+# so its source models (seeds 0 and 1: null runs measure seed 0's key on seed 1's model) train once
+TINY = ["budget=smoke", "budget.max_train=600", "budget.max_test=200", "progress=false"]
+# transfer learning pre-trains on 214 × 100 glyphs for 30 epochs (minutes on a CPU): 2 × 1 here
+CHEAP = {"transfer_learning": ["attack.pretrain_per_class=2", "attack.pretrain_epochs=1"],
+         "tl_label_smoothing": ["attack.steps.0.pretrain_per_class=2", "attack.steps.0.pretrain_epochs=1"]}
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+def first_of_sweep(name: str) -> list[str]:
+    """The first value of each parameter `experiment=name` sweeps, as overrides: one run of it."""
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
+    parser = OverridesParser.create()
+    sweep = parser.parse_overrides([f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()])
+    return [f"{o.key_or_group}={next(iter(o.sweep_string_iterator()))}" for o in sweep]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_runs_its_first_scheme_and_attack(name, shared_store, tmp_path, fmnist_full):
+    chosen = first_of_sweep(name)
+    attack = dict(o.split("=", 1) for o in chosen).get("attack")
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={name}", *chosen, *TINY, *CHEAP.get(attack, []),
+                                           f"results_dir={tmp_path}", f"store_dir={shared_store}"])
+    result, path = run(cfg)
+    assert result["status"] == "ok", (chosen, result.get("error"))
+    assert path.parent == tmp_path / "runs" and result["role"] == role_of(cfg)
+    assert (result["scheme"]["name"], result["attack"]["name"]) == (cfg.scheme.name, cfg.attack.name)

@@ -57,7 +57,7 @@ def sweep(tmp_path, *overrides) -> subprocess.Popen:
 def test_concurrent_sweeps_have_their_own_folders_and_compute_each_run_once(tmp_path, fmnist_full):
     a = sweep(tmp_path, "attack.rate=0.5,1.5")  # 1.5 is invalid: this sweep fails
     b = sweep(tmp_path, "attack.rate=0.5,0.7")  # started in the same second, shares rate=0.5
-    (a_out, a_err), (b_out, b_err) = a.communicate(timeout=600), b.communicate(timeout=600)
+    (_, a_err), (_, b_err) = a.communicate(timeout=600), b.communicate(timeout=600)
     assert a.returncode == 1 and "1 run(s) failed" in a_err and "attack.rate=1.5" in a_err, a_err[-2000:]
     assert b.returncode == 0 and "failed (see" not in b_err, b_err[-2000:]
     folders = sorted((tmp_path / "results" / "hydra").glob("multirun_*"))
