@@ -17,7 +17,7 @@ from wrt.analysis.report import Options, analyze
 from wrt.analysis.thresholds import ThresholdError
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ["thresholds", "robustness", "roc", "nash_per_scheme", "nash_per_category", "dominant_attacks",
+TABLES = ["thresholds", "robustness", "robustness_configs", "roc", "nash_per_scheme", "nash_per_category", "dominant_attacks",
           "fastest_attacks", "outcomes", "payoff_fashion_mnist", "runtimes_fashion_mnist", "embedding_fashion_mnist"]
 PLOTS = ["roc", "payoff_fashion_mnist", "pareto_fashion_mnist", "radar_fashion_mnist", "runtime_fashion_mnist",
          "embedding_loss_fashion_mnist"]
@@ -76,6 +76,11 @@ def test_tables_follow_the_sok(analyzed):
     assert robustness.loc["transfer_learning", "adi"] == "✗"
     assert robustness.loc["weight_pruning", "uchida"] == "✓"  # the removal at rate 0.9 costs 20 points
     assert "none" not in robustness.index
+    configs = pd.read_csv(out / "robustness_configs.csv").set_index(["attack", "scheme"])
+    pruning = configs.loc[("weight_pruning", "uchida")]  # the game behind the ✓: 2 scheme × 2 attack configs
+    assert (pruning["scheme_configs"], pruning["attack_configs"], pruning["removed"]) == (2, 2, False)
+    assert pruning["attack_config"].startswith("weight_pruning(") and pruning["scheme_config"].startswith("uchida(")
+    assert configs.loc[("transfer_learning", "adi"), "removed"]
     thresholds = pd.read_csv(out / "thresholds.csv").set_index("scheme")
     assert thresholds.loc["uchida", "binomial"] == pytest.approx(0.625)  # N=64: k=40
     assert thresholds.loc["adi", "n_null"] == 6

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONFIG_DIR
 from wrt.attacks.base import CATEGORIES
-from wrt.pipeline import build, params_of
+from wrt.pipeline import as_dict, build, params_of
+from wrt.sweeper import configurations
 from wrt.validation import InvalidParameter
 
 
@@ -33,10 +34,10 @@ def test_config_builds_and_names_itself(group, name):
     component = build(node)
     if group == "attack":
         assert component.category in CATEGORIES
-    for key, values in (node.get("ablation") or {}).items():
-        assert key in params_of(node), f"{name}: ablation over unknown parameter {key}"
-        for value in values:
-            build({**params_of(node), "_target_": node._target_, key: value})
+    for point in configurations(node.get("ablation")):  # every configuration of the grid builds
+        for key in point:
+            assert key in params_of(node), f"{name}: ablation over unknown parameter {key}"
+        build({**as_dict(node), **point})
 
 
 @pytest.mark.parametrize("group, name", CASES)

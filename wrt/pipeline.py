@@ -31,6 +31,7 @@ from wrt.hardware import cpu_model, uses_bf16
 from wrt.attacks.base import AttackContext, AttackerData
 from wrt.schemes.base import Key, KeyMismatch
 from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
+from wrt.sweeper import ablated_params
 from wrt.train import Trainer
 from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, require
 
@@ -62,7 +63,7 @@ def params_of(node) -> dict:
 def ablated_of(node) -> list[str]:
     """The parameters the paper ablates over (the config's `ablation` keys): the ones that
     distinguish one defender or attacker configuration from another."""
-    return sorted(as_dict(node).get("ablation") or {})
+    return ablated_params(as_dict(node).get("ablation"))
 
 
 def resolve_device(name: str) -> torch.device:

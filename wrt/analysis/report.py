@@ -340,8 +340,15 @@ def robustness_sections(a: Analysis) -> list[Section]:
             f"n seeds' runs alone removes the watermark, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
             "failed runs. seeds: how many seeds the row's cells have; seeds_agree: no when a cell is "
             f"{tables.SEEDS_DISAGREE}, empty with one seed. {a.crit}.")
+    configs = tables.robustness_configs_table(a.cells, a.options.max_stealing_loss)
+    configs_text = ("The configuration game behind each Table V cell: the scheme's and the attack's configurations "
+                    "(their `ablation:` grids as swept) and the pair at the Eq. 6 equilibrium on the seed means: "
+                    "the defender's best configuration and the attacker's best answer to it; payoff > 0: removed.")
     return [Section("Robustness (SoK Table V)", text, frame,
-                    a.table("robustness", frame, "Robustness of each scheme against each attack", text))]
+                    a.table("robustness", frame, "Robustness of each scheme against each attack", text)),
+            Section("Configurations at each Table V cell's equilibrium", configs_text, configs,
+                    a.table("robustness_configs", configs, "Equilibrium configurations per Table V cell",
+                            configs_text))]
 
 
 def reference_sections(a: Analysis) -> list[Section]:

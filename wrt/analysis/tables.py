@@ -142,11 +142,16 @@ def nash_entry(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
     return game.solve_game(V, T)
 
 
-def removed_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
-    """Whether the Eq. 6 equilibrium of these cells pays the attacker (removes the watermark)."""
+def pure_nash_configs(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[str, str, float]:
+    """The Eq. 6 equilibrium of these cells: (scheme config, attack config, payoff)."""
     V, T = matrices(cells, max_stealing_loss)
     i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
-    return bool(V.iat[i, j] > 0)
+    return V.index[i], V.columns[j], float(V.iat[i, j])
+
+
+def removed_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
+    """Whether the Eq. 6 equilibrium of these cells pays the attacker (removes the watermark)."""
+    return pure_nash_configs(cells, max_stealing_loss)[2] > 0
 
 
 def outcome_at(cells: pd.DataFrame, entry: dict) -> pd.Series:
@@ -225,9 +230,8 @@ def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
 def undecided_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
     """Whether the Eq. 6 equilibrium's surrogate wm acc lies inside θ's 95 % interval while its stealing loss
     is allowed: the watermark may or may not have been removed (SoK App. XV: θ is itself an estimate)."""
-    V, T = matrices(cells, max_stealing_loss)
-    i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
-    at = cells[(cells["scheme_config"] == V.index[i]) & (cells["attack_config"] == V.columns[j])]
+    scheme_config, attack_config, _ = pure_nash_configs(cells, max_stealing_loss)
+    at = cells[(cells["scheme_config"] == scheme_config) & (cells["attack_config"] == attack_config)]
     if at.empty or "theta_lo" not in at:
         return False
     at = at.iloc[0]
@@ -296,6 +300,30 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
             row["seeds"] = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
             rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None})
     return pd.DataFrame(rows)
+
+
+def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+    """The configuration game behind each Table V cell (on the seed means): how many embedded scheme and
+    attack configurations it had, the equilibrium pair (Eq. 6) that decides the cell, its surrogate wm acc
+    and θ with its interval."""
+    rows = []
+    for (setting, category, attack, scheme), sub in strategy_cells(cells).groupby(
+            ["setting", "category", "attack", "scheme"], sort=True):
+        scheme_config, attack_config, payoff = pure_nash_configs(sub, max_stealing_loss)
+        at = sub[(sub["scheme_config"] == scheme_config) & (sub["attack_config"] == attack_config)]
+        rows.append({"setting": setting, "category": category, "attack": attack, "scheme": scheme,
+                     "scheme_configs": sub["scheme_config"].nunique(), "attack_configs": sub["attack_config"].nunique(),
+                     "scheme_config": scheme_config, "attack_config": attack_config, "payoff": payoff,
+                     "removed": payoff > 0,
+                     "surrogate_wm_acc": at["surrogate_wm_acc"].iloc[0] if len(at) else np.nan,
+                     "theta": at["theta"].iloc[0] if len(at) else np.nan,
+                     "theta_lo": at["theta_lo"].iloc[0] if len(at) else np.nan,
+                     "theta_hi": at["theta_hi"].iloc[0] if len(at) else np.nan})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return (table.assign(rank=table["category"].map(category_rank))
+            .sort_values(["setting", "rank", "attack", "scheme"]).drop(columns="rank").reset_index(drop=True))
 
 
 def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
