@@ -12,11 +12,12 @@ from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write
                                     write_new_categories, write_sweep)
 
 from wrt.analysis.load import load_runs
+from wrt.analysis.tables import MARKED_ROW
 from wrt.analysis.report import Options, analyze
 from wrt.analysis.thresholds import ThresholdError
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ["thresholds", "robustness", "roc", "nash_per_scheme", "nash_per_category", "dominant_attacks",
+TABLES = ["thresholds", "robustness", "robustness_configs", "roc", "nash_per_scheme", "nash_per_category", "dominant_attacks",
           "fastest_attacks", "outcomes", "payoff_fashion_mnist", "runtimes_fashion_mnist", "embedding_fashion_mnist"]
 PLOTS = ["roc", "payoff_fashion_mnist", "pareto_fashion_mnist", "radar_fashion_mnist", "runtime_fashion_mnist",
          "embedding_loss_fashion_mnist"]
@@ -75,6 +76,11 @@ def test_tables_follow_the_sok(analyzed):
     assert robustness.loc["transfer_learning", "adi"] == "✗"
     assert robustness.loc["weight_pruning", "uchida"] == "✓"  # the removal at rate 0.9 costs 20 points
     assert "none" not in robustness.index
+    configs = pd.read_csv(out / "robustness_configs.csv").set_index(["attack", "scheme"])
+    pruning = configs.loc[("weight_pruning", "uchida")]  # the game behind the ✓: 2 scheme × 2 attack configs
+    assert (pruning["scheme_configs"], pruning["attack_configs"], pruning["removed"]) == (2, 2, False)
+    assert pruning["attack_config"].startswith("weight_pruning(") and pruning["scheme_config"].startswith("uchida(")
+    assert configs.loc[("transfer_learning", "adi"), "removed"]
     thresholds = pd.read_csv(out / "thresholds.csv").set_index("scheme")
     assert thresholds.loc["uchida", "binomial"] == pytest.approx(0.625)  # N=64: k=40
     assert thresholds.loc["adi", "n_null"] == 6
@@ -150,7 +156,7 @@ def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
     robustness = pd.read_csv(out / "robustness.csv").set_index("attack")
     assert robustness.loc["input_smoothing", "adi"] == "±(1 of 3)"  # the seed means keep the watermark
     assert robustness.loc["input_smoothing", "uchida"] == "✓"
-    assert robustness["seeds_agree"].to_dict() == {"input_smoothing": False, "weight_pruning": True,
+    assert robustness["seeds_agree"].drop(MARKED_ROW).to_dict() == {"input_smoothing": False, "weight_pruning": True,
                                                    "retraining": True, "transfer_learning": True}
     assert "±(k of n) the seeds disagree" in html
     assert r"$\pm$(1 of 3)" in (out / "robustness.tex").read_text(encoding="utf-8")
@@ -242,7 +248,7 @@ def test_forging_stays_out_of_the_removal_game(new_categories):
 def test_obfuscation_is_a_category_of_the_game(new_categories):
     out, _, _ = new_categories
     robustness = pd.read_csv(out / "robustness.csv")
-    assert list(robustness["category"]) == ["input_preprocessing", "model_modification", "model_extraction",
+    assert list(robustness["category"]) == ["embedding", "input_preprocessing", "model_modification", "model_extraction",
                                             "obfuscation"]
     dummy = robustness.set_index("attack").loc["dummy_neurons"]
     assert (dummy["adi"], dummy["uchida"]) == ("✓", "✗")  # uchida's key no longer fits: wm acc 0
@@ -298,7 +304,9 @@ def test_budgets_are_settings_with_their_own_thresholds_and_rows(two_budgets):
     assert thresholds.loc[(settings[1], "adi"), "threshold"] > thresholds.loc[(settings[0], "adi"), "threshold"]
     assert list(thresholds["threshold_from"]) == [s for s in settings for _ in range(2)]
     robustness = pd.read_csv(out / "robustness.csv")
-    assert list(robustness["setting"].unique()) == settings and len(robustness) == 6
+    assert list(robustness["setting"].unique()) == settings and len(robustness) == 8
+    assert (robustness["attack"] == MARKED_ROW).sum() == 2  # one per setting, first
+    robustness = robustness[robustness["attack"] != MARKED_ROW]
     marks = robustness[["adi", "uchida"]].to_numpy().ravel()
     assert not any("/" in m for m in marks)  # no merged cells
     # one seed: the seeds cannot agree or disagree, so nothing is claimed

@@ -11,9 +11,10 @@ from omegaconf import OmegaConf
 
 from conftest import group_config, options
 from wrt.attacks.base import AttackerData
-from wrt.config import build, params_of
+from wrt.config import as_dict, build, params_of
 from wrt.params import Declaration, declared
 from wrt.record import CATEGORIES
+from wrt.sweeper import configurations
 from wrt.validation import InvalidParameter
 
 
@@ -27,10 +28,10 @@ def test_config_builds_and_names_itself(group, name):
     component = build(node)
     if group == "attack":
         assert component.category in CATEGORIES
-    for key, values in (node.get("ablation") or {}).items():
-        assert key in params_of(node), f"{name}: ablation over unknown parameter {key}"
-        for value in values:
-            build({**params_of(node), "_target_": node._target_, key: value})
+    for point in configurations(node.get("ablation")):  # every configuration of the grid builds
+        for key in point:
+            assert key in params_of(node), f"{name}: ablation over unknown parameter {key}"
+        build({**as_dict(node), **point})
 
 
 def bad_values(d: Declaration) -> list:

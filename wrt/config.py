@@ -7,6 +7,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from wrt.sweeper import ablated_params
+
 DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
 
 
@@ -33,4 +35,4 @@ def params_of(node) -> dict:
 def ablated_of(node) -> list[str]:
     """The parameters the paper ablates over (the config's `ablation` keys): the ones that
     distinguish one defender or attacker configuration from another."""
-    return sorted(as_dict(node).get("ablation") or {})
+    return ablated_params(as_dict(node).get("ablation"))

@@ -191,17 +191,30 @@ def sweep_jobs(hydra_cfg: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
+def sweep_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
+    """Every job's composed config; with the ablation sweeper (wrt/sweeper.py) one per configuration of its
+    grids, derived from the job's config rather than composed again (composing is the slow part)."""
+    from hydra import compose
+
+    from wrt.sweeper import Options, apply_overrides, expand
+
+    jobs, options = sweep_jobs(hydra_cfg), Options.from_sweeper(hydra_cfg.sweeper)
+    compose_job = lambda job: compose(config_name, overrides=job)  # noqa: E731
+    if options is None:
+        return [compose_job(job) for job in jobs]
+    return [apply_overrides(cfg, extra) if extra else cfg for _, cfg, extra in expand(jobs, compose_job, options)]
+
+
 def sweep_plan(config_name: str, hydra_cfg: DictConfig) -> Plan:
     """Compose every job of the sweep and plan them with the thread count each job will have (it is
     part of run names and store keys, and sets the measured throughput)."""
     import torch
-    from hydra import compose
 
     from wrt.cli import threads_per_job
 
     threads = torch.get_num_threads()
     torch.set_num_threads(threads_per_job(hydra_cfg) or threads)
     try:
-        return make_plan([compose(config_name, overrides=job) for job in sweep_jobs(hydra_cfg)])
+        return make_plan(sweep_configs(config_name, hydra_cfg))
     finally:
         torch.set_num_threads(threads)

@@ -329,14 +329,26 @@ def model_sections(a: Analysis) -> list[Section]:
 
 def robustness_sections(a: Analysis) -> list[Section]:
     frame = a.robustness
-    text = (f"One row per setting and attack, one column per scheme. Each cell: {tables.ROBUST} robust, "
-            f"{tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's configs vs the attack's configs "
-            f"(on the seed means), {tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
+    text = (f"One row per setting and attack, one column per scheme; the first row of a setting ({tables.MARKED_ROW}) "
+            "is each scheme's mean watermark accuracy on its own marked models. A scheme config whose marked model "
+            "does not verify (mean marked wm acc < θ) was never embedded and is no defender strategy. Each cell: "
+            f"{tables.ROBUST} robust, {tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's embedded "
+            f"configs vs the attack's configs (on the seed means), {tables.UNDECIDED} undecided: the equilibrium's "
+            "surrogate wm acc lies inside θ's 95 % interval, "
+            f"{tables.NOT_EMBEDDED} no config of the scheme was embedded, "
+            f"{tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
             f"n seeds' runs alone removes the watermark, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
             "failed runs. seeds: how many seeds the row's cells have; seeds_agree: no when a cell is "
             f"{tables.SEEDS_DISAGREE}, empty with one seed. {a.crit}.")
+    configs = tables.robustness_configs_table(a.cells, a.options.max_stealing_loss)
+    configs_text = ("The configuration game behind each Table V cell: the scheme's and the attack's configurations "
+                    "(their `ablation:` grids as swept) and the pair at the Eq. 6 equilibrium on the seed means: "
+                    "the defender's best configuration and the attacker's best answer to it; payoff > 0: removed.")
     return [Section("Robustness (SoK Table V)", text, frame,
-                    a.table("robustness", frame, "Robustness of each scheme against each attack", text))]
+                    a.table("robustness", frame, "Robustness of each scheme against each attack", text)),
+            Section("Configurations at each Table V cell's equilibrium", configs_text, configs,
+                    a.table("robustness_configs", configs, "Equilibrium configurations per Table V cell",
+                            configs_text))]
 
 
 def reference_sections(a: Analysis) -> list[Section]:

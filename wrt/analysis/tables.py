@@ -19,6 +19,9 @@ CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "mod
                    "obfuscation": "OB", "combined": "CO", "ambiguity": "AM"}
 AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and forge a claim (wrt.analysis.forgery)
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
+NOT_EMBEDDED = "n/e"  # no config of the scheme verifies on its own marked model: no defender strategy
+UNDECIDED = "?"  # the equilibrium's surrogate wm acc lies inside θ's 95 % interval
+MARKED_ROW = "marked wm acc (mean)"  # the robustness table's first row per setting
 FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
 MEASURES = {  # outcome column prefix -> run column
     "marked_wm_acc": "marked.wm_acc",
@@ -74,6 +77,10 @@ def score_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: float,
     marked = runs[(runs["status"] == "ok") & (runs["role"] == "marked")]
     theta = thresholds.set_index(["setting", "scheme"])["threshold"]
     marked = marked.assign(theta=[theta[(d, s)] for d, s in zip(marked["setting"], marked["scheme.name"])])
+    theta_interval = thresholds.set_index(["setting", "scheme"])[["threshold_lo", "threshold_hi"]]
+    interval = [theta_interval.loc[(d, s)] for d, s in zip(marked["setting"], marked["scheme.name"])]
+    marked["theta_lo"] = [float(i["threshold_lo"]) for i in interval]
+    marked["theta_hi"] = [float(i["threshold_hi"]) for i in interval]
     marked["rescaled_wm_acc"] = [float(game.rescale(x, t, theta_prime))
                                  for x, t in zip(marked["surrogate.wm_acc"], marked["theta"])]
     marked["success"] = game.attack_succeeds(marked["surrogate.wm_acc"], marked["theta"],
@@ -89,9 +96,12 @@ def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: floa
     rows = []
     for key, group in scored.groupby(CELL_KEYS, sort=True):
         row = dict(zip(CELL_KEYS, key))
-        row.update(theta=group["theta"].iloc[0], n_seeds=group["seed"].nunique(), n_runs=len(group))
+        row.update(theta=group["theta"].iloc[0], theta_lo=group["theta_lo"].iloc[0],
+                   theta_hi=group["theta_hi"].iloc[0], n_seeds=group["seed"].nunique(), n_runs=len(group))
         for name, column in MEASURES.items():
             row.update(mean_ci(name, group[column]))
+        # a config whose marked model does not verify was never embedded: it is no defender strategy
+        row["embedded"] = bool(row["marked_wm_acc"] >= row["theta"])
         row["success_rate"] = group["success"].mean()
         row["success"] = bool(game.attack_succeeds(row["surrogate_wm_acc"], row["theta"],
                                                    row["stealing_loss"], max_stealing_loss))
@@ -120,16 +130,28 @@ def game_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["attack"] != "none"]
 
 
+def strategy_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The game's cells whose scheme config is a defender strategy: its marked model verifies (mean marked
+    wm acc ≥ θ). A watermark that was never embedded cannot be removed, so it never counts as removed."""
+    cells = game_cells(cells)
+    return cells[cells["embedded"]] if "embedded" in cells else cells
+
+
 def nash_entry(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
     V, T = matrices(cells, max_stealing_loss)
     return game.solve_game(V, T)
 
 
-def removed_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
-    """Whether the Eq. 6 equilibrium of these cells pays the attacker (removes the watermark)."""
+def pure_nash_configs(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[str, str, float]:
+    """The Eq. 6 equilibrium of these cells: (scheme config, attack config, payoff)."""
     V, T = matrices(cells, max_stealing_loss)
     i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
-    return bool(V.iat[i, j] > 0)
+    return V.index[i], V.columns[j], float(V.iat[i, j])
+
+
+def removed_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
+    """Whether the Eq. 6 equilibrium of these cells pays the attacker (removes the watermark)."""
+    return pure_nash_configs(cells, max_stealing_loss)[2] > 0
 
 
 def outcome_at(cells: pd.DataFrame, entry: dict) -> pd.Series:
@@ -142,7 +164,7 @@ def nash_all(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
     """nash.json content: per setting, the game over all schemes, per scheme family, and per scheme family
     against each attack category — every entry in the {"pure", "mixed"} shape."""
     result = {}
-    for setting, sc in game_cells(cells).groupby("setting", sort=True):
+    for setting, sc in strategy_cells(cells).groupby("setting", sort=True):
         result[setting] = {
             "all": nash_entry(sc, max_stealing_loss),
             "per_scheme": {s: nash_entry(g, max_stealing_loss) for s, g in sc.groupby("scheme", sort=True)},
@@ -205,13 +227,42 @@ def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
     return [removed_at_pure_nash(g, max_stealing_loss) for _, g in per_seed.groupby("seed", sort=True)]
 
 
+def undecided_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
+    """Whether the Eq. 6 equilibrium's surrogate wm acc lies inside θ's 95 % interval while its stealing loss
+    is allowed: the watermark may or may not have been removed (SoK App. XV: θ is itself an estimate)."""
+    scheme_config, attack_config, _ = pure_nash_configs(cells, max_stealing_loss)
+    at = cells[(cells["scheme_config"] == scheme_config) & (cells["attack_config"] == attack_config)]
+    if at.empty or "theta_lo" not in at:
+        return False
+    at = at.iloc[0]
+    return bool(at["theta_lo"] <= at["surrogate_wm_acc"] <= at["theta_hi"] and at["theta_lo"] < at["theta_hi"]
+                and at["stealing_loss"] <= max_stealing_loss + 1e-9)
+
+
 def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float) -> tuple[str, bool, int]:
-    """✓/✗ on the seed means, or ±(k of n) when only k of the n seeds' equilibria remove the watermark; whether
-    the seeds agree, and how many there are."""
+    """n/e when no config of the scheme was embedded; else ±(k of n) when only k of the n seeds' equilibria
+    remove the watermark, ? when the equilibrium's wm acc lies inside θ's interval, ✓/✗ on the seed means.
+    Also whether the seeds agree, and how many there are."""
+    strategies = strategy_cells(cells)
+    if strategies.empty:
+        return NOT_EMBEDDED, True, runs["seed"].nunique()
+    runs = runs[runs["scheme_config"].isin(set(strategies["scheme_config"]))]
     removals = seed_removals(runs, max_stealing_loss)
     if 0 < sum(removals) < len(removals):
         return f"{SEEDS_DISAGREE}({sum(removals)} of {len(removals)})", False, len(removals)
-    return (REMOVED if removed_at_pure_nash(cells, max_stealing_loss) else ROBUST), True, len(removals)
+    if undecided_at_pure_nash(strategies, max_stealing_loss):
+        return UNDECIDED, True, len(removals)
+    return (REMOVED if removed_at_pure_nash(strategies, max_stealing_loss) else ROBUST), True, len(removals)
+
+
+def marked_row(scored: pd.DataFrame, setting: str, schemes: list[str]) -> dict:
+    """The robustness table's first row of a setting: each scheme's mean marked wm acc over its marked models
+    (every config and seed), so a reader sees which watermarks were embedded at all."""
+    models = scored[scored["setting"] == setting].drop_duplicates(["scheme_config", "seed"])
+    means = models.groupby("scheme")["marked.wm_acc"].mean()
+    return {"setting": setting, "category": "embedding", "attack": MARKED_ROW,
+            **{s: f"{means[s]:.3f}" if s in means else NOT_RUN for s in schemes},
+            "seeds": f"{models['seed'].nunique()}", "seeds_agree": None}
 
 
 def _select(frame: pd.DataFrame, setting: str, scheme: str, attack: str) -> pd.DataFrame:
@@ -220,15 +271,18 @@ def _select(frame: pd.DataFrame, setting: str, scheme: str, attack: str) -> pd.D
 
 def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataFrame,
                      max_stealing_loss: float) -> pd.DataFrame:
-    """SoK Table V, one block of rows per setting: attacks (grouped by category) × schemes; ✓ robust, ✗ removed
-    at the Eq. 6 equilibrium of the scheme's configs against the attack's configs, ±(k of n) the seeds disagree
-    (k of n remove it), – not run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's
-    cells; `seeds_agree` is false when any cell of the row is ±, and empty when no cell has two seeds."""
+    """SoK Table V, one block of rows per setting: each scheme's mean marked wm acc, then attacks (grouped by
+    category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of the scheme's embedded configs against
+    the attack's configs, ±(k of n) the seeds disagree (k of n remove it), ? undecided (wm acc inside θ's
+    interval), n/e no config embedded, – not run, ! only failed runs. `seeds` gives the fewest and most seeds
+    of the row's cells; `seeds_agree` is false when any cell of the row is ±, and empty when no cell has two
+    seeds."""
     gc, gr = game_cells(cells), game_cells(scored)
     schemes = sorted(gc["scheme"].unique())
     failed_pairs = set(zip(failed["setting"], failed["scheme.name"], failed["attack.name"]))
     rows = []
     for setting, sg in gc.groupby("setting", sort=True):
+        rows.append(marked_row(scored, setting, schemes))
         attacks = (sg[["category", "attack"]].drop_duplicates()
                    .assign(rank=lambda d: d["category"].map(category_rank))
                    .sort_values(["rank", "attack"]))
@@ -248,12 +302,36 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
     return pd.DataFrame(rows)
 
 
+def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+    """The configuration game behind each Table V cell (on the seed means): how many embedded scheme and
+    attack configurations it had, the equilibrium pair (Eq. 6) that decides the cell, its surrogate wm acc
+    and θ with its interval."""
+    rows = []
+    for (setting, category, attack, scheme), sub in strategy_cells(cells).groupby(
+            ["setting", "category", "attack", "scheme"], sort=True):
+        scheme_config, attack_config, payoff = pure_nash_configs(sub, max_stealing_loss)
+        at = sub[(sub["scheme_config"] == scheme_config) & (sub["attack_config"] == attack_config)]
+        rows.append({"setting": setting, "category": category, "attack": attack, "scheme": scheme,
+                     "scheme_configs": sub["scheme_config"].nunique(), "attack_configs": sub["attack_config"].nunique(),
+                     "scheme_config": scheme_config, "attack_config": attack_config, "payoff": payoff,
+                     "removed": payoff > 0,
+                     "surrogate_wm_acc": at["surrogate_wm_acc"].iloc[0] if len(at) else np.nan,
+                     "theta": at["theta"].iloc[0] if len(at) else np.nan,
+                     "theta_lo": at["theta_lo"].iloc[0] if len(at) else np.nan,
+                     "theta_hi": at["theta_hi"].iloc[0] if len(at) else np.nan})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return (table.assign(rank=table["category"].map(category_rank))
+            .sort_values(["setting", "rank", "attack", "scheme"]).drop(columns="rank").reset_index(drop=True))
+
+
 def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
     """SoK §VIII-H: an attack is dominant when, over every scheme config × the attack's configs, the Eq. 6
     payoff is positive, i.e. each scheme config is removed by some config of the attack (not run: not
     removed). Also the single attack config that removes the most scheme configs."""
     rows = []
-    gc = game_cells(cells)
+    gc = strategy_cells(cells)
     for (setting, category, attack), sub in gc.groupby(["setting", "category", "attack"], sort=True):
         all_configs = sorted(gc.loc[gc["setting"] == setting, "scheme_config"].unique())
         V, T = matrices(sub, max_stealing_loss)
@@ -271,7 +349,9 @@ def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.
             "nash_payoff_lo": at["payoff_lo"].iloc[0] if len(at) else np.nan,
             "nash_payoff_hi": at["payoff_hi"].iloc[0] if len(at) else np.nan,
         })
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["setting", "category", "attack", "scheme_configs", "removed_by_some_config",
+                                        "best_single_config", "removed_by_best_config", "dominant", "nash_payoff",
+                                        "nash_payoff_lo", "nash_payoff_hi"])
     return table.sort_values(["setting", "dominant", "removed_by_some_config", "attack"],
                              ascending=[True, False, False, True])
 
@@ -286,9 +366,10 @@ def speed_class(ratio: float) -> str:
 def fastest_attacks_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Per scheme family, the successful (scheme config, attack config) cell with the lowest attack time
     relative to training from scratch (SoK Fig. 3c,f)."""
-    successful = game_cells(cells)[game_cells(cells)["success"] & game_cells(cells)["attack_time_ratio"].notna()]
+    strategies = strategy_cells(cells)
+    successful = strategies[strategies["success"] & strategies["attack_time_ratio"].notna()]
     rows = []
-    for (setting, scheme), sub in game_cells(cells).groupby(["setting", "scheme"], sort=True):
+    for (setting, scheme), sub in strategies.groupby(["setting", "scheme"], sort=True):
         hits = successful[(successful["setting"] == setting) & (successful["scheme"] == scheme)]
         if hits.empty:
             rows.append({"setting": setting, "scheme": scheme, "attack_config": "none successful"})

@@ -13,6 +13,10 @@ Method `auto` uses the largest estimate available, so θ never falls below what 
 below chance: bit keys always have the binomial bound (plus empirical/normal when there are enough null
 runs); trigger-set keys need `min_null_runs` null runs, and the binomial bound (when `num_classes` is
 known) is their floor — unmarked models that never match the key's labels still get θ above chance.
+
+θ comes with a 95 % interval (`threshold_lo`, `threshold_hi`): a bootstrap over the null models for the
+empirical and normal estimates, θ itself for the exact binomial bound. Table V marks a cell whose watermark
+accuracy falls inside it as undecided.
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ from wrt.stats import ThresholdError, binomial_threshold, empirical_threshold, n
 METHODS = ("auto", "empirical", "normal", "binomial")
 
 
+ESTIMATORS = {"empirical": empirical_threshold, "normal": normal_threshold}
+
+
+def threshold_interval(null_wm_accs, p: float, method: str, n_resamples: int = 1000,
+                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of an `empirical` or `normal` θ over the null models: θ is an estimate,
+    and a watermark accuracy inside this interval cannot be told apart from θ (Table V's undecided cells)."""
+    values = np.asarray(null_wm_accs, dtype=float)
+    if values.size < 2:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    estimates = [ESTIMATORS[method](rng.choice(values, values.size), p) for _ in range(n_resamples)]
+    alpha = (1.0 - level) / 2.0
+    return float(np.nanquantile(estimates, alpha)), float(np.nanquantile(estimates, 1.0 - alpha))
+
+
 def _chance(group: pd.DataFrame, bits: bool) -> float:
     """Probability that an unmarked model matches one key entry: 1/2 per bit, 1/C per trigger label (the
     fewest classes when several; NaN when no run says how many classes there are)."""
@@ -34,8 +54,13 @@ def _chance(group: pd.DataFrame, bits: bool) -> float:
     return 1.0 / min(int(c) for c in classes) if len(classes) else np.nan
 
 
+def null_accs_of(group: pd.DataFrame) -> pd.Series:
+    """The watermark accuracies that the null (unmarked) models reach on the scheme's keys."""
+    return group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
+
+
 def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
-    null_accs = group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
+    null_accs = null_accs_of(group)
     bits = bool(group["scheme.bits"].fillna(False).any())
     key_sizes = sorted({int(k) for k in group["scheme.key_size"].dropna()})
     enough = len(null_accs) >= max(min_null_runs, 1)
@@ -108,13 +133,17 @@ def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "auto
             problems[(setting, scheme)] = _shortage(est, method, min_null_runs, setting, scheme)
             continue
         used, theta = chosen
+        base = used.removeprefix("auto: ").split(" ")[0]
+        lo, hi = (threshold_interval(null_accs_of(group), p, base) if base in ESTIMATORS
+                  else (theta, theta))  # the binomial bound is exact
         if theta >= 1.0:
             problems[(setting, scheme)] = (f"{scheme} on {setting}: θ={theta:.4f} ≥ 1 ({used}); unmarked models "
                                            f"reach full watermark accuracy, so the watermark cannot be verified")
             continue
         est.pop("binomial_error")
         own[(setting, scheme)] = {"setting": setting, "dataset": dataset, "scheme": scheme, **est, "method": used,
-                                  "threshold": theta, "threshold_from": setting}
+                                  "threshold": theta, "threshold_lo": lo, "threshold_hi": hi,
+                                  "threshold_from": setting}
     rows = dict(own)
     for setting, scheme in list(problems):
         donor = own.get((thresholds_from, scheme))

@@ -1,0 +1,72 @@
+"""Table V's cells follow the SoK's method: a watermark that was never embedded is no defender strategy (n/e,
+never ✗), a watermark accuracy inside θ's 95 % interval is undecided (?), and the table's first row shows each
+scheme's mean marked watermark accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from fixtures.analysis_runs import run_record, write
+
+from wrt.analysis.report import Options, analyze
+from wrt.analysis.tables import MARKED_ROW, NOT_EMBEDDED, REMOVED, ROBUST, UNDECIDED
+from wrt.analysis.thresholds import threshold_interval
+
+ADI_NULLS = (0.05, 0.08, 0.10, 0.12, 0.15, 0.20)  # θ ≈ 0.2 (empirical/normal, above the binomial floor)
+
+
+def sweep(tmp_path, marked_wm: dict, surrogate_wm: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """adi with configs size=50 and size=100 (their marked wm acc from `marked_wm`), attacked by pruning
+    (surrogate wm acc from `surrogate_wm`, stealing loss 1 point); null runs for θ. Returns robustness.csv."""
+    for i, wm in enumerate(ADI_NULLS):
+        write(tmp_path, run_record(run_name=f"null{i}", scheme="adi", scheme_params={"size": 100}, attack="none",
+                                   attack_params={}, seed=i, role="null", marked_wm=wm))
+    for size in (50, 100):
+        for seed in seeds:
+            for attack, wm in (("none", marked_wm[size]), ("weight_pruning", surrogate_wm[size])):
+                write(tmp_path, run_record(run_name=f"adi{size}_{attack}_s{seed}", scheme="adi",
+                                           scheme_params={"size": size}, attack=attack,
+                                           attack_params={} if attack == "none" else {"rate": 0.5}, seed=seed,
+                                           marked_wm=marked_wm[size], surrogate_wm=wm, surrogate_acc=0.88))
+    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    return pd.read_csv(tmp_path / "analysis" / "robustness.csv").set_index("attack")
+
+
+def test_a_watermark_that_was_never_embedded_is_not_removed(tmp_path):
+    robustness = sweep(tmp_path, marked_wm={50: 0.12, 100: 0.15}, surrogate_wm={50: 0.1, 100: 0.1})
+    assert robustness.loc["weight_pruning", "adi"] == NOT_EMBEDDED
+    assert robustness.loc[MARKED_ROW, "adi"] == "0.135"  # the first row: mean marked wm acc
+
+
+def test_only_embedded_configs_are_defender_strategies(tmp_path):
+    # size=50 never verified (0.12 < θ) and pruning "removes" it; size=100 verifies and survives
+    robustness = sweep(tmp_path, marked_wm={50: 0.12, 100: 1.0}, surrogate_wm={50: 0.05, 100: 0.95})
+    assert robustness.loc["weight_pruning", "adi"] == ROBUST
+    outcomes = pd.read_csv(tmp_path / "analysis" / "outcomes.csv")
+    assert outcomes.groupby("scheme_config")["embedded"].first().to_dict() == {"adi(size=100)": True,
+                                                                             "adi(size=50)": False}
+    nash = pd.read_json(tmp_path / "analysis" / "nash.json")
+    assert "size=50" not in str(nash.to_dict())  # not a strategy of the game
+
+
+def test_a_removal_below_the_interval_is_still_removed(tmp_path):
+    robustness = sweep(tmp_path, marked_wm={50: 1.0, 100: 1.0}, surrogate_wm={50: 0.0, 100: 0.0})
+    assert robustness.loc["weight_pruning", "adi"] == REMOVED
+
+
+def test_a_watermark_accuracy_inside_thetas_interval_is_undecided(tmp_path):
+    robustness = sweep(tmp_path, marked_wm={50: 1.0, 100: 1.0}, surrogate_wm={50: 0.19, 100: 0.19})
+    thetas = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index("scheme")
+    lo, hi = thetas.loc["adi", ["threshold_lo", "threshold_hi"]]
+    assert lo < 0.19 < hi  # the fixture's surrogate wm acc is inside θ's interval, just below θ
+    assert robustness.loc["weight_pruning", "adi"] == UNDECIDED
+
+
+def test_threshold_interval_covers_theta_and_shrinks_with_more_null_models():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(0.3, 0.05, 10), rng.normal(0.3, 0.05, 1000)
+    lo_few, hi_few = threshold_interval(few, 0.05, "normal")
+    lo_many, hi_many = threshold_interval(many, 0.05, "normal")
+    assert lo_many < 0.3 + 1.645 * 0.05 < hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 3
+    assert np.isnan(threshold_interval([0.3], 0.05, "normal")[0])

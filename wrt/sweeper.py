@@ -1,0 +1,178 @@
+"""The configuration game's sweep (SoK §VII-B, Eq. 6): `hydra/sweeper=ablation` expands every job of the
+usual cartesian sweep into one job per configuration of its scheme's and its attack's `ablation:` grid, so
+that the analyzer can play the defender's configurations against the attacker's.
+
+The sweeper class is a Hydra plugin, `hydra_plugins/wrt_ablation_sweeper/` (Hydra loads plugins from that
+namespace only); this module holds what it does, which the sweep plan (wrt/plan.py) shares.
+
+A config's `ablation:` declares its grid in one of two forms:
+
+* a mapping of lists, `{lam: [0.1, 1, 10]}`: the product of the listed values;
+* a list of mappings, `[{kernel: median}, {kernel: gaussian, sigma: 0.1}, ...]`: exactly these
+  configurations, for grids where a parameter matters for some values of another only.
+
+A configuration sets the listed parameters and keeps the config's other values. Grids are read from each
+job's composed config (so an experiment's or the command line's overrides apply); a parameter that the
+job's own overrides set (`scheme.lam=5`) is not ablated. A configuration equal to the job's config runs as
+the job itself, without overrides, and configurations that come out the same run once. Options
+(configs/hydra/sweeper/ablation.yaml): `ablate` (the groups to expand), `defaults_only` (config names run at
+their default config only) and `select` (config name → the values a configuration must have).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from wrt.validation import InvalidParameter, require
+
+GROUPS = ("scheme", "attack")
+SWEEPER = "hydra_plugins.wrt_ablation_sweeper.ablation_sweeper.AblationSweeper"  # Hydra plugins live there
+
+
+def configurations(ablation, where: str = "ablation") -> list[dict]:
+    """The grid's configurations, each a mapping parameter → value; one empty configuration (the config
+    itself) for no grid. `where` names the grid in errors."""
+    if OmegaConf.is_config(ablation):
+        ablation = OmegaConf.to_container(ablation)
+    if not ablation:
+        return [{}]
+    if isinstance(ablation, Mapping):
+        for key, values in ablation.items():
+            require(isinstance(values, list) and len(values) > 0, f"{where}.{key}", values,
+                    "a non-empty list of values")
+        return [dict(zip(ablation, point)) for point in itertools.product(*ablation.values())]
+    require(isinstance(ablation, list) and all(isinstance(c, Mapping) for c in ablation), where, ablation,
+            "a mapping of lists ({param: [values]}) or a list of mappings ([{param: value, ...}, ...])")
+    return [dict(c) for c in ablation]
+
+
+def ablated_params(ablation) -> list[str]:
+    """The parameters a grid varies (either form), sorted: they label a configuration (run JSON `ablated`)."""
+    return sorted({key for point in configurations(ablation) for key in point})
+
+
+def same(a, b) -> bool:
+    """Equal as config values: 1 and 1.0 are the same, True and 1 are not."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def hydra_value(value) -> str:
+    """`value` written as a Hydra override value that parses back to it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        plain = re.fullmatch(r"[A-Za-z_][\w-]*", value) and value.lower() not in ("null", "true", "false",
+                                                                                  "inf", "nan")
+        return value if plain else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    raise InvalidParameter(f"ablation value {value!r} is not allowed: must be a number, string, bool, null, "
+                           f"list or mapping")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Which grids the sweep expands (configs/hydra/sweeper/ablation.yaml)."""
+    ablate: tuple[str, ...] = GROUPS
+    defaults_only: tuple[str, ...] = ()
+    select: dict = field(default_factory=dict)  # config name → {param: value or [values]}
+
+    @classmethod
+    def of(cls, ablate=GROUPS, defaults_only=(), select=None) -> Options:
+        def names(key, value):
+            value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            require(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+                    f"hydra.sweeper.{key}", value, "a list of names")
+            return tuple(value)
+
+        ablate, defaults_only = names("ablate", ablate), names("defaults_only", defaults_only)
+        for group in ablate:
+            require(group in GROUPS, "hydra.sweeper.ablate", list(ablate), f"a list of {' and '.join(GROUPS)}")
+        select = OmegaConf.to_container(select) if OmegaConf.is_config(select) else dict(select or {})
+        for name, wanted in select.items():
+            require(isinstance(wanted, Mapping), f"hydra.sweeper.select.{name}", wanted,
+                    "a mapping param → value or list of values")
+        return cls(ablate, defaults_only, select)
+
+    @classmethod
+    def from_sweeper(cls, sweeper: DictConfig) -> Options | None:
+        """The options of an AblationSweeper's config; None for any other sweeper."""
+        if sweeper.get("_target_") != SWEEPER:
+            return None
+        return cls.of(sweeper.get("ablate", GROUPS), sweeper.get("defaults_only", ()), sweeper.get("select"))
+
+    def grid(self, node, group: str, fixed: set[str]) -> list[dict]:
+        """The configurations of one group config (`scheme` or `attack` of a composed job) as the parameters
+        whose values differ from the config's; `fixed`: parameters the job's overrides set."""
+        if group not in self.ablate or node is None:
+            return [{}]
+        name, current = node.get("name"), OmegaConf.to_container(node, resolve=True)
+        points = configurations(node.get("ablation"), f"{group}.{name}.ablation")
+        for point in points:
+            for key in point:
+                require(key in current and key not in ("name", "ablation") and not key.startswith("_"),
+                        f"{group}.{name}.ablation", key, f"a parameter of {group} {name}")
+        if name in self.select:
+            wanted = {k: v if isinstance(v, list) else [v] for k, v in self.select[name].items()}
+            points = [p for p in points if all(any(same({**current, **p}.get(k), v) for v in values)
+                                               for k, values in wanted.items())]
+            require(bool(points), f"hydra.sweeper.select.{name}", self.select[name],
+                    f"values that some configuration of {group} {name}'s ablation grid has")
+        distinct = []
+        for point in points:
+            change = {k: v for k, v in point.items() if k not in fixed and not same(current[k], v)}
+            if not any(same(sorted(change.items()), sorted(d.items())) for d in distinct):
+                distinct.append(change)
+        return distinct
+
+
+def set_keys(job: Sequence[str], group: str) -> set[str]:
+    """The parameters of `group` that a job's overrides set (`scheme.lam=5` → lam)."""
+    keys = {override.split("=", 1)[0].lstrip("+~") for override in job}
+    return {key[len(group) + 1:] for key in keys if key.startswith(f"{group}.")}
+
+
+def configuration_overrides(cfg: DictConfig, job: Sequence[str], options: Options) -> list[list[str]]:
+    """One list of extra overrides (`scheme.lam=1`, ...) per configuration of the job's scheme × attack; one
+    empty list for a job whose scheme or attack is in `defaults_only`."""
+    if any(cfg.get(group) is not None and cfg[group].get("name") in options.defaults_only for group in GROUPS):
+        return [[]]
+    grids = [[[f"{group}.{k}={hydra_value(v)}" for k, v in change.items()]
+              for change in options.grid(cfg.get(group), group, set_keys(job, group))] for group in GROUPS]
+    return [scheme + attack for scheme, attack in itertools.product(*grids)]
+
+
+def expand(jobs: Sequence[Sequence[str]], compose: Callable[[list[str]], DictConfig],
+           options: Options) -> list[tuple[list[str], DictConfig, list[str]]]:
+    """Every job's configurations: (job, its composed config, the configuration's extra overrides)."""
+    expanded = []
+    for job in jobs:
+        cfg = compose(list(job))
+        expanded += [(list(job), cfg, extra) for extra in configuration_overrides(cfg, job, options)]
+    return expanded
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """A copy of a composed config with value overrides applied as Hydra parses them (for the sweep plan,
+    which then need not compose every configuration again)."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))  # no resolution: interpolations stay
+    with open_dict(cfg):
+        for override in OverridesParser.create().parse_overrides(list(overrides)):
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+    return cfg
