@@ -4,8 +4,8 @@ clean images the keys were made from are among the retraining queries?
 
 For each scheme (content, noise) and seed, the marked model is built as in a normal run
 (wrt.pipeline.Run, budget=smoke by default), then retraining runs twice against it: on the usual
-query set (the whole training set), and on the query set without the key's source images (each
-key image's nearest training image; the key is x + trigger). Writes key_source_leak.csv and .md.
+query set (the whole training set), and on the query set without the key's source images (the
+clean training images the key images were made from: key = trigger(source)). Writes key_source_leak.csv and .md.
 
     PYTHONPATH=. python scripts/key_source_leak.py [--seeds 0 1 2] [--budget smoke] [--out DIR]
 """
@@ -28,12 +28,20 @@ from wrt.data.loader import to_float
 from wrt.pipeline import Run, attacker_data, load_data
 
 
-def key_sources(train_x: torch.Tensor, key_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of each key image's nearest training image (L2) and the distances."""
-    flat = to_float(train_x).flatten(1)
-    dist = torch.cdist(key_images.flatten(1), flat)
-    best = dist.min(1)
-    return best.indices, best.values
+def key_sources(data, scheme, seed: int, key_images: torch.Tensor) -> torch.Tensor:
+    """Training-set index of each key image's source image. Content and noise keys are
+    `trigger(sample_class(defender data, source_class, key_size, Generator(seed)))`
+    (wrt.schemes.content), so the same first draw from the key's generator gives the sources;
+    checked: the scheme's trigger, drawn on from the same generator, turns them into the key."""
+    defender_idx, _ = data.split_indices()
+    pool = (data.train_y[defender_idx] == scheme.source_class).nonzero().flatten()
+    generator = torch.Generator().manual_seed(seed)
+    chosen = pool[torch.randperm(len(pool), generator=generator)[:scheme.key_size]].sort().values
+    idx = defender_idx[chosen]
+    triggered, _ = scheme.trigger(to_float(data.train_x[idx]), generator)
+    if not torch.equal(triggered, key_images):
+        raise RuntimeError(f"the recovered sources do not give {type(scheme).__name__}'s key images")
+    return idx
 
 
 def run_one(scheme_name: str, seed: int, budget: str, labels: str, store: str) -> dict:
@@ -47,13 +55,13 @@ def run_one(scheme_name: str, seed: int, budget: str, labels: str, store: str) -
     key = run.key(source)
     marked, _, _ = run.embed(source, key)
     deployed = scheme.wrap(marked, key)
-    idx, dist = key_sources(run.data.train_x, key.tensors["images"])
+    idx = key_sources(run.data, scheme, cfg.seed, key.tensors["images"])
     keep = torch.ones(len(run.data.train_x), dtype=torch.bool)
     keep[idx] = False
     without = dataclasses.replace(run.data, train_x=run.data.train_x[keep], train_y=run.data.train_y[keep])
     row = {"scheme": scheme_name, "seed": seed, "budget": budget, "labels": labels,
            "marked_wm_acc": run.evaluate(deployed, key).wm_acc,
-           "key_sources_removed": int((~keep).sum()), "max_nn_distance": round(float(dist.max()), 4)}
+           "key_sources_removed": int((~keep).sum())}
     for variant, data in (("with_sources", run.data), ("without_sources", without)):
         ctx = AttackContext(data, run.attack_trainer, run.source_trainer, lambda: run.new_model(cfg.seed + 1),
                             scheme, cfg.seed, store=None, attacker_data=attacker_data(cfg))
