@@ -16,6 +16,7 @@ from wrt.attacks.extraction import (AdversarialExamples, AdversarialTrainingFrom
                                     CrossArchitectureRetraining, Distillation, KnockoffNets,
                                     Retraining, SmoothRetraining, random_affine)
 from wrt.attacks.preprocessing import Preprocessed
+from wrt.data.loader import to_float
 from wrt.attacks.transfer import TransferLearning
 from wrt.models import LeNet, SmallCNN
 from wrt.store import Store
@@ -67,12 +68,12 @@ def test_retraining_learns_the_victims_labels_from_unlabeled_queries(small, fmni
 def test_cross_architecture_retraining_uses_another_architecture(small, fmnist_source):
     ctx = lenet_ctx(small)
     victim = LeNet(mean=small.mean, std=small.std)  # (untrained) LeNet victim: SmallCNN is "another" architecture
-    surrogate = CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN", "width": 4, "hidden": 16})(victim, ctx)
+    surrogate = CrossArchitectureRetraining(model={"_target_": "wrt.models.SmallCNN", "width": 4, "hidden": 16})(victim, ctx)
     assert isinstance(surrogate, SmallCNN) and surrogate.num_classes == 10 and surrogate.classifier.in_features == 16
     with pytest.raises(InvalidParameter, match="attack.model"):
-        CrossArchitectureRetraining({"_target_": "wrt.models.SmallCNN"})(fmnist_source, lenet_ctx(small.subset(50, 10)))
+        CrossArchitectureRetraining(model={"_target_": "wrt.models.SmallCNN"})(fmnist_source, lenet_ctx(small.subset(50, 10)))
     with pytest.raises(InvalidParameter, match="attack.model"):
-        CrossArchitectureRetraining({"width": 3})
+        CrossArchitectureRetraining(model={"width": 3})
 
 
 def test_distillation_trains_on_softened_logits(small, fmnist_source):
@@ -109,7 +110,7 @@ class CountingVictim(torch.nn.Module):
 def test_smooth_retraining_queries_n_variations_per_image(small, fmnist_source):
     ctx = lenet_ctx(small)
     victim = CountingVictim(copy.deepcopy(fmnist_source))
-    attack = SmoothRetraining(queries=3, chunk=300)
+    attack = SmoothRetraining(queries=3, chunk=300, labels="top1")
     targets = attack.targets(victim, small.train_x, ctx)
     assert victim.seen == 3 * 800 and ctx.usage["queries"] == 3 * 800
     assert torch.allclose(targets.sum(1), torch.ones(800))
@@ -117,6 +118,32 @@ def test_smooth_retraining_queries_n_variations_per_image(small, fmnist_source):
     assert ((targets > 0).sum(1) > 1).any()  # some images got different labels across variations
     surrogate = attack(victim, lenet_ctx(small))
     assert agreement(surrogate, fmnist_source, small.test_x, ctx.trainer) > 0.4
+    soft = SmoothRetraining(queries=2, chunk=300).targets(fmnist_source, small.train_x[:50], make_ctx(small))
+    assert torch.allclose(soft.sum(1), torch.ones(50)) and (soft * 2).round().ne(soft * 2).any()  # mean softmax
+
+
+def test_retraining_targets_are_the_victims_probability_rows_or_top1_labels(small, fmnist_source):
+    ctx = make_ctx(small)
+    soft = Retraining().targets(fmnist_source, small.train_x[:100], ctx)
+    assert soft.shape == (100, 10) and soft.dtype == torch.float32 and (soft >= 0).all()
+    assert torch.allclose(soft.sum(1), torch.ones(100))
+    top1 = Retraining(labels="top1").targets(fmnist_source, small.train_x[:100], ctx)
+    assert top1.dtype == torch.long and torch.equal(top1, soft.argmax(1))
+    assert ctx.usage["queries"] == 200
+    with pytest.raises(InvalidParameter, match="attack.labels"):
+        Retraining(labels="hard")
+
+
+def test_cross_architecture_surrogate_is_larger_than_the_source(compose_cfg, fmnist):
+    from wrt.config import build
+    cfg = compose_cfg("attack=cross_architecture_retraining")
+    attack = build(cfg.attack)
+    source = build(cfg.model, num_classes=10, in_channels=1, mean=[0.5], std=[0.5])
+    ctx = make_ctx(fmnist)
+    surrogate = attack.surrogate(source, ctx)
+    size = lambda m: sum(p.numel() for p in m.parameters())
+    assert type(surrogate) is not type(source) and size(surrogate) > 2 * size(source)
+    assert surrogate(to_float(fmnist.test_x[:2])).shape == (2, 10)
 
 
 def test_random_affine_varies_images_and_keeps_shape_and_range(small):
@@ -156,11 +183,34 @@ def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_sour
 
 def test_knockoff_nets_queries_other_domain_images(small, fmnist_source):
     ctx = lenet_ctx(small)
-    surrogate = KnockoffNets(queries=200, transfer_per_class=2, transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
+    surrogate = KnockoffNets(queries=200, transfer_set="glyphs", transfer_per_class=2,
+                             transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet)
     assert ctx.usage == {"queries": 200, "labeled_samples": 0, "unlabeled_samples": 0, "transfer_samples": 200}
+    ctx = make_ctx(small)
+    assert KnockoffNets().transfer_set == "natural"
+    KnockoffNets(queries=150)(copy.deepcopy(fmnist_source), ctx)
+    assert ctx.usage["transfer_samples"] == 150 and ctx.usage["queries"] == 150
     with pytest.raises(InvalidParameter, match="attack.transfer_classes"):
         KnockoffNets(transfer_classes=10_000)
+
+
+def test_natural_transfer_set_has_the_tasks_shape_and_nothing_of_glyphs_or_the_task(small):
+    from wrt.data.glyphs import glyph_dataset
+    from wrt.data.natural import SKIMAGE_PHOTOS, natural_crops, photo_files
+    assert not {"text.png", "page.png", "logo.png"} & set(SKIMAGE_PHOTOS)  # no text, no glyphs
+    assert all(path.is_file() for path in photo_files())
+    gray = natural_crops(300, size=28, channels=1, generator=torch.Generator().manual_seed(0))
+    assert gray.shape == (300, 1, 28, 28) and gray.dtype == torch.uint8
+    assert torch.equal(gray, natural_crops(300, 28, 1, torch.Generator().manual_seed(0)))  # seeded
+    assert natural_crops(4, size=32, channels=3).shape == (4, 3, 32, 32)
+    assert gray.float().std(dim=(1, 2, 3)).gt(0).float().mean() > 0.9  # textured crops, not blank
+    glyphs, _, _ = glyph_dataset(20, 5)
+    for other in (glyphs, small.train_x):  # no crop is (nearly) a glyph or a Fashion-MNIST image
+        distance = torch.cdist(gray.flatten(1).float(), other.flatten(1).float())
+        assert distance.min() > 255
+    with pytest.raises(ValueError, match="channels=2"):
+        natural_crops(1, channels=2)
 
 
 def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_source, tmp_path):

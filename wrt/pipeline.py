@@ -190,9 +190,13 @@ class Run:
         self.role = role_of(cfg)
         self.source_trainer = self.trainer(cfg.budget.source_trainer)
         self.finetune_trainer = self.trainer(cfg.budget.trainer)
+        # cheap attacks (fine-tuning on the attacker's third) may run at more of the paper's epochs
+        cheap_scale = cfg.budget.get("cheap_attack_epoch_scale")
+        self.attack_trainer = (self.trainer(cfg.budget.trainer, epoch_scale=cheap_scale)
+                               if attack.cheap and cheap_scale is not None else self.finetune_trainer)
 
-    def trainer(self, node) -> Trainer:
-        return build(node, device=self.device, progress=self.cfg.progress, seed=self.cfg.seed)
+    def trainer(self, node, **overrides) -> Trainer:
+        return build(node, device=self.device, progress=self.cfg.progress, seed=self.cfg.seed, **overrides)
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
@@ -295,7 +299,7 @@ class Run:
             r.marked = MarkedEvaluation(**dataclasses.asdict(self.evaluate(deployed, key)), cached=cached,
                                         embed_time_s=embed_time)
         with stages.timed("attack"):
-            ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
+            ctx = AttackContext(self.data, self.attack_trainer, self.source_trainer,
                                 lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
                                 store=self.store, attacker_data=attacker_data(cfg))
             surrogate = self.attack(copy.deepcopy(deployed), ctx)

@@ -156,6 +156,9 @@ class Attack(Configurable):
 
     group = "attack"
     category: ClassVar[str] = "none"
+    # True for attacks that only fine-tune on the attacker's third for a few paper epochs: budgets
+    # may run them at more of the paper's epochs (`budget.cheap_attack_epoch_scale`)
+    cheap: ClassVar[bool] = False
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         raise NotImplementedError

@@ -1,24 +1,29 @@
 """Model extraction attacks (SoK §V-C "Model Extraction", Appendix XIII-C, Table III).
 
-The attacker queries the deployed model (the marked model, or DAWN's wrapper) for labels and
-trains a surrogate on them. Following Appendix XIV-A, extraction attackers get the whole
+The attacker queries the deployed model (the marked model, or DAWN's wrapper) and trains a
+surrogate on its answers. Retraining, cross-architecture retraining, smooth retraining and
+Knockoff Nets train on the victim's softmax outputs by default (`labels: soft`, as the SoK's
+toolbox does: the victim answers with its probability vector); `labels: top1` trains on its
+top-1 labels instead (a label-only API). Following Appendix XIV-A, extraction attackers get the whole
 training set *without* labels ("domain" data): every image is a query, no ground-truth label
 is used. Knockoff Nets instead queries images of another domain (the transfer set).
 
 - Retraining [36]: a fresh model of the source architecture, trained with the source model's
   training setup on the victim's labels.
-- Cross-architecture retraining: the same with another architecture (LeNet for 28-px data;
+- Cross-architecture retraining: the same with another, larger architecture (a ResNet-18 of
+  width 16, ~0.7M parameters, for 28-px data where the source is small_cnn, ~0.28M;
   DenseNet-121 at paper budget on CIFAR-10, as in the SoK).
 - Distillation [22] (Hinton et al. 2015): the student learns the victim's logits softened at
   temperature T, with its own logits divided by T during training (loss × T²).
-- Smooth retraining (SoK's adaptive attack against DAWN): each label is the mean of the labels
-  returned for n = 3 random affine variations of the image.
+- Smooth retraining (SoK's adaptive attack against DAWN): each label is the mean of the answers
+  (softmax outputs, or one-hot top-1 labels) returned for n = 3 random affine variations.
 - Adversarial training from scratch [41]: retraining where every batch is extended by PGD
   examples (ε, step 0.01, 40 iterations) of about 10 % of its size, each repeated twice,
   crafted against the surrogate being trained (Madry et al.).
 - Knockoff Nets [40], random selection: images drawn at random from an other-domain transfer
-  set (rendered glyphs, `wrt.data.glyphs`, standing in for Open Images) and labelled by the
-  victim; a fresh model is trained on them.
+  set (random crops of natural photographs, `wrt.data.natural`, standing in for Open Images;
+  or rendered glyphs, `wrt.data.glyphs`) and labelled by the victim; a fresh model is trained
+  on them.
 
 Transfer learning, the remaining extraction attack, lives in `wrt.attacks.transfer`.
 """
@@ -36,8 +41,9 @@ from torch import nn
 
 from wrt.adversarial import AdversarialParams, batched, pgd
 from wrt.attacks.base import Attack, AttackContext
-from wrt.attacks.toolkit import domain_data, victim_labels
+from wrt.attacks.toolkit import ANSWERS, domain_data, victim_answers
 from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
+from wrt.data.natural import natural_crops
 from wrt.data.loader import to_float
 from wrt.models import unwrap
 from wrt.params import param
@@ -45,9 +51,9 @@ from wrt.train import Batch, Callback, LossTerm, classification_loss
 from wrt.validation import require
 
 
-class Retraining(Attack):
-    """Train a fresh model of the source architecture on the victim's labels with the source
-    model's training parameters (Appendix XIII-C)."""
+class Extraction(Attack):
+    """Train a fresh model of the source architecture on the victim's answers with the source
+    model's training parameters (Appendix XIII-C); subclasses choose the targets."""
 
     category = "model_extraction"
 
@@ -55,7 +61,7 @@ class Retraining(Attack):
         return ctx.build_model()
 
     def targets(self, model: nn.Module, images: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
-        return victim_labels(model, images, ctx)
+        raise NotImplementedError
 
     def train(self, surrogate: nn.Module, images: torch.Tensor, targets: torch.Tensor,
               ctx: AttackContext) -> None:
@@ -67,12 +73,24 @@ class Retraining(Attack):
         if truth is not None and ctx.attacker_data.ground_truth("queried"):
             ctx.count(labeled_samples=len(truth))
             targets = truth
-        else:
+        else:  # queried: the victim's answers
             ctx.count(unlabeled_samples=len(images))
             targets = self.targets(model, images, ctx)
         surrogate = self.surrogate(model, ctx)
         self.train(surrogate, images, targets, ctx)
         return surrogate.eval()
+
+
+@dataclass(eq=False)
+class Retraining(Extraction):
+    """Retraining [36] on the victim's softmax outputs (`labels: soft`, the default) or its top-1
+    labels (`top1`). A budget with ground-truth labels (`attacker_data.labels`) replaces the
+    victim's answers by the true labels."""
+
+    labels: str = param("soft", choices=ANSWERS)
+
+    def targets(self, model, images, ctx):
+        return victim_answers(model, images, ctx, self.labels)
 
 
 @dataclass(eq=False)
@@ -114,7 +132,7 @@ class TemperatureScaled(nn.Module):
 
 
 @dataclass(eq=False)
-class Distillation(Retraining):
+class Distillation(Extraction):
     """Hinton et al.: soft labels softmax(z/T) from the victim's logits z; the student's logits
     are divided by T while training and the loss is multiplied by T² (gradient scale)."""
 
@@ -149,8 +167,9 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, rotation: fl
 
 @dataclass(eq=False)
 class SmoothRetraining(Retraining):
-    """Each image's label is the mean of the (one-hot) labels the victim returns for `queries`
-    random affine variations of it; the surrogate is retrained on these smoothed labels."""
+    """Each image's target is the mean of the victim's answers (softmax outputs, or one-hot
+    top-1 labels with `labels: top1`) for `queries` random affine variations of it; the
+    surrogate is retrained on these smoothed targets."""
 
     queries: int = param(3, low=1)
     rotation: float = param(10.0, low=0, high=180)
@@ -166,8 +185,10 @@ class SmoothRetraining(Retraining):
             x = to_float(images[start:start + self.chunk])
             for _ in range(self.queries):
                 varied = random_affine(x, generator, self.rotation, self.translation, self.scale)
-                labels = ctx.query(model, varied).argmax(1)
-                targets[start:start + len(x)] += F.one_hot(labels, num_classes).float()
+                answers = victim_answers(model, varied, ctx, self.labels)
+                if self.labels == "top1":
+                    answers = F.one_hot(answers, num_classes).float()
+                targets[start:start + len(x)] += answers
         return targets / self.queries
 
 
@@ -193,8 +214,9 @@ class AdversarialExamples(Callback):
 
 
 @dataclass(eq=False)
-class AdversarialTrainingFromScratch(AdversarialParams, Retraining):
-    """Retraining with PGD adversarial training (Madry et al.; Appendix XIII-B/C parameters)."""
+class AdversarialTrainingFromScratch(AdversarialParams, Extraction):
+    """Retraining with PGD adversarial training (Madry et al.; Appendix XIII-B/C parameters) on
+    the victim's top-1 labels (PGD attacks a label)."""
 
     def __call__(self, model, ctx):
         images, truth = domain_data(ctx)
@@ -208,29 +230,40 @@ class AdversarialTrainingFromScratch(AdversarialParams, Retraining):
         return surrogate.eval()
 
 
+TRANSFER_SETS = ("natural", "glyphs")
+
+
 @dataclass(eq=False)
 class KnockoffNets(Retraining):
-    """Random-selection Knockoff Nets: `queries` images drawn at random from a transfer set of
-    rendered glyphs (`transfer_per_class` per character, all characters), labelled by the
-    victim; a fresh model of the source architecture is trained on them. `queries: null`
-    spends as many queries as the training set has images (like the other extraction attacks)."""
+    """Random-selection Knockoff Nets: `queries` images of another domain, answered by the
+    victim; a fresh model of the source architecture is trained on them. The transfer set
+    (`transfer_set`) is `natural`: random crops of the natural photographs that matplotlib and
+    scikit-image ship (`wrt.data.natural`, nothing of any scheme's key), or `glyphs`: a random
+    selection from `transfer_per_class` renderings of `transfer_classes` characters (the
+    `unrelated` scheme's key domain). `queries: null` spends as many queries as the training set
+    has images (like the other extraction attacks)."""
 
     queries: int | None = param(None, low=1, null="as many as the training set has images")
+    transfer_set: str = param("natural", choices=TRANSFER_SETS)
     transfer_per_class: int = param(300, low=1)
     transfer_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
     seed: int = param(1)
 
-    def __call__(self, model, ctx):
+    def transfer_images(self, ctx: AttackContext) -> torch.Tensor:
         channels, size, _ = ctx.data.image_shape
+        wanted = len(ctx.data.train_x) if self.queries is None else self.queries
+        if self.transfer_set == "natural":
+            return natural_crops(wanted, size=size, channels=channels, generator=ctx.generator())
         pool, _, _ = glyph_dataset(self.transfer_classes, self.transfer_per_class, size=size,
                                    channels=channels, seed=self.seed)
-        budget = min(len(ctx.data.train_x) if self.queries is None else self.queries, len(pool))
-        images = pool[torch.randperm(len(pool), generator=ctx.generator())[:budget]]
+        return pool[torch.randperm(len(pool), generator=ctx.generator())[:min(wanted, len(pool))]]
+
+    def __call__(self, model, ctx):
         require(ctx.attacker_data.domain != "none", "attacker_data.domain", "none",
                 "in or out (Knockoff Nets queries other-domain images by protocol)")
-        images, _ = ctx.share(images)  # the transfer set is other-domain by protocol
+        images, _ = ctx.share(self.transfer_images(ctx))  # the transfer set is other-domain by protocol
         ctx.count(transfer_samples=len(images))
-        labels = victim_labels(model, images, ctx)
+        targets = self.targets(model, images, ctx)
         surrogate = self.surrogate(model, ctx)
-        self.train(surrogate, images, labels, ctx)
+        self.train(surrogate, images, targets, ctx)
         return surrogate.eval()

@@ -2,7 +2,7 @@
 `wrt.attacks.base` and this module.
 
 - Data: the attacker's labelled third (`attacker_data`), the extraction attacker's domain data
-  (`domain_data`) and the victim's labels (`victim_labels`), all drawn and counted through the
+  (`domain_data`) and the victim's answers (`victim_answers`), all drawn and counted through the
   `AttackContext` under the attacker's data budget (SoK §VIII-E).
 - Fine-tuning (`fine_tune`, `HeadOnly`, `frozen`): the attack trainer on the attacker's data,
   all layers or only the classifier (Uchida et al. 2017; SoK §V-B).
@@ -39,9 +39,14 @@ def domain_data(ctx: AttackContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     return ctx.draw(ctx.data.train_x, ctx.data.train_y)
 
 
-def victim_labels(model: nn.Module, images: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
-    """The victim's top-1 labels for `images` (one query each)."""
-    return ctx.query(model, images).argmax(1)
+ANSWERS = ("soft", "top1")  # what the victim answers a query with: its softmax output or its top-1 label
+
+
+def victim_answers(model: nn.Module, images: torch.Tensor, ctx: AttackContext, labels: str) -> torch.Tensor:
+    """The victim's answers for `images` (one query each): probability rows [N, classes]
+    (`soft`) or class indices [N] (`top1`); the Trainer's loss takes either."""
+    logits = ctx.query(model, images)
+    return F.softmax(logits, dim=1) if labels == "soft" else logits.argmax(1)
 
 
 def attacker_data(ctx: AttackContext, model: nn.Module, labels: str) -> tuple[torch.Tensor, torch.Tensor]:

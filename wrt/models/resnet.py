@@ -48,18 +48,21 @@ class WideBlock(nn.Module):
 
 
 class ResNet18(ImageClassifier):
-    """ResNet-18 with a 3×3 stem for 32-px images."""
+    """ResNet-18 with a 3×3 stem for 32-px images; `width` is the first stage's channels (64 in
+    He et al.; the stages have width, 2·width, 4·width, 8·width)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, mean=(0.5,) * 3, std=(0.25,) * 3):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, mean=(0.5,) * 3, std=(0.25,) * 3,
+                 width: int = 64):
         super().__init__(mean, std)
-        layers = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
-        cin = 64
-        for cout, stride in [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)]:
+        w = width
+        layers = [nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        cin = w
+        for cout, stride in [(w, 1), (w, 1), (2 * w, 2), (2 * w, 1), (4 * w, 2), (4 * w, 1), (8 * w, 2), (8 * w, 1)]:
             layers.append(BasicBlock(cin, cout, stride))
             cin = cout
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(512, num_classes)
+        self.classifier = nn.Linear(8 * w, num_classes)
 
 
 class WideResNet(ImageClassifier):
