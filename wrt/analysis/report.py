@@ -32,7 +32,7 @@ class Options:
     p: float = 0.05
     theta_prime: float = 0.5
     max_stealing_loss: float = 0.05
-    threshold_method: str = "auto"
+    threshold_method: str = "sok"
     min_null_runs: int = 5
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
     reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
@@ -308,7 +308,8 @@ def threshold_sections(a: Analysis) -> list[Section]:
     text = (f"θ per setting and scheme from role=null runs, p = {o.p:g}, method {o.threshold_method}; all three "
             "estimates shown, `method` says which one is used, `threshold_from` the setting whose null runs gave "
             "θ. binomial: the chance bound for a key whose entries an unmarked model matches with probability "
-            "`chance` each (½ per bit, 1/C per trigger label); auto never goes below it.")
+            "`chance` each (½ per bit, 1/C per trigger label); sok and auto never go below it. n_null: null "
+            "models, n_scores: their key scores, pooled (sok: the normal fit once there are ≥ 1/p null models).")
     return [Section("Decision thresholds (SoK Table IV)", text, a.thresholds,
                     a.table("thresholds", a.thresholds, f"Decision thresholds, p = {o.p:g}", text))]
 
