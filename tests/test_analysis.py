@@ -13,7 +13,7 @@ from wrt.analysis import forgery, game, plots, roc
 from wrt.analysis.load import ResultsDirError, config_label, load_runs
 from wrt.analysis.tables import add_settings, mean_ci, removal_runs
 from wrt.analysis.thresholds import (ThresholdError, binomial_threshold, decision_thresholds, empirical_threshold,
-                                     normal_threshold)
+                                     normal_threshold, threshold_interval)
 
 # ------------------------------------------------------------------ thresholds
 
@@ -97,6 +97,48 @@ def test_decision_thresholds_report_all_estimates_and_use_the_largest():
         decision_thresholds(runs[runs["scheme.name"] == "uchida"], method="empirical")
     with pytest.raises(ThresholdError, match="binomial bound: needs a bit-string key"):
         decision_thresholds(runs[runs["scheme.name"] == "adi"], method="binomial")
+
+
+def _keyed_null_runs(scheme, per_model, num_classes=10, key_size=100):
+    """Null runs that each measured many keys (`null.wm_accs`, the run's own key first)."""
+    return pd.DataFrame([{"status": "ok", "role": "null", "dataset": "d", "scheme.name": scheme, "scheme.bits": False,
+                          "scheme.key_size": key_size, "num_classes": num_classes, "marked.wm_acc": float(scores[0]),
+                          "null.wm_accs": [float(x) for x in scores]} for scores in per_model])
+
+
+def test_thresholds_pool_the_key_scores_of_all_null_models():
+    rng = np.random.default_rng(0)
+    per_model = [rng.normal(0.15, 0.04, 100).clip(0, 1) for _ in range(20)]
+    pooled = np.concatenate(per_model)
+    table = decision_thresholds(_keyed_null_runs("adi", per_model)).iloc[0]
+    assert table["n_null"] == 20 and table["n_scores"] == 2000
+    assert table["normal"] == pytest.approx(pooled.mean() + stats.norm.ppf(0.95) * pooled.std(ddof=1))
+    assert table["normal"] > table["binomial"] == pytest.approx(0.16)
+    assert table["method"] == "sok: normal" and table["threshold"] == table["normal"]
+    assert table["threshold_lo"] < table["threshold"] < table["threshold_hi"]
+    # fewer than 1/p = 20 null models: sok falls back to auto (the largest estimate)
+    few = decision_thresholds(_keyed_null_runs("adi", per_model[:19])).iloc[0]
+    assert few["method"].startswith("auto: ") and few["n_scores"] == 1900
+    assert few["threshold"] == max(few["empirical"], few["normal"], few["binomial"])
+    # runs with one key (no null.wm_accs) pool with keyed ones
+    mixed = pd.concat([_keyed_null_runs("adi", per_model[:10]), _null_runs("adi", [0.1] * 10, num_classes=10)])
+    assert decision_thresholds(mixed.reset_index(drop=True)).iloc[0][["n_null", "n_scores"]].tolist() == [20, 1010]
+
+
+def test_sok_thresholds_keep_the_chance_floor():
+    # content-like keys: no unmarked model ever matches, so the normal fit says 0; the binomial bound holds
+    table = decision_thresholds(_keyed_null_runs("content", [np.zeros(100)] * 20)).iloc[0]
+    assert table["normal"] == 0.0 and table["method"] == "sok: binomial (floor above normal)"
+    assert table["threshold"] == table["threshold_lo"] == table["threshold_hi"] == pytest.approx(0.16)
+
+
+def test_theta_interval_resamples_null_models_not_key_scores():
+    # keys on one model are correlated (the model's own bias): the interval must reflect 20 models, not 2000 keys
+    rng = np.random.default_rng(1)
+    per_model = [np.clip(rng.normal(0.15, 0.05) + rng.normal(0, 0.01, 100), 0, 1) for _ in range(20)]
+    lo, hi = threshold_interval(per_model, 0.05, "normal")
+    lo_keys, hi_keys = threshold_interval(np.concatenate(per_model), 0.05, "normal")  # as if 2000 models
+    assert hi - lo > 3 * (hi_keys - lo_keys)
 
 
 def test_too_few_null_runs_names_count_and_need():

@@ -80,6 +80,12 @@ def test_seeds_outside_torchs_range_are_rejected(compose_cfg, overrides, message
     check_run_config(compose_cfg("seed=4294967294"))  # the largest seed with its null model's seed
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "abc", "true"])
+def test_null_keys_must_be_a_positive_integer(compose_cfg, value):
+    with pytest.raises(InvalidParameter, match=f"null_keys=.* is not allowed: must be an integer ≥ 1"):
+        check_run_config(compose_cfg(f"null_keys={value}"))
+
+
 def test_a_null_run_with_a_huge_seed_fails_before_training(wrt_run, tmp_path):
     line = one_line_error(wrt_run("budget=smoke", "role=null", "seed=18446744073709551615"))
     assert "seed=18446744073709551615 is not allowed" in line

@@ -195,7 +195,7 @@ def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_so
 
 
 def test_null_role_runs_through_the_pipeline(compose_cfg):
-    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none"))
+    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none", "null_keys=3"))
     assert result["status"] == "ok", result.get("error")
     assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 64
     assert abs(result["marked"]["wm_acc"] - 0.5) <= 0.25

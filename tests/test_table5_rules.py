@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fixtures.analysis_runs import run_record, write
+from fixtures.analysis_runs import run_record, write, write_active_scheme, write_sweep
 
 from wrt.analysis.report import Options, analyze
-from wrt.analysis.tables import MARKED_ROW, NOT_EMBEDDED, REMOVED, ROBUST, UNDECIDED
+from wrt.analysis.tables import MARKED_ROW, NOT_APPLICABLE, NOT_EMBEDDED, REMOVED, ROBUST, UNDECIDED
 from wrt.analysis.thresholds import threshold_interval
 
 ADI_NULLS = (0.05, 0.08, 0.10, 0.12, 0.15, 0.20)  # θ ≈ 0.2 (empirical/normal, above the binomial floor)
@@ -70,3 +70,22 @@ def test_threshold_interval_covers_theta_and_shrinks_with_more_null_models():
     assert lo_many < 0.3 + 1.645 * 0.05 < hi_many
     assert hi_many - lo_many < (hi_few - lo_few) / 3
     assert np.isnan(threshold_interval([0.3], 0.05, "normal")[0])
+
+
+def test_attacks_that_keep_an_active_schemes_wrapper_do_not_apply(tmp_path):
+    """An active scheme (scheme.active) against input preprocessing and model modification is n/a and out of
+    the game: those attacks edit the inner model and keep the wrapper (SoK Table V: –)."""
+    write_sweep(tmp_path)
+    write_active_scheme(tmp_path)
+    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    out = tmp_path / "analysis"
+    robustness = pd.read_csv(out / "robustness.csv", keep_default_na=False).set_index("attack")  # n/a is a string
+    assert robustness.loc["input_smoothing", "wrapped"] == NOT_APPLICABLE
+    assert robustness.loc["weight_pruning", "wrapped"] == NOT_APPLICABLE
+    assert robustness.loc["transfer_learning", "wrapped"] == ROBUST
+    assert robustness.loc["weight_pruning", "adi"] in (ROBUST, REMOVED)  # other schemes keep their cells
+    nash = pd.read_json(out / "nash.json")
+    per_category = nash.loc["per_category"].iloc[0]["wrapped"]
+    assert set(per_category) == {"model_extraction"}
+    dominant = pd.read_csv(out / "dominant_attacks.csv").set_index("attack")
+    assert dominant.loc["weight_pruning", "scheme_configs"] == 4  # adi's and uchida's configs, not wrapped's

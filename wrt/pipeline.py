@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from omegaconf import DictConfig
@@ -28,8 +29,8 @@ from wrt.attacks.base import Attack, AttackContext, AttackerData
 from wrt.config import ablated_of, as_dict, build, params_of
 from wrt.data import Dataset
 from wrt.hardware import cpu_model, uses_bf16
-from wrt.record import (AttackData, AttackRecord, AttackUsage, Evaluation, MarkedEvaluation, PeakMemory, RunRecord,
-                        SchemeRecord, SourceRecord, Versions, to_json)
+from wrt.record import (AttackData, AttackRecord, AttackUsage, Evaluation, MarkedEvaluation, NullKeys, PeakMemory,
+                        RunRecord, SchemeRecord, SourceRecord, Versions, to_json)
 from wrt.schemes.base import Key, KeyMismatch, Scheme
 from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
 from wrt.train import Trainer
@@ -65,6 +66,7 @@ def check_run_config(cfg: DictConfig) -> None:
         require(is_int(cfg[key], 0) and cfg[key] <= SEED_MAX, key, cfg[key], f"an integer in [0, {SEED_MAX}]")
     require(is_int(cfg.null_seed_offset, 1) and cfg.seed + cfg.null_seed_offset <= SEED_MAX, "null_seed_offset",
             cfg.null_seed_offset, f"an integer ≥ 1 with seed + null_seed_offset ≤ {SEED_MAX}")
+    require(is_int(cfg.null_keys, 1), "null_keys", cfg.null_keys, "an integer ≥ 1")
     require(is_int(cfg.checkpoint_every, 0), "checkpoint_every", cfg.checkpoint_every, "an integer ≥ 0")
     require(isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or
             cfg.device.removeprefix("cuda:").isdigit()), "device", cfg.device, "auto, cpu, cuda or cuda:N")
@@ -118,6 +120,8 @@ def run_name(cfg: DictConfig) -> str:
     stable["numerics"] = numerics(cfg)
     if attacker_data(cfg) == AttackerData():
         stable.pop("attacker_data", None)
+    if role_of(cfg) == "marked":  # null_keys changes only null runs
+        stable.pop("null_keys", None)
     return (f"{role_of(cfg)}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
             f"_{cfg.budget.name}_s{cfg.seed}_{spec_digest(stable)[:8]}")
 
@@ -150,6 +154,12 @@ def new_record(cfg: DictConfig) -> RunRecord:
         cpu=cpu_model(), versions=Versions(wrt.__version__, torch.__version__, torchvision.__version__,
                                            platform.python_version()),
         config=as_dict(cfg))
+
+
+def null_key_seed(seed: int, draw: int) -> int:
+    """The generator seed of a null run's key draw `draw`: draw 0 is the run's own key (`seed`, the marked
+    runs' key), every further draw its own seed derived from (seed, draw)."""
+    return seed if draw == 0 else int(np.random.SeedSequence([seed, draw]).generate_state(1, np.uint64)[0])
 
 
 def source_spec(cfg: DictConfig, seed: int) -> dict:
@@ -235,6 +245,25 @@ class Run:
         meta = {k: v for k, v in meta.items() if k != "spec"}
         return Key(tensors, meta)
 
+    def null_scores(self, source, null_model, key: Key, first: float) -> NullKeys:
+        """The watermark accuracies of `null_keys` key draws (at most the scheme's `max_null_keys`) on the
+        null model (SoK §VII-A, Appendix XV: θ from many keys on many unmarked models). Each draw is made
+        for the source model like the run's own key (draw 0, accuracy `first`), from `null_key_seed`."""
+        draws = min(self.cfg.null_keys, self.scheme.max_null_keys or self.cfg.null_keys)
+        accs, keygen_s, extract_s = [first], 0.0, 0.0
+        for draw in range(1, draws):
+            start = time.perf_counter()
+            drawn = self.scheme.keygen(source, self.data, torch.Generator().manual_seed(null_key_seed(self.cfg.seed,
+                                                                                                      draw)))
+            middle = time.perf_counter()
+            try:
+                accs.append(float(self.scheme.extract(null_model, drawn, self.finetune_trainer)))
+            except KeyMismatch:
+                accs.append(0.0)
+            keygen_s, extract_s = keygen_s + middle - start, extract_s + time.perf_counter() - middle
+        return NullKeys(keys=draws, wm_accs=accs, keygen_time_s=round(keygen_s, 3),
+                        extract_time_s=round(extract_s, 3))
+
     def embed_spec(self) -> dict:
         trainer = self.cfg.budget.source_trainer if self.scheme.while_training else self.cfg.budget.trainer
         return {"source": source_spec(self.cfg, self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
@@ -298,6 +327,8 @@ class Run:
         with stages.timed("evaluate"):
             r.marked = MarkedEvaluation(**dataclasses.asdict(self.evaluate(deployed, key)), cached=cached,
                                         embed_time_s=embed_time)
+            if self.role == "null" and r.marked.wm_acc is not None:
+                r.null = self.null_scores(source, marked, key, r.marked.wm_acc)
         with stages.timed("attack"):
             ctx = AttackContext(self.data, self.attack_trainer, self.source_trainer,
                                 lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
@@ -327,6 +358,7 @@ def execute(cfg: DictConfig) -> dict:
             record.attack.category = attack.category
             record.attack.params = attack.recorded_params(record.attack.params)
             record.scheme.bits = scheme.bits
+            record.scheme.active = scheme.active
         run.execute(stages)
         record.status = "ok"
     except Exception as e:  # recorded in the JSON

@@ -43,6 +43,7 @@ class SchemeRecord:
     bits: bool = entry(required=True)  # bit-string key
     key_size: int | None = entry(required=True, low=1)
     key_meta: dict | None = entry()  # what key generation recorded
+    active: bool | None = entry()  # answers through its own wrapper (`Scheme.active`)
 
 
 @dataclass
@@ -76,6 +77,16 @@ class Evaluation:
 class MarkedEvaluation(Evaluation):
     cached: bool | None = entry()
     embed_time_s: float | None = entry(low=0.0)
+
+
+@dataclass
+class NullKeys:
+    """A null run's key draws (SoK §VII-A, Appendix XV): the watermark accuracy of each of `keys` keys on
+    the null model, the run's own key first; the seconds all further draws took to make and to measure."""
+    keys: int = entry(low=1)
+    wm_accs: list[float] = entry(factory=list, **FRACTION)
+    keygen_time_s: float | None = entry(low=0.0)
+    extract_time_s: float | None = entry(low=0.0)
 
 
 @dataclass
@@ -148,6 +159,7 @@ class RunRecord:
     source: SourceRecord = entry(required=True)
     marked: MarkedEvaluation = entry(required=True)
     surrogate: Evaluation = entry(required=True)
+    null: NullKeys | None = entry(omitted=True)  # role=null only
     embedding_loss: float = entry(required=True, low=-1.0, high=1.0, what="a difference of accuracies")
     stealing_loss: float = entry(required=True, low=-1.0, high=1.0, what="a difference of accuracies")
     attack_usage: AttackUsage | None = entry()
@@ -164,7 +176,7 @@ class RunRecord:
     traceback: str | None = entry(omitted=True)  # of a failed run
 
 
-RECORDS = (RunRecord, SchemeRecord, AttackRecord, AttackData, Evaluation, MarkedEvaluation, SourceRecord,
+RECORDS = (RunRecord, SchemeRecord, AttackRecord, AttackData, Evaluation, MarkedEvaluation, NullKeys, SourceRecord,
            AttackUsage, Timing, PeakMemory, Memory, Versions)
 OMITTED = {f.name for cls in RECORDS for f in dataclasses.fields(cls) if f.metadata["omitted"]}
 

@@ -97,6 +97,9 @@ def _field_check(hint, meta: dict) -> tuple:
         text = " or ".join(f'"{c}"' for c in choices) if len(choices) == 2 else f"one of {', '.join(choices)}"
     elif kind in (int, float):
         check, text = _number(kind, meta)
+    elif kind == list[float]:
+        item, text = _number(float, meta)
+        check, text = (lambda v: isinstance(v, list) and all(item(x) for x in v)), f"a list, each {text}"
     else:
         check, text = TYPES[kind]
     if not nullable:

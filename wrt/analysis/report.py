@@ -32,7 +32,7 @@ class Options:
     p: float = 0.05
     theta_prime: float = 0.5
     max_stealing_loss: float = 0.05
-    threshold_method: str = "auto"
+    threshold_method: str = "sok"
     min_null_runs: int = 5
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
     reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
@@ -308,7 +308,8 @@ def threshold_sections(a: Analysis) -> list[Section]:
     text = (f"θ per setting and scheme from role=null runs, p = {o.p:g}, method {o.threshold_method}; all three "
             "estimates shown, `method` says which one is used, `threshold_from` the setting whose null runs gave "
             "θ. binomial: the chance bound for a key whose entries an unmarked model matches with probability "
-            "`chance` each (½ per bit, 1/C per trigger label); auto never goes below it.")
+            "`chance` each (½ per bit, 1/C per trigger label); sok and auto never go below it. n_null: null "
+            "models, n_scores: their key scores, pooled (sok: the normal fit once there are ≥ 1/p null models).")
     return [Section("Decision thresholds (SoK Table IV)", text, a.thresholds,
                     a.table("thresholds", a.thresholds, f"Decision thresholds, p = {o.p:g}", text))]
 
@@ -335,7 +336,9 @@ def robustness_sections(a: Analysis) -> list[Section]:
             f"{tables.ROBUST} robust, {tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's embedded "
             f"configs vs the attack's configs (on the seed means), {tables.UNDECIDED} undecided: the equilibrium's "
             "surrogate wm acc lies inside θ's 95 % interval, "
-            f"{tables.NOT_EMBEDDED} no config of the scheme was embedded, "
+            f"{tables.NOT_EMBEDDED} no config of the scheme was embedded, {tables.NOT_APPLICABLE} the attack "
+            "does not apply: an active scheme (scheme.active) answers through its own wrapper, which input "
+            "preprocessing and model modification keep (out of the game), "
             f"{tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
             f"n seeds' runs alone removes the watermark, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
             "failed runs. seeds: how many seeds the row's cells have; seeds_agree: no when a cell is "

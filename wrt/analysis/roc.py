@@ -1,6 +1,7 @@
 """Verification quality: ROC curves of the watermark accuracy as a test "marked vs unmarked" (numpy only).
 
-Negatives are unmarked models (the null runs' `marked.wm_acc`); positives are the marked models or the
+Negatives are unmarked models tested with keys (every key score of every null run, `null.wm_accs`, as for θ:
+`wrt.analysis.thresholds.null_scores_of`); positives are the marked models or the
 surrogates an attack made of them (`surrogate.wm_acc`): does verification still fire on the attacked model?
 A model is declared marked when its watermark accuracy is ≥ the threshold t.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from wrt.analysis.thresholds import null_scores_of
 
 FPR_LEVELS = {"tpr_at_1fpr": 0.01, "tpr_at_5fpr": 0.05}
 
@@ -60,9 +63,10 @@ def roc_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     ok = ok if "setting" in ok else ok.assign(setting=ok["dataset"])
     rows, curves = [], {}
     for (setting, dataset, scheme), group in ok.groupby(["setting", "dataset", "scheme.name"], sort=True):
-        neg = group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
+        models = null_scores_of(group)
+        neg = np.concatenate(models) if models else np.array([])
         marked = group[group["role"] == "marked"]
-        if neg.empty or marked.empty:
+        if not neg.size or marked.empty:
             continue
         for kind, pos in _positives(marked):
             fpr, tpr = roc_curve(pos, neg)

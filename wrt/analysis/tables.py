@@ -20,6 +20,10 @@ CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "mod
 AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and forge a claim (wrt.analysis.forgery)
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
 NOT_EMBEDDED = "n/e"  # no config of the scheme verifies on its own marked model: no defender strategy
+NOT_APPLICABLE = "n/a"  # an active scheme against an attack that keeps its wrapper (ACTIVE_EXEMPT)
+# An active scheme (`scheme.active`) answers every query through its own wrapper; these attacks edit the inner
+# model or its inputs and keep the wrapper, so they do not apply to it (SoK Table V shows –) and leave the game.
+ACTIVE_EXEMPT = ("input_preprocessing", "model_modification")
 UNDECIDED = "?"  # the equilibrium's surrogate wm acc lies inside θ's 95 % interval
 MARKED_ROW = "marked wm acc (mean)"  # the robustness table's first row per setting
 FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
@@ -102,6 +106,7 @@ def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: floa
             row.update(mean_ci(name, group[column]))
         # a config whose marked model does not verify was never embedded: it is no defender strategy
         row["embedded"] = bool(row["marked_wm_acc"] >= row["theta"])
+        row["active"] = bool(group["scheme.active"].fillna(False).any()) if "scheme.active" in group else False
         row["success_rate"] = group["success"].mean()
         row["success"] = bool(game.attack_succeeds(row["surrogate_wm_acc"], row["theta"],
                                                    row["stealing_loss"], max_stealing_loss))
@@ -125,9 +130,17 @@ def matrices(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[pd.DataFram
     return V, T.loc[V.index, V.columns]
 
 
+def applicable(frame: pd.DataFrame) -> pd.Series:
+    """Per cell (or scored run), whether the attack applies to the scheme: not an ACTIVE_EXEMPT category
+    against an active scheme."""
+    column = "active" if "active" in frame else "scheme.active"
+    active = frame[column].fillna(False).astype(bool) if column in frame else pd.Series(False, index=frame.index)
+    return ~(active & frame["category"].isin(ACTIVE_EXEMPT))
+
+
 def game_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells that enter the game: every attack except `none`."""
-    return cells[cells["attack"] != "none"]
+    """The cells that enter the game: every attack except `none` and the ones that do not apply (`applicable`)."""
+    return cells[(cells["attack"] != "none") & applicable(cells)]
 
 
 def strategy_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -274,29 +287,38 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
     """SoK Table V, one block of rows per setting: each scheme's mean marked wm acc, then attacks (grouped by
     category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of the scheme's embedded configs against
     the attack's configs, ±(k of n) the seeds disagree (k of n remove it), ? undecided (wm acc inside θ's
-    interval), n/e no config embedded, – not run, ! only failed runs. `seeds` gives the fewest and most seeds
-    of the row's cells; `seeds_agree` is false when any cell of the row is ±, and empty when no cell has two
-    seeds."""
-    gc, gr = game_cells(cells), game_cells(scored)
-    schemes = sorted(gc["scheme"].unique())
+    interval), n/e no config embedded, n/a the attack does not apply to an active scheme (`ACTIVE_EXEMPT`),
+    – not run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's cells; `seeds_agree` is
+    false when any cell of the row is ±, and empty when no cell has two seeds."""
+    attacked, gc, gr = cells[cells["attack"] != "none"], game_cells(cells), game_cells(scored)
+    schemes = sorted(attacked["scheme"].unique())
     failed_pairs = set(zip(failed["setting"], failed["scheme.name"], failed["attack.name"]))
+    active = set(zip(attacked.loc[attacked["active"], "setting"], attacked.loc[attacked["active"], "scheme"])
+                 if "active" in attacked else [])
+    if "scheme.active" in failed:
+        flagged = failed[failed["scheme.active"].fillna(False).astype(bool)]
+        active |= set(zip(flagged["setting"], flagged["scheme.name"]))
     rows = []
-    for setting, sg in gc.groupby("setting", sort=True):
+    for setting, every in attacked.groupby("setting", sort=True):
+        sg = gc[gc["setting"] == setting]
         rows.append(marked_row(scored, setting, schemes))
-        attacks = (sg[["category", "attack"]].drop_duplicates()
+        attacks = (every[["category", "attack"]].drop_duplicates()
                    .assign(rank=lambda d: d["category"].map(category_rank))
                    .sort_values(["rank", "attack"]))
         for category, attack in zip(attacks["category"], attacks["attack"]):
             row, agree, seeds = {"setting": setting, "category": category, "attack": attack}, True, []
             for scheme in schemes:
                 sub = _select(sg, setting, scheme, attack)
-                if len(sub):
+                if (setting, scheme) in active and category in ACTIVE_EXEMPT:
+                    row[scheme] = NOT_APPLICABLE
+                elif len(sub):
                     row[scheme], cell_agrees, n_seeds = _robustness_mark(
                         sub, _select(gr, setting, scheme, attack), max_stealing_loss)
                     agree &= cell_agrees
                     seeds.append(n_seeds)
                 else:
                     row[scheme] = ONLY_FAILED if (setting, scheme, attack) in failed_pairs else NOT_RUN
+            seeds = seeds or [0]
             row["seeds"] = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
             rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None})
     return pd.DataFrame(rows)
@@ -328,12 +350,15 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float) -> p
 
 def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
     """SoK §VIII-H: an attack is dominant when, over every scheme config × the attack's configs, the Eq. 6
-    payoff is positive, i.e. each scheme config is removed by some config of the attack (not run: not
-    removed). Also the single attack config that removes the most scheme configs."""
+    payoff is positive, i.e. each scheme config the attack applies to is removed by some config of the attack
+    (not run: not removed). Also the single attack config that removes the most scheme configs."""
     rows = []
     gc = strategy_cells(cells)
     for (setting, category, attack), sub in gc.groupby(["setting", "category", "attack"], sort=True):
-        all_configs = sorted(gc.loc[gc["setting"] == setting, "scheme_config"].unique())
+        here = gc[gc["setting"] == setting]
+        if category in ACTIVE_EXEMPT and "active" in here:  # the attack does not apply to active schemes
+            here = here[~here["active"].astype(bool)]
+        all_configs = sorted(here["scheme_config"].unique())
         V, T = matrices(sub, max_stealing_loss)
         V, T = V.reindex(all_configs).fillna(0.0), T.reindex(all_configs).fillna(np.inf)
         removed = V > 0

@@ -1,22 +1,28 @@
 """Decision thresholds θ per (setting, scheme) from unmarked ("null") models (SoK §VII-A, Appendix XV).
 
-θ is the watermark accuracy an unmarked model reaches or exceeds with probability at most p.
-Three estimates are computed from the `role=null` runs' `marked.wm_acc`:
+θ is the watermark accuracy an unmarked model reaches or exceeds with probability at most p. A null run
+(`role=null`) measures many key draws on one unmarked model (`null.wm_accs`, its own key first; older runs
+have one key, `marked.wm_acc`); the scores of all keys on all null models of a scheme are pooled. Three
+estimates are computed from them:
 
-* empirical: the (1 − p) quantile of the null watermark accuracies (linear interpolation);
+* empirical: the (1 − p) quantile of the pooled null scores (linear interpolation);
 * normal:    mean + z_{1−p} · std (sample std), the normal fit the SoK uses (§VII-A);
 * binomial:  the exact chance-match bound, the smallest k/N with P[Binom(N, q) ≥ k] ≤ p for a key of N
              entries that an unmarked model matches by chance with probability q each: q = 1/2 for bit-string
              keys (DeepSigns' Eq. 4), q = 1/C for trigger-set keys on a C-class task (`num_classes`).
 
-Method `auto` uses the largest estimate available, so θ never falls below what the null models show nor
-below chance: bit keys always have the binomial bound (plus empirical/normal when there are enough null
-runs); trigger-set keys need `min_null_runs` null runs, and the binomial bound (when `num_classes` is
-known) is their floor — unmarked models that never match the key's labels still get θ above chance.
+Method `sok` (the default) is the SoK's: the normal fit once there are at least max(min_null_runs, ⌈1/p⌉)
+null models (20 at p = 0.05; Appendix XV), never below the binomial chance bound when there is one; with
+fewer null models it falls back to `auto`. Method `auto` uses the largest estimate available, so θ never
+falls below what the null models show nor below chance: bit keys always have the binomial bound (plus
+empirical/normal when there are enough null runs); trigger-set keys need `min_null_runs` null runs, and the
+binomial bound (when `num_classes` is known) is their floor — unmarked models that never match the key's
+labels still get θ above chance.
 
-θ comes with a 95 % interval (`threshold_lo`, `threshold_hi`): a bootstrap over the null models for the
-empirical and normal estimates, θ itself for the exact binomial bound. Table V marks a cell whose watermark
-accuracy falls inside it as undecided.
+θ comes with a 95 % interval (`threshold_lo`, `threshold_hi`): a bootstrap over the null MODELS (each
+resampled model brings all its key scores: keys measured on one model are correlated) for the empirical and
+normal estimates, θ itself for the exact binomial bound. Table V marks a cell whose watermark accuracy falls
+inside it as undecided.
 """
 
 from __future__ import annotations
@@ -26,21 +32,24 @@ import pandas as pd
 
 from wrt.stats import ThresholdError, binomial_threshold, empirical_threshold, normal_threshold
 
-METHODS = ("auto", "empirical", "normal", "binomial")
+METHODS = ("sok", "auto", "empirical", "normal", "binomial")
 
 
 ESTIMATORS = {"empirical": empirical_threshold, "normal": normal_threshold}
 
 
-def threshold_interval(null_wm_accs, p: float, method: str, n_resamples: int = 1000,
+def threshold_interval(null_scores, p: float, method: str, n_resamples: int = 1000,
                        level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of an `empirical` or `normal` θ over the null models: θ is an estimate,
-    and a watermark accuracy inside this interval cannot be told apart from θ (Table V's undecided cells)."""
-    values = np.asarray(null_wm_accs, dtype=float)
-    if values.size < 2:
+    """Percentile-bootstrap interval of an `empirical` or `normal` θ: θ is an estimate, and a watermark
+    accuracy inside this interval cannot be told apart from θ (Table V's undecided cells). `null_scores` holds
+    one entry per null model: its key scores (a sequence) or its one score; the bootstrap resamples models,
+    each with all its scores, since the keys measured on one model are not independent."""
+    models = [np.atleast_1d(np.asarray(scores, dtype=float)) for scores in null_scores]
+    if len(models) < 2:
         return np.nan, np.nan
     rng = np.random.default_rng(seed)
-    estimates = [ESTIMATORS[method](rng.choice(values, values.size), p) for _ in range(n_resamples)]
+    estimates = [ESTIMATORS[method](np.concatenate([models[i] for i in rng.integers(len(models), size=len(models))]),
+                                    p) for _ in range(n_resamples)]
     alpha = (1.0 - level) / 2.0
     return float(np.nanquantile(estimates, alpha)), float(np.nanquantile(estimates, 1.0 - alpha))
 
@@ -54,19 +63,26 @@ def _chance(group: pd.DataFrame, bits: bool) -> float:
     return 1.0 / min(int(c) for c in classes) if len(classes) else np.nan
 
 
-def null_accs_of(group: pd.DataFrame) -> pd.Series:
-    """The watermark accuracies that the null (unmarked) models reach on the scheme's keys."""
-    return group.loc[group["role"] == "null", "marked.wm_acc"].astype(float)
+def null_scores_of(group: pd.DataFrame) -> list[np.ndarray]:
+    """Per null (unmarked) model, the watermark accuracies its key draws reach: `null.wm_accs`, or the one
+    key's `marked.wm_acc` of a run that measured one key."""
+    nulls = group[group["role"] == "null"]
+    draws = nulls["null.wm_accs"] if "null.wm_accs" in nulls else pd.Series(None, index=nulls.index, dtype=object)
+    return [np.asarray(d if isinstance(d, list) and d else [one], dtype=float)
+            for d, one in zip(draws, nulls["marked.wm_acc"])]
 
 
 def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
-    null_accs = null_accs_of(group)
+    models = null_scores_of(group)
+    null_accs = pd.Series(np.concatenate(models) if models else [], dtype=float)
     bits = bool(group["scheme.bits"].fillna(False).any())
     key_sizes = sorted({int(k) for k in group["scheme.key_size"].dropna()})
-    enough = len(null_accs) >= max(min_null_runs, 1)
+    enough = len(models) >= max(min_null_runs, 1)
     chance = _chance(group, bits)
     est = {
-        "n_null": len(null_accs),
+        "n_null": len(models),
+        "n_scores": len(null_accs),
+        "sok_ready": len(models) >= max(min_null_runs, int(np.ceil(1.0 / p - 1e-9))),
         "bits": bits,
         "key_size": ",".join(map(str, key_sizes)),
         "chance": chance,
@@ -96,7 +112,11 @@ def _shortage(est: dict, method: str, min_null_runs: int, setting: str, scheme: 
 
 
 def _choose(est: dict, method: str) -> tuple[str, float] | None:
-    if method == "auto":
+    if method == "sok" and est["sok_ready"] and not np.isnan(est["normal"]):
+        if not np.isnan(est["binomial"]) and est["binomial"] > est["normal"]:
+            return ("sok: binomial (floor above normal)", est["binomial"])
+        return ("sok: normal", est["normal"])
+    if method in ("sok", "auto"):
         available = {m: est[m] for m in ("binomial", "empirical", "normal") if not np.isnan(est[m])}
         if not available or not (est["bits"] or "empirical" in available):  # chance alone is only a floor
             return None
@@ -105,7 +125,7 @@ def _choose(est: dict, method: str) -> tuple[str, float] | None:
     return (method, est[method]) if not np.isnan(est[method]) else None
 
 
-def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "auto",
+def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "sok",
                         min_null_runs: int = 5, thresholds_from: str | None = None) -> pd.DataFrame:
     """One row per (setting, scheme) with all three estimates, the method used and θ. A setting (dataset,
     model, budget; `wrt.analysis.tables.add_settings`; the dataset when runs have no `setting`) has its own
@@ -133,14 +153,16 @@ def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "auto
             problems[(setting, scheme)] = _shortage(est, method, min_null_runs, setting, scheme)
             continue
         used, theta = chosen
-        base = used.removeprefix("auto: ").split(" ")[0]
-        lo, hi = (threshold_interval(null_accs_of(group), p, base) if base in ESTIMATORS
+        base = used.split(": ")[-1].split(" ")[0]
+        lo, hi = (threshold_interval(null_scores_of(group), p, base) if base in ESTIMATORS
                   else (theta, theta))  # the binomial bound is exact
+        if used.startswith("sok") and not np.isnan(est["binomial"]):  # the floor holds for the interval too
+            lo, hi = max(lo, est["binomial"]), max(hi, est["binomial"])
         if theta >= 1.0:
             problems[(setting, scheme)] = (f"{scheme} on {setting}: θ={theta:.4f} ≥ 1 ({used}); unmarked models "
                                            f"reach full watermark accuracy, so the watermark cannot be verified")
             continue
-        est.pop("binomial_error")
+        est.pop("binomial_error"), est.pop("sok_ready")
         own[(setting, scheme)] = {"setting": setting, "dataset": dataset, "scheme": scheme, **est, "method": used,
                                   "threshold": theta, "threshold_lo": lo, "threshold_hi": hi,
                                   "threshold_from": setting}

@@ -39,6 +39,9 @@ class Scheme(Configurable):
     bits: bool = False
     exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
     while_training: bool = False  # embeds while training a fresh model with the source setup
+    active: bool = False  # answers queries through its own wrapper (`wrap`), which input-preprocessing and
+    # model-modification attacks keep: they cannot touch it (SoK Table V: not applicable)
+    max_null_keys: int | None = None  # at most this many key draws per null run (an expensive keygen)
 
     def keygen(self, model: nn.Module, data: Dataset, generator: torch.Generator) -> Key:
         raise NotImplementedError

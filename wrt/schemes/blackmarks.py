@@ -89,6 +89,8 @@ def targeted_attack(model, x: torch.Tensor, target: torch.Tensor, eps: float, st
 @dataclass(eq=False)
 class Blackmarks(TriggerSetScheme):
     bits = True
+    # each key runs iterative targeted attacks on the source model: a null run measures at most 10 keys
+    max_null_keys = 10
 
     lam: float = param(1.0, low=0.01, high=100)
     eps: float = param(0.25, low=0, high=1, low_open=True)

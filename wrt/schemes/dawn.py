@@ -74,6 +74,7 @@ class DawnWrapper(nn.Module):
 
 @dataclass(eq=False)
 class Dawn(Scheme):
+    active = True  # the wrapper answers every query; attacks on the inner model keep it
     rate: float = param(0.01, low=0, high=1, low_open=True, high_open=True)
     key_size: int = param(100, low=1)
 

@@ -53,6 +53,9 @@ def max_mismatches(n: int, classes: int, confidence: float = 1 - 1e-3) -> int:
 
 @dataclass(eq=False)
 class DeepSignsBB(TriggerSetScheme):
+    # each key scores key_size × candidate_factor candidate images through the model (≈ 6 s at budget=smoke
+    # on 2 CPU cores): a null run measures at most 20 keys (docs/analysis.md)
+    max_null_keys = 20
     candidate_factor: int = param(20, low=1)
     confidence: float = param(0.999, low=0, high=1, low_open=True, high_open=True)
 

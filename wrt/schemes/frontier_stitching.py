@@ -33,6 +33,9 @@ EPS_RANGE = (0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25)
 
 @dataclass(eq=False)
 class FrontierStitching(TriggerSetScheme):
+    # each key searches the defender's images for true and false adversaries (≈ 12 s at budget=smoke on
+    # 2 CPU cores, 25× the extraction): a null run measures at most 10 keys (docs/analysis.md)
+    max_null_keys = 10
     eps: float = param(0.25, low=0, high=1, low_open=True)
 
     @torch.no_grad()
