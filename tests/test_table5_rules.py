@@ -73,13 +73,13 @@ def test_threshold_interval_covers_theta_and_shrinks_with_more_null_models():
 
 
 def test_attacks_that_keep_an_active_schemes_wrapper_do_not_apply(tmp_path):
-    """An active scheme (scheme.active) against input preprocessing and model modification is n/a and out of
+    """An active scheme (scheme.active) against input preprocessing and model modification is n.a. and out of
     the game: those attacks edit the inner model and keep the wrapper (SoK Table V: –)."""
     write_sweep(tmp_path)
     write_active_scheme(tmp_path)
     analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
     out = tmp_path / "analysis"
-    robustness = pd.read_csv(out / "robustness.csv", keep_default_na=False).set_index("attack")  # n/a is a string
+    robustness = pd.read_csv(out / "robustness.csv").set_index("attack")
     assert robustness.loc["input_smoothing", "wrapped"] == NOT_APPLICABLE
     assert robustness.loc["weight_pruning", "wrapped"] == NOT_APPLICABLE
     assert robustness.loc["transfer_learning", "wrapped"] == ROBUST

@@ -20,7 +20,7 @@ CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "mod
 AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and forge a claim (wrt.analysis.forgery)
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
 NOT_EMBEDDED = "n/e"  # no config of the scheme verifies on its own marked model: no defender strategy
-NOT_APPLICABLE = "n/a"  # an active scheme against an attack that keeps its wrapper (ACTIVE_EXEMPT)
+NOT_APPLICABLE = "n.a."  # an active scheme against an attack that keeps its wrapper (ACTIVE_EXEMPT)
 # An active scheme (`scheme.active`) answers every query through its own wrapper; these attacks edit the inner
 # model or its inputs and keep the wrapper, so they do not apply to it (SoK Table V shows –) and leave the game.
 ACTIVE_EXEMPT = ("input_preprocessing", "model_modification")
@@ -287,7 +287,7 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
     """SoK Table V, one block of rows per setting: each scheme's mean marked wm acc, then attacks (grouped by
     category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of the scheme's embedded configs against
     the attack's configs, ±(k of n) the seeds disagree (k of n remove it), ? undecided (wm acc inside θ's
-    interval), n/e no config embedded, n/a the attack does not apply to an active scheme (`ACTIVE_EXEMPT`),
+    interval), n/e no config embedded, n.a. the attack does not apply to an active scheme (`ACTIVE_EXEMPT`),
     – not run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's cells; `seeds_agree` is
     false when any cell of the row is ±, and empty when no cell has two seeds."""
     attacked, gc, gr = cells[cells["attack"] != "none"], game_cells(cells), game_cells(scored)
