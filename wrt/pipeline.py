@@ -120,7 +120,7 @@ def run_name(cfg: DictConfig) -> str:
     stable["numerics"] = numerics(cfg)
     if attacker_data(cfg) == AttackerData():
         stable.pop("attacker_data", None)
-    if role_of(cfg) == "marked":  # null_keys changes only null runs
+    if role_of(cfg) == "marked" or cfg.get("null_keys") == 1:  # changes only null runs; 1 key: as before
         stable.pop("null_keys", None)
     return (f"{role_of(cfg)}_{cfg.scheme.name}_{cfg.attack.name}_{cfg.dataset.name}_{cfg.model.name}"
             f"_{cfg.budget.name}_s{cfg.seed}_{spec_digest(stable)[:8]}")
