@@ -70,9 +70,8 @@ class MeanFilterScheme(EmbeddingParams, Scheme):
         images, labels = data.defender()
         stop = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
                              min_delta=1e-3, check_every=self.check_every)
-        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    callbacks=[LossTerm(lambda m, batch, logits: self.embedding_loss(m, key)), stop],
-                    desc="embed")
+        self.fit_embedding(trainer, model, images, labels, stop=stop, augment=data.augment,
+                           callbacks=[LossTerm(lambda m, batch, logits: self.embedding_loss(m, key))])
         return model
 
     def key_length(self, key: Key) -> int:
