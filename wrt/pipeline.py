@@ -330,7 +330,7 @@ def execute(cfg: DictConfig) -> dict:
             record.num_classes = run.data.num_classes
             record.attack.category = attack.category
             record.attack.params = attack.recorded_params(record.attack.params)
-            record.scheme.bits = scheme.bits
+            record.scheme.bits, record.scheme.match_rate = scheme.bits, scheme.match_rate
         run.execute(stages)
         record.status = "ok"
     except Exception as e:  # recorded in the JSON

@@ -37,6 +37,10 @@ class Scheme(Configurable):
 
     group = "scheme"
     bits: bool = False
+    # the watermark accuracy is the fraction of key entries (bits, labels) an unmarked model matches
+    # by chance independently, so the binomial bound gives a threshold; False: a score (DeepMarks'
+    # correlation) whose threshold comes from null runs only
+    match_rate: bool = True
     exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
     while_training: bool = False  # embeds while training a fresh model with the source setup
     embedding: dict | None = None  # how the last `embed` stopped (`embedding_record`); None: no training

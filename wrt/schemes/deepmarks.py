@@ -14,9 +14,12 @@ The owner's fingerprint c ∈ {0, 1}^v (the column of the user drawn from the ke
 mapped to b = 2c − 1 ∈ {±1}^v and embedded like Uchida's watermark into the mean filter w̄
 of the same target layer: fine-tuning adds γ · ‖X·w̄ − b‖² (the squared error summed over the
 v code bits) with a secret projection X ~ N(0, 1)^{v×M}; γ ∈ {0.1, 10} (SoK ablation).
-Extraction computes X·w̄: DeepMarks correlates it with the code vectors (`correlations`,
-used to trace colluders); the watermark accuracy reported here is the fraction of code bits
-whose sign matches, as for the other bit-based schemes.
+Extraction computes X·w̄ and correlates it with the code vectors (`correlations`, used to
+trace colluders); the watermark accuracy is its correlation with the owner's code vector,
+≤ 0 counted as 0, as in the SoK's toolbox. It is a score, not a rate of matching bits
+(`bits`/`match_rate` false), so its decision threshold comes from null runs (the empirical or
+normal estimate), not from the binomial bound. An unmarked model's correlation is ≈ 0
+(± 1/√v), clipped at 0 about half the time.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ def and_acc_codebook(q: int) -> torch.Tensor:
 
 @dataclass(eq=False)
 class DeepMarks(MeanFilterScheme):
+    bits = False  # verified by correlation, not by matching bits
+    match_rate = False  # θ from null runs, not the binomial bound
+
     order: int = param(7, what="a prime q (the BIBD is the projective plane PG(2, q))")
     gamma: float = param(10.0, low=0, high=1e4, low_open=True)
     user: int | None = param(None, low=0, null="drawn from the seed")
@@ -83,9 +89,12 @@ class DeepMarks(MeanFilterScheme):
         return self.gamma * ((projected - target) ** 2).sum()
 
     def extract(self, model, key, trainer) -> float:
+        """The correlation of X·w̄ with the owner's ±1 code vector (cosine of the two), ≤ 0
+        counted as 0 (the SoK's toolbox): 1 when the projection points along the code."""
         with torch.no_grad():
-            bits = (self.projected(model, key) >= 0).float().cpu()
-        return (bits == key.tensors["fingerprint"]).float().mean().item()
+            projected = self.projected(model, key).cpu()
+        code = 2 * key.tensors["fingerprint"].float() - 1
+        return max(0.0, (code @ projected / (projected.norm() * code.norm() + 1e-12)).item())
 
     def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
         """A fresh projection matrix; the claimed fingerprint is the codebook's code vector

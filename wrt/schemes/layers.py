@@ -75,13 +75,14 @@ def conv_layer(model: nn.Module, name: str | None, key: str, min_fan_in: int = 1
 
 
 def activation_layer(model: nn.Module, name: str | None, key: str) -> tuple[str, nn.Module]:
-    """(name, module) whose output activations carry a DeepSigns watermark."""
+    """(name, module) whose output activations carry a DeepSigns watermark: by default the last
+    block of `features` that holds a convolution."""
     net = unwrap(model)
     if name is not None:
         return name, named_layer(model, name, (nn.Module,), key)
-    linears = [(n, m) for n, m in net.named_modules()
-               if isinstance(m, nn.Linear) and n.startswith("features.")]
-    return linears[-1] if linears else ("features", net.features)
+    blocks = [(f"features.{n}", m) for n, m in net.features.named_children()
+              if any(isinstance(c, nn.Conv2d) for c in m.modules())]
+    return blocks[-1] if blocks else ("features", net.features)
 
 
 class Activations:

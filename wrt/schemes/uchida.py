@@ -31,9 +31,6 @@ from wrt.schemes.base import LAYER, EmbeddingParams, Key, KeyMismatch, Scheme
 from wrt.schemes.layers import conv_layer, key_layer, mean_over_filters, random_bits
 from wrt.train import EarlyStopping, LossTerm, Trainer
 
-MIN_FAN_IN = 128  # default layer: the first conv whose filters have ≥ this many weights
-
-
 @dataclass(eq=False)
 class MeanFilterScheme(EmbeddingParams, Scheme):
     """Shared machinery of schemes that project the mean filter of one conv layer
@@ -44,7 +41,7 @@ class MeanFilterScheme(EmbeddingParams, Scheme):
     layer: str | None = param(None, **LAYER)
 
     def resolve_layer(self, model: nn.Module) -> tuple[str, nn.Conv2d]:
-        return conv_layer(model, self.layer, "scheme.layer", MIN_FAN_IN)
+        return conv_layer(model, self.layer, "scheme.layer")
 
     @staticmethod
     def carrier(model: nn.Module, key: Key) -> torch.Tensor:
@@ -80,14 +77,15 @@ class MeanFilterScheme(EmbeddingParams, Scheme):
 
 @dataclass(eq=False)
 class Uchida(MeanFilterScheme):
-    key_bits: int = param(64, low=1)
+    key_bits: int | None = param(None, low=1, null="the carrier size M (N = M)")
     lam: float = param(0.1, low=0, high=1e4, low_open=True)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         name, conv = self.resolve_layer(model)
         m = conv.weight[0].numel()
-        projection = torch.randn(self.key_bits, m, generator=generator)
-        bits = random_bits(self.key_bits, generator)
+        n = self.key_bits or m
+        projection = torch.randn(n, m, generator=generator)
+        bits = random_bits(n, generator)
         return Key({"projection": projection, "bits": bits}, {"layer": name, "carrier_size": m})
 
     def embedding_loss(self, model, key) -> torch.Tensor:
