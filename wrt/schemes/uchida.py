@@ -10,11 +10,13 @@ the regulariser E_R = λ · Σ_j BCE(σ(X_j·w̄), b_j) (Uchida's Eq. 5, a sum o
 the cross-entropy, with early stopping (patience 5) on E_R; extraction thresholds X·w̄ at 0
 (SoK Eq. 3) and the watermark accuracy is the fraction of matching bits.
 
-Key length N = 64: Uchida et al. require N ≤ M, and the default carriers of the 28-px models
-have M = 150 (LeNet) to 288 (SmallCNN) — 64 bits keep N ≤ M/2 on every default layer, while
-an unmarked model matches 64 random bits at 0.5 ± 0.06 (so ≥ 0.95 by chance has
-probability < 1e-14). The SoK's toolbox embeds 100 bits into WRN layers with more dimensions.
-λ ∈ {0.1, 1, 10} is the SoK's CIFAR-10 ablation.
+The carrier is the first convolution's mean filter (SoK toolbox; `wrt.schemes.layers`). Key
+length N = M by default (`key_bits: null`): Uchida et al. require N ≤ M, and on SmallCNN's
+grayscale 3×3 first conv M = 9 (27 on RGB 3×3 stems; the SoK's toolbox embeds 100 bits into
+them). With N = 64 > M = 9 the projection has rank 9 and most 64-bit messages cannot be
+reached: measured on SmallCNN / Fashion-MNIST (docs/schemes.md) the marked model matched
+only part of them, while N = 9 is matched exactly; 9 bits are matched by chance with
+probability 2⁻⁹ per key. λ ∈ {0.1, 1, 10} is the SoK's CIFAR-10 ablation.
 """
 
 from __future__ import annotations
