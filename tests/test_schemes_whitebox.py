@@ -121,7 +121,8 @@ def test_deepmarks_code_is_a_bibd_and_traces_the_embedded_user(deepmarks_marked)
     pairs = incidence @ incidence.T  # points p ≠ p' share exactly λ = 1 line
     assert (pairs[~torch.eye(v, dtype=torch.bool)] == 1).all()
     scheme, key, marked = deepmarks_marked
-    assert scheme.key_length(key) == v
+    assert scheme.key_length(key) == key.meta["bibd"]["v"] == 7  # q = 2: the largest code with v ≤ M = 9
+    assert DeepMarks.largest_order(9) == 2 and DeepMarks.largest_order(27) == 3 and DeepMarks.largest_order(147) == 11
     assert int(scheme.correlations(marked, key).argmax()) == key.meta["user"]
     with pytest.raises(InvalidParameter, match="scheme.order"):
         DeepMarks(order=8)
@@ -171,7 +172,7 @@ def test_keys_are_data_reproducible_from_the_seed(scheme, fmnist, fmnist_source,
     loaded = Key(tensors, meta)
     assert meta == key.meta
     assert scheme.extract(fmnist_source, loaded, None) == scheme.extract(fmnist_source, key, None)
-    assert scheme.key_length(loaded) >= 9
+    assert scheme.key_length(loaded) >= 7  # DeepMarks' 7-bit code on SmallCNN's 9-value carrier
 
 
 def test_default_layers_exist_for_every_model():

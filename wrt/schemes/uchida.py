@@ -16,7 +16,9 @@ grayscale 3×3 first conv M = 9 (27 on RGB 3×3 stems; the SoK's toolbox embeds 
 them). With N = 64 > M = 9 the projection has rank 9 and most 64-bit messages cannot be
 reached: measured on SmallCNN / Fashion-MNIST (docs/schemes.md) the marked model matched
 only part of them, while N = 9 is matched exactly; 9 bits are matched by chance with
-probability 2⁻⁹ per key. λ ∈ {0.1, 1, 10} is the SoK's CIFAR-10 ablation.
+probability 2⁻⁹ per key. λ ∈ {0.1, 1, 10} is the SoK's CIFAR-10 ablation; the default is 1:
+on SmallCNN's conv1 λ = 0.1 left 6 of 9 bits after 5 epochs (80 steps) of the smoke data set,
+λ = 1 carried all 9 after one epoch (16 steps), λ = 10 cost 5 points of test accuracy.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class MeanFilterScheme(EmbeddingParams, Scheme):
 @dataclass(eq=False)
 class Uchida(MeanFilterScheme):
     key_bits: int | None = param(None, low=1, null="the carrier size M (N = M)")
-    lam: float = param(0.1, low=0, high=1e4, low_open=True)
+    lam: float = param(1.0, low=0, high=1e4, low_open=True)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         name, conv = self.resolve_layer(model)
