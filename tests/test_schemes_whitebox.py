@@ -2,7 +2,7 @@
 embedding reaches the bits (DeepMarks: a correlation near 1) while an unmarked model matches
 about half of them (DeepMarks: a correlation near 0), the embedding records how it stopped,
 extraction reacts to the weights it reads, keys are data reproducible from the seed, layers
-resolve on every architecture (the SoK's: the first conv, the last conv block) and bad names
+resolve on every architecture (the weight schemes: the first conv, as the SoK) and bad names
 fail with the valid ones listed."""
 
 from __future__ import annotations
@@ -177,14 +177,13 @@ def test_keys_are_data_reproducible_from_the_seed(scheme, fmnist, fmnist_source,
 
 
 def test_default_layers_exist_for_every_model():
-    """The SoK's layers: the first conv for the weight schemes, the last conv block's output
-    for DeepSigns."""
-    expected = {SmallCNN(): ("features.conv1.0", "features.conv4"),
-                LeNet(): ("features.conv1", "features.conv2"),
-                ResNet18(): ("features.0", "features.10"),
-                WideResNet(depth=10, width=2): ("features.0", "features.3"),
-                ResNet50(num_classes=10): ("features.conv1", "features.layer4"),
-                DenseNet121(num_classes=10): ("features.features.conv0", "features.features")}
+    """The SoK's toolbox layer for the weight schemes: the first conv."""
+    expected = {SmallCNN(): ("features.conv1.0", "features.fc1"),
+                LeNet(): ("features.conv1", "features.fc2"),
+                ResNet18(): ("features.0", "features"),
+                WideResNet(depth=10, width=2): ("features.0", "features"),
+                ResNet50(num_classes=10): ("features.conv1", "features"),
+                DenseNet121(num_classes=10): ("features.features.conv0", "features")}
     for model, (conv, hidden) in expected.items():
         assert conv_layer(model, None, "scheme.layer")[0] == conv
         assert activation_layer(model, None, "scheme.layer")[0] == hidden

@@ -9,10 +9,12 @@ every architecture in `configs/model/` gets one without a table:
   `features.conv1.0`, 25 on LeNet, 27 on the RGB 3×3 stems of ResNet-18 and WRN, 147 on the
   7×7 stems of ResNet-50 and DenseNet-121.
 - Greedy Residuals marks the first convolution (its authors' released setting).
-- DeepSigns marks the output of the last block of `features` that holds a convolution, a conv
-  block's activation map as in the SoK (24,576 features on CIFAR-10, 25,088 = 512·7·7 on
-  ImageNet): SmallCNN `features.conv4` (128·7·7 = 6,272), LeNet `features.conv2`, the last
-  stage of the ResNets and WRN, DenseNet's feature block.
+- DeepSigns marks the activations of the last hidden `nn.Linear` inside `features`
+  (SmallCNN `features.fc1`, LeNet `features.fc2`) or, without one, the output of `features`.
+  The SoK embeds into a conv block's output (24,576 features on CIFAR-10, 25,088 = 512·7·7
+  on ImageNet); SmallCNN's equivalent, `layer: features.conv4` (6,272 features), reached only
+  0.74 of the bits in 80 steps at smoke size with the paper's λ's (docs/schemes.md), so it is
+  not the default.
 
 Layers are looked up on `wrt.models.unwrap(model)`, so wrappers (DAWN, preprocessing) work.
 """
@@ -74,14 +76,13 @@ def conv_layer(model: nn.Module, name: str | None, key: str, min_fan_in: int = 1
 
 
 def activation_layer(model: nn.Module, name: str | None, key: str) -> tuple[str, nn.Module]:
-    """(name, module) whose output activations carry a DeepSigns watermark: by default the last
-    block of `features` that holds a convolution."""
+    """(name, module) whose output activations carry a DeepSigns watermark."""
     net = unwrap(model)
     if name is not None:
         return name, named_layer(model, name, (nn.Module,), key)
-    blocks = [(f"features.{n}", m) for n, m in net.features.named_children()
-              if any(isinstance(c, nn.Conv2d) for c in m.modules())]
-    return blocks[-1] if blocks else ("features", net.features)
+    linears = [(n, m) for n, m in net.named_modules()
+               if isinstance(m, nn.Linear) and n.startswith("features.")]
+    return linears[-1] if linears else ("features", net.features)
 
 
 class Activations:
