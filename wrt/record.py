@@ -41,9 +41,9 @@ class SchemeRecord:
     params: dict = entry(factory=dict, required=True, form="params")  # the config's, without `_target_`
     ablated: list[str] | None = entry()  # the parameters the paper ablates over
     bits: bool = entry(required=True)  # bit-string key
-    match_rate: bool | None = entry()  # wm acc counts matching key entries (binomial bound); false: a score
     key_size: int | None = entry(required=True, low=1)
     key_meta: dict | None = entry()  # what key generation recorded
+    match_rate: bool | None = entry()  # wm acc counts matching key entries (binomial bound); false: a score
 
 
 @dataclass
