@@ -78,6 +78,14 @@ def test_runs_without_num_classes_have_no_chance_bound():
     assert table["threshold"] == max(table["empirical"], table["normal"])
 
 
+def test_a_correlation_score_has_no_binomial_bound():
+    """DeepMarks' correlation (scheme.match_rate false) is no rate of matches: θ from null runs only."""
+    runs = _null_runs("deepmarks", [0.0, 0.0, 0.1, 0.3, 0.4, 0.5], key_size=7, num_classes=10)
+    table = decision_thresholds(runs.assign(**{"scheme.match_rate": False})).iloc[0]
+    assert np.isnan(table["chance"]) and np.isnan(table["binomial"])
+    assert table["threshold"] == max(table["empirical"], table["normal"])
+
+
 def test_decision_thresholds_report_all_estimates_and_use_the_largest():
     runs = pd.concat([_null_runs("adi", np.linspace(0, 0.2, 21)),
                       _null_runs("uchida", [], bits=True, key_size=10),

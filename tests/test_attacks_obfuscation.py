@@ -135,7 +135,9 @@ def test_unknown_layer_names_fail_with_the_valid_ones_listed():
 
 def test_whitebox_keys_that_no_longer_fit_raise_key_mismatch(fmnist):
     model = SmallCNN(mean=fmnist.mean, std=fmnist.std).eval()
-    schemes = {type(s).__name__: s for s in (Uchida(), DeepMarks(), DeepSigns(), GreedyResiduals())}
+    # the weight schemes on conv2 (their default, conv1, has 1×3×3 filters whatever its width)
+    schemes = {type(s).__name__: s for s in (Uchida(layer="features.conv2.0"), DeepMarks(layer="features.conv2.0"),
+                                             DeepSigns(), GreedyResiduals())}
     keys = {name: s.keygen(model, fmnist, torch.Generator().manual_seed(0)) for name, s in schemes.items()}
     surrogate = DummyNeurons()(copy.deepcopy(model), CTX)  # 32 → 40 channels, fc1 128 → 160
     messages = {}
@@ -159,7 +161,7 @@ def test_whitebox_keys_that_no_longer_fit_raise_key_mismatch(fmnist):
 
 
 def test_uchida_watermark_fails_to_verify_while_predictions_stay(compose_cfg):
-    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "attack=dummy_neurons"))
+    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "scheme.layer=features.conv2.0", "attack=dummy_neurons"))
     assert result["status"] == "ok", result.get("error")
     assert result["attack"]["category"] == "obfuscation"
     assert result["marked"]["wm_acc"] >= 0.8

@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 
 from wrt.analysis.load import SCHEMA, validate
-from wrt.record import (AttackRecord, AttackUsage, Evaluation, MarkedEvaluation, RunRecord, SchemeRecord,
+from wrt.record import (AttackRecord, AttackUsage, Embedding, Evaluation, MarkedEvaluation, RunRecord, SchemeRecord,
                         SourceRecord, to_json)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "run_json.md"
@@ -57,7 +57,8 @@ def ok_record() -> RunRecord:
         status="ok", run_name="r", dataset="fashion_mnist", model="small_cnn", budget="smoke", seed=0, role="marked",
         num_classes=10, scheme=SchemeRecord("adi", {}, [], False, 100, {}),
         attack=AttackRecord("ftal", "model_modification", {"epochs": 5}, ["lr"]),
-        source=SourceRecord(0.9, False, 12.0), marked=MarkedEvaluation(0.89, 1.0, cached=False, embed_time_s=3.0),
+        source=SourceRecord(0.9, False, 12.0), marked=MarkedEvaluation(0.89, 1.0, cached=False, embed_time_s=3.0,
+                                                                    embedding=Embedding("early_stopping", 2.5, 260, 5)),
         surrogate=Evaluation(0.88, 0.5), embedding_loss=0.01, stealing_loss=0.01,
         attack_usage=AttackUsage(0, 100, 0), attack_time_ratio=0.1)
 
@@ -67,7 +68,10 @@ def test_the_json_leaves_out_absent_optional_fields_and_passes_the_schema():
     json = to_json(record)
     assert list(json)[:6] == ["schema_version", "status", "error", "failed_stage", "run_name", "dataset"]
     assert "wm_error" not in json["surrogate"] and "transfer_samples" not in json["attack_usage"]
-    assert "traceback" not in json and list(json["marked"]) == ["test_acc", "wm_acc", "cached", "embed_time_s"]
+    assert "traceback" not in json and list(json["marked"]) == ["test_acc", "wm_acc", "cached", "embed_time_s", "embedding"]
     assert validate(json) is None
+    record.marked.embedding.stopped = "budget"
+    assert "marked.embedding.stopped" in validate(to_json(record))
+    record.marked.embedding.stopped = "cap"
     record.surrogate.wm_acc = 1.5
     assert validate(to_json(record)) == "wrong type: surrogate.wm_acc is 1.5, expected a fraction in [0, 1]"

@@ -1,30 +1,32 @@
 """White-box schemes (Uchida, DeepMarks, DeepSigns, Greedy Residuals) on real Fashion-MNIST:
-embedding reaches the bits while an unmarked model matches about half of them, extraction
-reacts to the weights it reads, keys are data reproducible from the seed, layers resolve on
-every architecture and bad names fail with the valid ones listed."""
+embedding reaches the bits (DeepMarks: a correlation near 1) while an unmarked model matches
+about half of them (DeepMarks: a correlation near 0), the embedding records how it stopped,
+extraction reacts to the weights it reads, keys are data reproducible from the seed, layers
+resolve on every architecture (the weight schemes: the first conv, as the SoK) and bad names
+fail with the valid ones listed."""
 
 from __future__ import annotations
 
 import copy
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from wrt.attacks.forging import correlation_level
 from wrt.models import DenseNet121, LeNet, ResNet18, ResNet50, SmallCNN, WideResNet
-from wrt.pipeline import build, run
+from wrt.pipeline import run
 from wrt.schemes.base import Key
 from wrt.schemes.deepmarks import DeepMarks, projective_plane
 from wrt.schemes.deepsigns import DeepSigns
 from wrt.schemes.greedy_residuals import GreedyResiduals
 from wrt.schemes.layers import activation_layer, conv_layer
-from wrt.schemes.uchida import MIN_FAN_IN, Uchida
+from wrt.schemes.uchida import Uchida
+from wrt.stats import binomial_threshold
 from wrt.store import load_tensors, save_tensors
 from wrt.train import Trainer
 from wrt.validation import InvalidParameter
-
-from conftest import group_config, scheme_options
 
 
 def embed_trainer(batch_size: int = 128) -> Trainer:
@@ -38,86 +40,97 @@ def null_model(fmnist):
     return SmallCNN(mean=fmnist.mean, std=fmnist.std).eval()
 
 
-SCHEMES = scheme_options("white_box")
-# a few hundred CPU steps instead of the configs' epochs; greedy residuals fine-tunes (instead of
-# embedding while training from scratch) at λ = 1 (the paper's 0.01 × 100): the hinge reaches 0
-# in ~100 steps of 32 images
-FAST = {"uchida": {"epochs": 1}, "deepmarks": {"epochs": 1}, "deepsigns": {"epochs": 2, "check_every": 25},
-        "greedy_residuals": {"lam": 1.0, "while_training": False, "epochs": 1, "check_every": 10}}
-BATCH_SIZE = {"greedy_residuals": 32}
-
-
-def scheme_of(name: str, **overrides):
-    return build({**OmegaConf.to_container(group_config("scheme", name)), **overrides})
+def embedded(scheme, fmnist, fmnist_source, batch_size=128):
+    key = scheme.keygen(fmnist_source, fmnist, torch.Generator().manual_seed(0))
+    marked = scheme.embed(copy.deepcopy(fmnist_source), fmnist, key, embed_trainer(batch_size))
+    return key, marked
 
 
 @pytest.fixture(scope="module")
-def embedded(fmnist, fmnist_source):
-    """(scheme, key, marked model) per white-box scheme, made once (seed 0) for this module."""
-    cache = {}
+def uchida_marked(fmnist, fmnist_source):
+    # 9 bits on a 9-value carrier: X is square and ill-conditioned; this key has 8 of 9 after one
+    # epoch and after three (θ = 8/9)
+    scheme = Uchida(epochs=1)
+    return (scheme, *embedded(scheme, fmnist, fmnist_source))
 
-    def embedded_of(name: str):
-        if name not in cache:
-            scheme = scheme_of(name, **FAST.get(name, {}))
-            key = scheme.keygen(fmnist_source, fmnist, torch.Generator().manual_seed(0))
-            marked = scheme.embed(copy.deepcopy(fmnist_source), fmnist, key, embed_trainer(BATCH_SIZE.get(name, 128)))
-            cache[name] = scheme, key, marked
-        return cache[name]
-    return embedded_of
+
+@pytest.fixture(scope="module")
+def deepmarks_marked(fmnist, fmnist_source):
+    scheme = DeepMarks(epochs=1)
+    return (scheme, *embedded(scheme, fmnist, fmnist_source))
+
+
+@pytest.fixture(scope="module")
+def deepsigns_marked(fmnist, fmnist_source):
+    scheme = DeepSigns(epochs=2, check_every=25)  # 64 steps
+    return (scheme, *embedded(scheme, fmnist, fmnist_source))
+
+
+@pytest.fixture(scope="module")
+def greedy_marked(fmnist, fmnist_source):
+    # fine-tuning, λ = 1 instead of the paper's 0.01: the hinge reaches 0 in ~100 steps
+    scheme = GreedyResiduals(lam=1.0, while_training=False, epochs=1, check_every=10)  # ≤ 125 steps of 32 images
+    return (scheme, *embedded(scheme, fmnist, fmnist_source, batch_size=32))
+
+
+SCHEMES = ["uchida_marked", "deepmarks_marked", "deepsigns_marked", "greedy_marked"]
 
 
 @pytest.mark.parametrize("name", SCHEMES)
-def test_marked_model_carries_the_bits_and_unmarked_models_do_not(name, embedded, fmnist, fmnist_source,
+def test_marked_model_carries_the_bits_and_unmarked_models_do_not(name, request, fmnist, fmnist_source,
                                                                    null_model, trainer):
-    scheme, key, marked = embedded(name)
-    assert scheme.bits
-    assert scheme.extract(marked, key, trainer) >= 0.95
-    for unmarked in (fmnist_source, null_model):
-        assert abs(scheme.extract(unmarked, key, trainer) - 0.5) <= 0.2
+    scheme, key, marked = request.getfixturevalue(name)
+    assert scheme.bits == scheme.match_rate == (name != "deepmarks_marked")
+    # θ at p = 0.05: the binomial bound for bits (uchida's 9 bits: 8 of 9); DeepMarks' correlation
+    # of 7 values: 0.62 (`correlation_level`); the marked model clears it by a margin
+    level = binomial_threshold(scheme.key_length(key), 0.05, 0.5) if scheme.bits else \
+        correlation_level(scheme.key_length(key), 0.05)
+    assert scheme.extract(marked, key, trainer) >= max(level, 0.85)
+    for unmarked in (fmnist_source, null_model):  # below θ: about half the bits; a correlation about 0
+        assert scheme.extract(unmarked, key, trainer) < level
+    stopped = {"uchida_marked": "cap", "deepmarks_marked": "cap", "deepsigns_marked": "cap",
+               "greedy_marked": "target"}[name]
+    assert scheme.embedding["stopped"] == stopped and scheme.embedding["steps"] > 0
+    assert 0 < scheme.embedding["epochs"] <= scheme.embedding["max_epochs"] == scheme.epochs
     # the marked model still classifies (the source fixture reaches about 80 %): a few hundred
-    # 0.5 is far above chance (0.1) with a margin for other CPUs and data orders
-    assert trainer.accuracy(marked, fmnist.test_x, fmnist.test_y) > 0.5
+    # steps at λ ≫ the paper's cost greedy_residuals 5.1 points in bf16 on one CPU, so the bound
+    # is 10 points (the embedding losses at budget=default are in docs/schemes.md)
+    assert trainer.accuracy(marked, fmnist.test_x, fmnist.test_y) >= \
+        trainer.accuracy(fmnist_source, fmnist.test_x, fmnist.test_y) - 0.1
 
 
-def test_uchida_extraction_reads_the_filters_it_marked(embedded, fmnist, trainer):
-    scheme, key, marked = embedded("uchida")
+def test_uchida_extraction_reads_the_filters_it_marked(uchida_marked, fmnist, trainer):
+    scheme, key, marked = uchida_marked
     net = copy.deepcopy(marked)
-    conv1, bn1, conv2 = net.features.conv1[0], net.features.conv1[1], net.features.conv2[0]
-    assert key.meta["layer"] == "features.conv2.0"
-    perm = torch.randperm(conv2.in_channels, generator=torch.Generator().manual_seed(3))
+    conv1, bn1 = net.features.conv1[0], net.features.conv1[1]
+    assert key.meta == {"layer": "features.conv1.0", "carrier_size": 9} and scheme.key_length(key) == 9
     # permuting the marked layer's own filters keeps the mean filter: the bits stay
     own = copy.deepcopy(net)
-    own.features.conv2[0].weight.data = conv2.weight.data[torch.randperm(conv2.out_channels)]
+    own.features.conv1[0].weight.data = conv1.weight.data[torch.randperm(conv1.out_channels)]
     assert scheme.extract(own, key, trainer) == scheme.extract(marked, key, trainer)
-    # a functionality-preserving permutation (conv1's filters and BN, conv2's input channels)
-    # keeps every prediction but scrambles the mean filter: the bits fall to chance
-    conv1.weight.data = conv1.weight.data[perm]
-    for t in (bn1.weight, bn1.bias, bn1.running_mean, bn1.running_var):
-        t.data = t.data[perm]
-    conv2.weight.data = conv2.weight.data[:, perm]
-    exact = Trainer(progress=False, cpu_bf16=False)  # equal up to fp32 rounding (bf16 rounds per channel order)
-    before = exact.predict(marked, fmnist.test_x[:200])
-    after = exact.predict(net, fmnist.test_x[:200])
-    assert torch.allclose(before, after, atol=1e-4)
-    assert scheme.extract(net, key, trainer) <= 0.75
+    # negating the marked filters negates X·w̄: every bit flips
+    negated = copy.deepcopy(net)
+    negated.features.conv1[0].weight.data = -conv1.weight.data
+    assert scheme.extract(negated, key, trainer) == pytest.approx(1 - scheme.extract(marked, key, trainer))
 
 
-def test_deepmarks_code_is_a_bibd_and_traces_the_embedded_user(embedded):
+def test_deepmarks_code_is_a_bibd_and_traces_the_embedded_user(deepmarks_marked):
     incidence = projective_plane(7).long()
     v = 7 * 7 + 7 + 1
     assert incidence.shape == (v, v)
     assert (incidence.sum(0) == 8).all() and (incidence.sum(1) == 8).all()  # k = r = q + 1
     pairs = incidence @ incidence.T  # points p ≠ p' share exactly λ = 1 line
     assert (pairs[~torch.eye(v, dtype=torch.bool)] == 1).all()
-    scheme, key, marked = embedded("deepmarks")
-    assert scheme.key_length(key) == v
+    scheme, key, marked = deepmarks_marked
+    assert scheme.key_length(key) == key.meta["bibd"]["v"] == 7  # q = 2: the largest code with v ≤ M = 9
+    assert DeepMarks.largest_order(9) == 2 and DeepMarks.largest_order(27) == 3 and DeepMarks.largest_order(147) == 11
     assert int(scheme.correlations(marked, key).argmax()) == key.meta["user"]
     with pytest.raises(InvalidParameter, match="scheme.order"):
         DeepMarks(order=8)
 
 
-def test_greedy_residuals_verifies_the_signature_and_the_bits(embedded, trainer):
-    scheme, key, marked = embedded("greedy_residuals")
+def test_greedy_residuals_verifies_the_signature_and_the_bits(greedy_marked, trainer):
+    scheme, key, marked = greedy_marked
     result = scheme.verify(marked, key)
     assert result == {"signature_valid": True, "bit_accuracy": 1.0, "verified": True}
     assert key.tensors["bits"].shape == (256,) and key.tensors["public_key"].dtype == torch.uint8
@@ -146,9 +159,9 @@ def test_greedy_residuals_embeds_while_training_from_scratch(fmnist, null_model)
     assert trainer.accuracy(marked, fmnist.test_x, fmnist.test_y) > 0.5
 
 
-@pytest.mark.parametrize("name", SCHEMES)
-def test_keys_are_data_reproducible_from_the_seed(name, fmnist, fmnist_source, tmp_path):
-    scheme = scheme_of(name)
+@pytest.mark.parametrize("scheme", [Uchida(), DeepMarks(), DeepSigns(), GreedyResiduals()],
+                         ids=["uchida", "deepmarks", "deepsigns", "greedy_residuals"])
+def test_keys_are_data_reproducible_from_the_seed(scheme, fmnist, fmnist_source, tmp_path):
     key = scheme.keygen(fmnist_source, fmnist, torch.Generator().manual_seed(7))
     again = scheme.keygen(fmnist_source, fmnist, torch.Generator().manual_seed(7))
     other = scheme.keygen(fmnist_source, fmnist, torch.Generator().manual_seed(8))
@@ -160,22 +173,20 @@ def test_keys_are_data_reproducible_from_the_seed(name, fmnist, fmnist_source, t
     loaded = Key(tensors, meta)
     assert meta == key.meta
     assert scheme.extract(fmnist_source, loaded, None) == scheme.extract(fmnist_source, key, None)
-    assert scheme.key_length(loaded) >= 57
+    assert scheme.key_length(loaded) >= 7  # DeepMarks' 7-bit code on SmallCNN's 9-value carrier
 
 
 def test_default_layers_exist_for_every_model():
-    expected = {SmallCNN(): ("features.conv2.0", "features.fc1"),
-                LeNet(): ("features.conv2", "features.fc2"),
-                ResNet18(): ("features.3.conv1", "features"),
-                WideResNet(depth=10, width=2): ("features.1.conv1", "features"),
+    """The SoK's toolbox layer for the weight schemes: the first conv."""
+    expected = {SmallCNN(): ("features.conv1.0", "features.fc1"),
+                LeNet(): ("features.conv1", "features.fc2"),
+                ResNet18(): ("features.0", "features"),
+                WideResNet(depth=10, width=2): ("features.0", "features"),
                 ResNet50(num_classes=10): ("features.conv1", "features"),
                 DenseNet121(num_classes=10): ("features.features.conv0", "features")}
     for model, (conv, hidden) in expected.items():
-        name, layer = conv_layer(model, None, "scheme.layer", MIN_FAN_IN)
-        assert name == conv and layer.weight[0].numel() >= MIN_FAN_IN
+        assert conv_layer(model, None, "scheme.layer")[0] == conv
         assert activation_layer(model, None, "scheme.layer")[0] == hidden
-        assert conv_layer(model, None, "scheme.layer")[0] in ("features.conv1.0", "features.conv1",
-                                                                "features.0", "features.features.conv0")
 
 
 def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_source):
@@ -195,8 +206,21 @@ def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_so
 
 
 def test_null_role_runs_through_the_pipeline(compose_cfg):
-    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none", "null_keys=3"))
+    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none"))
     assert result["status"] == "ok", result.get("error")
-    assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 64
-    assert abs(result["marked"]["wm_acc"] - 0.5) <= 0.25
-    assert result["marked"]["embed_time_s"] is None
+    assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 9
+    assert abs(result["marked"]["wm_acc"] - 0.5) <= 0.4
+    assert result["marked"]["embed_time_s"] is None and result["marked"]["embedding"] is None
+
+
+def test_marked_run_records_how_the_embedding_stopped(compose_cfg):
+    """budget=smoke caps every embedding at one epoch (`trainer.embed_max_epochs`); the record
+    is kept in the store with the marked model, so a cached marked model reports it too."""
+    cfg = compose_cfg("budget=smoke", "scheme=deepmarks", "attack=none")
+    result, _ = run(cfg)
+    assert result["status"] == "ok", result.get("error")
+    assert result["scheme"]["bits"] is False and result["scheme"]["match_rate"] is False
+    embedding = result["marked"]["embedding"]
+    assert embedding["stopped"] == "cap" and embedding["max_epochs"] == 1 and embedding["epochs"] == 1.0
+    (stored,) = (Path(cfg.store_dir) / "marked").glob("*.pt")
+    assert load_tensors(stored)[1]["embedding"] == embedding

@@ -9,6 +9,7 @@ from wrt.data.sources import synthetic
 from wrt.models import LeNet
 from wrt.train import (Batch, Callback, EarlyStopping, KeyMixer, LossTerm, NonFiniteLoss, OneCycle, StepDecay,
                        Trainer, classification_loss)
+from wrt.validation import InvalidParameter
 
 
 def small_task():
@@ -99,6 +100,11 @@ def test_non_finite_loss_is_an_error(trainer):
 def test_epoch_scaling_and_schedules():
     assert Trainer(epoch_scale=0.2).scaled_epochs(10) == 2
     assert Trainer(epoch_scale=0.01).scaled_epochs(10) == 1
+    # embeddings are not scaled: the scheme's cap, lowered by the budget's embed_max_epochs
+    assert Trainer(epoch_scale=0.01).embedding_epochs(10) == 10
+    assert Trainer(epoch_scale=0.01, embed_max_epochs=1).embedding_epochs(10) == 1
+    with pytest.raises(InvalidParameter, match="trainer.embed_max_epochs=0 is not allowed"):
+        Trainer(embed_max_epochs=0)
     assert OneCycle(0.2)(0.0, 10) == 0 and OneCycle(0.2)(2.0, 10) == 1 and OneCycle(0.2)(10, 10) == 0
     assert StepDecay([3, 4])(2.9, 5) == 1 and abs(StepDecay([3, 4])(4.5, 5) - 0.01) < 1e-12
 

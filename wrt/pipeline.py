@@ -29,7 +29,7 @@ from wrt.attacks.base import Attack, AttackContext, AttackerData
 from wrt.config import ablated_of, as_dict, build, params_of
 from wrt.data import Dataset
 from wrt.hardware import cpu_model, uses_bf16
-from wrt.record import (AttackData, AttackRecord, AttackUsage, Evaluation, MarkedEvaluation, NullKeys, PeakMemory,
+from wrt.record import (AttackData, AttackRecord, AttackUsage, Embedding, Evaluation, MarkedEvaluation, NullKeys, PeakMemory,
                         RunRecord, SchemeRecord, SourceRecord, Versions, to_json)
 from wrt.schemes.base import Key, KeyMismatch, Scheme
 from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
@@ -162,6 +162,11 @@ def null_key_seed(seed: int, draw: int) -> int:
     return seed if draw == 0 else int(np.random.SeedSequence([seed, draw]).generate_state(1, np.uint64)[0])
 
 
+# Part of a marked model's store key: raised when embedding changes what it computes for the same
+# config (2: embeddings run to their stopping rule, capped, not scaled by the budget; #16).
+EMBEDDING_VERSION = 2
+
+
 def source_spec(cfg: DictConfig, seed: int) -> dict:
     """What determines the source model of `seed` (its store key)."""
     budget = cfg.budget
@@ -267,7 +272,7 @@ class Run:
     def embed_spec(self) -> dict:
         trainer = self.cfg.budget.source_trainer if self.scheme.while_training else self.cfg.budget.trainer
         return {"source": source_spec(self.cfg, self.cfg.seed), "scheme": as_dict(self.cfg.scheme),
-                "trainer": as_dict(trainer)}
+                "trainer": as_dict(trainer), "embedding_version": EMBEDDING_VERSION}
 
     def artifacts(self) -> list[tuple[str, dict]]:
         """(kind, spec) of the stored models this run uses: its source model(s) and, for a marked
@@ -288,11 +293,12 @@ class Run:
         def embed():
             start = time.perf_counter()
             marked = self.scheme.embed(model, self.data, key, trainer)
-            return marked.state_dict(), {"embed_time_s": time.perf_counter() - start}
+            return marked.state_dict(), {"embed_time_s": time.perf_counter() - start,
+                                         "embedding": self.scheme.embedding}
 
         state, meta, cached = self.store.get_or_create("marked", spec, embed)
         load_state(model, state, self.store.path("marked", spec))
-        return model.eval(), meta.get("embed_time_s"), cached
+        return model.eval(), meta, cached
 
     def evaluate(self, model, key) -> Evaluation:
         """Test accuracy and watermark accuracy; a key that no longer fits the model (its layer
@@ -318,15 +324,17 @@ class Run:
         with stages.timed("embed"):
             if self.role == "null":
                 marked, _, cached = self.source_model(cfg.seed + cfg.null_seed_offset)
-                embed_time = None
+                embed_meta = {}
             else:
-                marked, embed_time, cached = self.embed(source, key)
+                marked, embed_meta, cached = self.embed(source, key)
             # only the defender's own model is deployed behind an active scheme's wrapper
             # (DAWN); an unmarked model answers for itself
             deployed = scheme.wrap(marked, key) if self.role == "marked" else marked
         with stages.timed("evaluate"):
+            embedding = embed_meta.get("embedding")
             r.marked = MarkedEvaluation(**dataclasses.asdict(self.evaluate(deployed, key)), cached=cached,
-                                        embed_time_s=embed_time)
+                                        embed_time_s=embed_meta.get("embed_time_s"),
+                                        embedding=Embedding(**embedding) if embedding else None)
             if self.role == "null" and r.marked.wm_acc is not None:
                 r.null = self.null_scores(source, marked, key, r.marked.wm_acc)
         with stages.timed("attack"):
@@ -357,7 +365,7 @@ def execute(cfg: DictConfig) -> dict:
             record.num_classes = run.data.num_classes
             record.attack.category = attack.category
             record.attack.params = attack.recorded_params(record.attack.params)
-            record.scheme.bits = scheme.bits
+            record.scheme.bits, record.scheme.match_rate = scheme.bits, scheme.match_rate
             record.scheme.active = scheme.active
         run.execute(stages)
         record.status = "ok"

@@ -4,8 +4,8 @@ reuses, what it still computes, and a rough time estimate. Nothing is trained he
 The estimate counts training images and divides by this machine's throughput, measured by a
 few timed training steps of the sweep's model (`Trainer.fit` on real images, after one untimed
 step). A source training is `defender images × source epochs`; an embedding fine-tunes on the
-defender images for the scheme's `epochs` scaled by the budget (a scheme that embeds while
-training costs a source training); an attack costs the median of its earlier computed runs in the
+defender images for its cap, the scheme's `epochs` (at most the budget's `embed_max_epochs`; a
+scheme that embeds while training costs a source training); an attack costs the median of its earlier computed runs in the
 same results folder (same attack, dataset, model and budget), else its `epochs` on the attacker's
 images, or one source training on the whole training set for an extraction attack without
 `epochs`, else nothing; each run adds the data loading (timed) and its evaluations. Key
@@ -164,7 +164,7 @@ def make_plan(cfgs: list[DictConfig]) -> Plan:
                 plan.embeddings += not stored
                 if not stored:
                     images += s.defender * (source_epochs if scheme.while_training else
-                                            finetune.scaled_epochs(cfg.scheme.get("epochs", 1)))
+                                            finetune.embedding_epochs(cfg.scheme.get("epochs", 1)))
         results_dir = Path(cfg.results_dir)
         if results_dir not in histories:
             histories[results_dir] = attack_history(results_dir)

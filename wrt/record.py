@@ -44,6 +44,7 @@ class SchemeRecord:
     key_size: int | None = entry(required=True, low=1)
     key_meta: dict | None = entry()  # what key generation recorded
     active: bool | None = entry()  # answers through its own wrapper (`Scheme.active`)
+    match_rate: bool | None = entry()  # wm acc counts matching key entries (binomial bound); false: a score
 
 
 @dataclass
@@ -74,9 +75,20 @@ class Evaluation:
 
 
 @dataclass
+class Embedding:
+    """How the embedding ended (`wrt.schemes.base.embedding_record`): its stopping rule fired
+    (`early_stopping`), its goal was reached (`target`) or it ran its cap of `max_epochs` (`cap`)."""
+    stopped: str = entry(choices=("early_stopping", "target", "cap"))
+    epochs: float = entry(low=0.0)
+    steps: int = entry(low=0)
+    max_epochs: float = entry(low=0.0, low_open=True)
+
+
+@dataclass
 class MarkedEvaluation(Evaluation):
     cached: bool | None = entry()
     embed_time_s: float | None = entry(low=0.0)
+    embedding: Embedding | None = entry()  # null when nothing was trained (role null, DAWN, none)
 
 
 @dataclass
@@ -176,7 +188,7 @@ class RunRecord:
     traceback: str | None = entry(omitted=True)  # of a failed run
 
 
-RECORDS = (RunRecord, SchemeRecord, AttackRecord, AttackData, Evaluation, MarkedEvaluation, NullKeys, SourceRecord,
+RECORDS = (RunRecord, SchemeRecord, AttackRecord, AttackData, Evaluation, MarkedEvaluation, Embedding, NullKeys, SourceRecord,
            AttackUsage, Timing, PeakMemory, Memory, Versions)
 OMITTED = {f.name for cls in RECORDS for f in dataclasses.fields(cls) if f.metadata["omitted"]}
 

@@ -143,6 +143,10 @@ class EarlyStopping(Callback):
         self.check_every, self.goal = check_every, goal
         self.best, self.bad_checks = math.inf, 0
 
+    @property
+    def reached_goal(self) -> bool:
+        return self.best <= self.goal
+
     def should_stop(self, model: nn.Module, steps: int) -> bool:
         if steps % self.check_every:
             return False
@@ -151,7 +155,7 @@ class EarlyStopping(Callback):
             self.best, self.bad_checks = loss, 0
         else:
             self.bad_checks += 1
-        return self.bad_checks >= self.patience or self.best <= self.goal
+        return self.bad_checks >= self.patience or self.reached_goal
 
 
 @dataclass
@@ -200,11 +204,14 @@ class Trainer:
 
     `optimizer` is a partially applied optimizer class (Hydra `_partial_: true`), `schedule`
     a callable (epoch, total_epochs) → lr multiplier. `epoch_scale` shrinks the epochs that
-    schemes and attacks request (their configs hold the paper's values; budgets scale them).
+    attacks request (their configs hold the paper's values; budgets scale them). Embeddings
+    are not scaled: they run to their own stopping rule, at most the scheme's `epochs`, or
+    `embed_max_epochs` where a budget caps them lower (budget=smoke, so tests stay quick).
     """
 
     def __init__(self, epochs: int = 1, batch_size: int = 128, optimizer: Callable | None = None,
                  schedule: Callable[[float, int], float] | None = None, epoch_scale: float = 1.0,
+                 embed_max_epochs: float | None = None,
                  device: str | torch.device = "cpu", amp: bool = True, cpu_bf16: bool | str = "auto",
                  channels_last: bool = True, compile: bool = False, progress: bool = True, seed: int = 0):
         self.epochs = epochs
@@ -212,6 +219,10 @@ class Trainer:
         self.optimizer = optimizer or partial(torch.optim.SGD, lr=0.01, momentum=0.9)
         self.schedule = schedule or Constant()
         self.epoch_scale = epoch_scale
+        require(embed_max_epochs is None or (isinstance(embed_max_epochs, (int, float))
+                                             and not isinstance(embed_max_epochs, bool) and embed_max_epochs > 0),
+                "trainer.embed_max_epochs", embed_max_epochs, "null or a number > 0")
+        self.embed_max_epochs = embed_max_epochs
         self.device = torch.device(device)
         # bf16 autocast on CUDA, and on CPUs where it trains faster than fp32 (scripts/bench_train.py)
         require(cpu_bf16 in (True, False, "auto"), "cpu_bf16", cpu_bf16, "true, false or auto")
@@ -229,6 +240,12 @@ class Trainer:
     def scaled_epochs(self, epochs: float) -> int:
         """The number of epochs this budget runs for a configured (paper) value."""
         return max(1, round(epochs * self.epoch_scale))
+
+    def embedding_epochs(self, max_epochs: float) -> int:
+        """The cap of an embedding: the scheme's `max_epochs`, lowered to the budget's
+        `embed_max_epochs` if that is set; never scaled by `epoch_scale`."""
+        cap = max_epochs if self.embed_max_epochs is None else min(max_epochs, self.embed_max_epochs)
+        return max(1, round(cap))
 
     def prepare(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)

@@ -135,7 +135,7 @@ DATA_FIELDS = ["attack.data.fraction", "attack.data.count", "attack.data.labels"
 # Columns every DataFrame row has, so failed runs that stopped early still fit the table.
 BASE_COLUMNS = [
     "path", "run_name", "status", "error", "failed_stage", "dataset", "model", "budget", "seed", "role",
-    "scheme.name", "scheme.bits", "scheme.key_size", "attack.name", "attack.category",
+    "scheme.name", "scheme.bits", "scheme.match_rate", "scheme.key_size", "attack.name", "attack.category",
     "marked.cached", "marked.embed_time_s", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
     "num_classes", *DATA_FIELDS, "attack.data.images", "source.test_acc", "marked.test_acc", "marked.wm_acc",
     "created", "versions.wrt", "versions.torch", *CONFIG_FIELDS,

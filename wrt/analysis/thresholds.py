@@ -78,7 +78,9 @@ def _estimates(group: pd.DataFrame, p: float, min_null_runs: int) -> dict:
     bits = bool(group["scheme.bits"].fillna(False).any())
     key_sizes = sorted({int(k) for k in group["scheme.key_size"].dropna()})
     enough = len(models) >= max(min_null_runs, 1)
-    chance = _chance(group, bits)
+    # a score that is no rate of independent matches (scheme.match_rate false) has no binomial bound
+    scores = "scheme.match_rate" in group and bool(group["scheme.match_rate"].eq(False).any())
+    chance = np.nan if scores else _chance(group, bits)
     est = {
         "n_null": len(models),
         "n_scores": len(null_accs),

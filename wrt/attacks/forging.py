@@ -11,7 +11,9 @@ own and hope that the hash of the signature matches.
 A counterfeit verifies when its watermark accuracy reaches the level at which an unmarked model
 matches a key by chance with probability ≤ p: the smallest k/N with P[Binom(N, q) ≥ k] ≤ p,
 q = 1/2 for bit keys and 1/C for trigger labels of C classes (DeepSigns' Eq. 4); schemes whose
-verification is exact (a signature's hash) need every bit. The surrogate is the stolen model,
+verification is exact (a signature's hash) need every bit; for a correlation score (DeepMarks,
+`match_rate` false) the level c with P[cos(u, g) ≥ c] ≤ p for a random direction g in R^N
+(`correlation_level`). The surrogate is the stolen model,
 unchanged; the run JSON's `attack.result` records the attempts and whether a claim succeeded.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 
 from wrt.attacks.base import Attack, AttackContext
 from wrt.params import param
@@ -34,6 +37,12 @@ def claim_level(key_size: int, chance: float, p: float) -> float:
         return binomial_threshold(key_size, p, chance)
     except ThresholdError:
         return 1.0
+
+
+def correlation_level(key_size: int, p: float) -> float:
+    """Smallest c with P[cos(u, g) ≥ c] ≤ p for a fixed u and a uniformly random direction g in
+    R^N: cos² ~ Beta(1/2, (N − 1)/2), so P[cos ≥ c] = P[cos² ≥ c²] / 2."""
+    return float(np.sqrt(stats.beta.ppf(max(0.0, 1 - 2 * p), 0.5, (key_size - 1) / 2))) if key_size > 1 else 1.0
 
 
 @dataclass(eq=False)
@@ -56,7 +65,8 @@ class Forging(Attack):
             if level is None:
                 chance = 0.5 if scheme.bits else 1.0 / data.num_classes
                 size = scheme.key_length(key)
-                level = 1.0 if scheme.exact_verification else claim_level(size, chance, self.p)
+                level = (1.0 if scheme.exact_verification else claim_level(size, chance, self.p)
+                         if scheme.match_rate else correlation_level(size, self.p))
             accuracies.append(scheme.extract(model, key, ctx.trainer))
         verified = sum(acc >= level for acc in accuracies)
         ctx.report(applicable=True, attempts=self.attempts, key_size=size, claim_level=level, p=self.p,

@@ -15,7 +15,7 @@ from torch import nn
 
 from wrt.data import Dataset
 from wrt.params import EPOCHS, LR, Configurable, param
-from wrt.train import EarlyStopping, KeyMixer, Trainer
+from wrt.train import EarlyStopping, KeyMixer, TrainHistory, Trainer
 
 
 class KeyMismatch(Exception):
@@ -37,11 +37,16 @@ class Scheme(Configurable):
 
     group = "scheme"
     bits: bool = False
+    # the watermark accuracy is the fraction of key entries (bits, labels) an unmarked model matches
+    # by chance independently, so the binomial bound gives a threshold; False: a score (DeepMarks'
+    # correlation) whose threshold comes from null runs only
+    match_rate: bool = True
     exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
     while_training: bool = False  # embeds while training a fresh model with the source setup
     active: bool = False  # answers queries through its own wrapper (`wrap`), which input-preprocessing and
     # model-modification attacks keep: they cannot touch it (SoK Table V: not applicable)
     max_null_keys: int | None = None  # at most this many key draws per null run (an expensive keygen)
+    embedding: dict | None = None  # how the last `embed` stopped (`embedding_record`); None: no training
 
     def keygen(self, model: nn.Module, data: Dataset, generator: torch.Generator) -> Key:
         raise NotImplementedError
@@ -80,15 +85,37 @@ class NoWatermark(Scheme):
         return float("nan")
 
 
+def embedding_record(history: TrainHistory, stop: EarlyStopping | None, max_epochs: float) -> dict:
+    """How an embedding ended, for the run JSON's `marked.embedding`: `stopped` is `target` (the
+    stopping rule's goal was reached), `early_stopping` (no improvement for `patience` checks)
+    or `cap` (it ran `max_epochs`, the cap, or the full schedule of an embedding while training)."""
+    stopped = ("target" if stop is not None and stop.reached_goal
+               else "early_stopping" if history.stopped_early else "cap")
+    return {"stopped": stopped, "epochs": round(history.epochs, 4), "steps": history.steps,
+            "max_epochs": max_epochs}
+
+
 @dataclass(eq=False)
 class EmbeddingParams:
-    """Embedding by training: learning rate, epochs (at most: early stopping; scaled by the budget),
-    early-stopping patience and how often it checks, in batches."""
+    """Embedding by training until the scheme's stopping rule (SoK Appendix XII: early stopping on
+    the watermark loss, patience 5, checked every `check_every` batches), at most `epochs` epochs:
+    a cap, not scaled by the budget's `epoch_scale` (`Trainer.embedding_epochs`)."""
 
     lr: float = param(0.01, **LR)
     epochs: float = param(5, **EPOCHS)
     patience: int = param(5, low=1)
     check_every: int = param(100, low=1)
+
+    def fit_embedding(self, trainer: Trainer, model: nn.Module, images, labels, *,
+                      stop: EarlyStopping | None, **fit_args) -> TrainHistory:
+        """`trainer.fit` until `stop` fires or the cap is reached; records `self.embedding`."""
+        cap = trainer.embedding_epochs(self.epochs)
+        callbacks = [*fit_args.pop("callbacks", ()), *([stop] if stop is not None else [])]
+        history = trainer.fit(model, images, labels, epochs=cap, scale_epochs=False,
+                              lr=fit_args.pop("lr", self.lr), callbacks=callbacks,
+                              desc=fit_args.pop("desc", "embed"), **fit_args)
+        self.embedding = embedding_record(history, stop, cap)
+        return history
 
 
 LAYER = dict(null="the model's default", what="a layer name of the model")  # `layer: str | None`
@@ -120,8 +147,7 @@ class TriggerSetScheme(EmbeddingParams, Scheme):
         mixer = KeyMixer(key.tensors["images"], key.tensors["labels"], per_batch, seed=trainer.seed)
         stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience,
                              min_delta=1e-3, check_every=self.check_every)
-        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    callbacks=[mixer, stop], desc="embed")
+        self.fit_embedding(trainer, model, images, labels, stop=stop, augment=data.augment, callbacks=[mixer])
         return model
 
     def extract(self, model, key, trainer) -> float:

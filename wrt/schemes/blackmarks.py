@@ -180,6 +180,6 @@ class Blackmarks(TriggerSetScheme):
 
         stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience, min_delta=1e-3,
                              check_every=self.check_every)
-        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    callbacks=[mixer, LossTerm(bit_error_loss), stop], desc="embed")
+        self.fit_embedding(trainer, model, images, labels, stop=stop, augment=data.augment,
+                           callbacks=[mixer, LossTerm(bit_error_loss)])
         return model

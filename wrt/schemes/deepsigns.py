@@ -176,7 +176,6 @@ class DeepSigns(EmbeddingParams, Scheme):
         mixer = KeyMixer(key.tensors["images"], key.tensors["labels"],
                          round(trainer.batch_size * self.key_share), seed=trainer.seed)
         with Activations(layer) as act:
-            trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                        params=params, callbacks=[mixer, LossTerm(center_loss, every=self.embed_every), stop],
-                        desc="embed")
+            self.fit_embedding(trainer, model, images, labels, stop=stop, augment=data.augment, params=params,
+                               callbacks=[mixer, LossTerm(center_loss, every=self.embed_every)])
         return model

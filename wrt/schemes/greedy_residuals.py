@@ -40,7 +40,7 @@ from torch import nn
 
 from wrt.data import Dataset
 from wrt.params import param
-from wrt.schemes.base import LAYER, EmbeddingParams, Key, Scheme
+from wrt.schemes.base import LAYER, EmbeddingParams, Key, Scheme, embedding_record
 from wrt.schemes.layers import conv_layer, key_layer
 from wrt.train import EarlyStopping, LossTerm, Trainer
 
@@ -109,14 +109,14 @@ class GreedyResiduals(EmbeddingParams, Scheme):
         images, labels = data.defender()
         hinge = LossTerm(lambda m, batch, logits: self.embedding_loss(m, key))
         if self.while_training:
-            trainer.fit(model, images, labels, augment=data.augment, callbacks=[hinge],
-                        desc="embed (while training)")
+            history = trainer.fit(model, images, labels, augment=data.augment, callbacks=[hinge],
+                                  desc="embed (while training)")
+            self.embedding = embedding_record(history, None, trainer.scaled_epochs(trainer.epochs))
             return model
         # the hinge is exactly 0 once every residual has its margin
         stop = EarlyStopping(lambda m: self.embedding_loss(m, key).item(), patience=self.patience,
                              min_delta=1e-4, check_every=self.check_every, goal=0.0)
-        trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                    callbacks=[hinge, stop], desc="embed")
+        self.fit_embedding(trainer, model, images, labels, stop=stop, augment=data.augment, callbacks=[hinge])
         return model
 
     # ---- verification -----------------------------------------------------------------------

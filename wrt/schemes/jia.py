@@ -169,8 +169,8 @@ class Jia(ClassPair, TriggerSetScheme):
         stop = EarlyStopping(lambda m: self.key_loss(m, key, trainer), patience=self.patience, min_delta=1e-3,
                              check_every=self.check_every)
         try:
-            trainer.fit(model, images, labels, epochs=self.epochs, lr=self.lr, augment=data.augment,
-                        callbacks=[entangle, stop], desc="embed")
+            self.fit_embedding(trainer, model, images, labels, stop=stop, augment=data.augment,
+                               callbacks=[entangle])
         finally:
             tap.close()
         return model

@@ -4,16 +4,17 @@ A scheme config's `layer:` names a submodule of the classifier (`features.conv2.
 `model.named_modules()`); `layer: null` picks the model's default from its own structure, so
 every architecture in `configs/model/` gets one without a table:
 
-- weight schemes (Uchida, DeepMarks) mark the first convolution whose filters have at least
-  `min_fan_in` weights each (c·kh·kw), because they project the mean filter (c·kh·kw values)
-  and need more dimensions than key bits. SmallCNN → `features.conv2.0` (288 per filter),
-  LeNet → `features.conv2` (150), ResNet-18 → `features.3.conv1` (576), WRN-28-10 →
-  `features.1.conv1` (144), ResNet-50 / DenseNet-121 → their 7×7 stem (147 per filter,
-  9,408 weights: the SoK's ImageNet target layer, Appendix XII-C).
+- weight schemes (Uchida, DeepMarks) mark the first convolution, as the SoK's toolbox does
+  (Appendix XII-C): its mean filter has c·kh·kw values — 9 on SmallCNN's grayscale 3×3
+  `features.conv1.0`, 25 on LeNet, 27 on the RGB 3×3 stems of ResNet-18 and WRN, 147 on the
+  7×7 stems of ResNet-50 and DenseNet-121.
 - Greedy Residuals marks the first convolution (its authors' released setting).
 - DeepSigns marks the activations of the last hidden `nn.Linear` inside `features`
-  (SmallCNN `features.fc1`, LeNet `features.fc2`) or, without one, the output of `features`
-  (the pooled penultimate vector of the ResNets and DenseNet).
+  (SmallCNN `features.fc1`, LeNet `features.fc2`) or, without one, the output of `features`.
+  The SoK embeds into a conv block's output (24,576 features on CIFAR-10, 25,088 = 512·7·7
+  on ImageNet); SmallCNN's equivalent, `layer: features.conv4` (6,272 features), reached only
+  0.74 of the bits in 80 steps at smoke size with the paper's λ's (docs/schemes.md), so it is
+  not the default.
 
 Layers are looked up on `wrt.models.unwrap(model)`, so wrappers (DAWN, preprocessing) work.
 """
