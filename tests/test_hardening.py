@@ -82,7 +82,7 @@ def test_seeds_outside_torchs_range_are_rejected(compose_cfg, overrides, message
 
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "abc", "true"])
 def test_null_keys_must_be_a_positive_integer(compose_cfg, value):
-    with pytest.raises(InvalidParameter, match=f"null_keys=.* is not allowed: must be an integer ≥ 1"):
+    with pytest.raises(InvalidParameter, match="null_keys=.* is not allowed: must be an integer ≥ 1"):
         check_run_config(compose_cfg(f"null_keys={value}"))
 
 

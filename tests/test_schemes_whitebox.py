@@ -102,7 +102,7 @@ def test_marked_model_carries_the_bits_and_unmarked_models_do_not(name, request,
 def test_uchida_extraction_reads_the_filters_it_marked(uchida_marked, fmnist, trainer):
     scheme, key, marked = uchida_marked
     net = copy.deepcopy(marked)
-    conv1, bn1 = net.features.conv1[0], net.features.conv1[1]
+    conv1 = net.features.conv1[0]
     assert key.meta == {"layer": "features.conv1.0", "carrier_size": 9} and scheme.key_length(key) == 9
     # permuting the marked layer's own filters keeps the mean filter: the bits stay
     own = copy.deepcopy(net)
