@@ -142,3 +142,23 @@ def fmnist_source(fmnist):
     images, labels = fmnist.defender()
     trainer.fit(model, images, labels, scale_epochs=False)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def narrow_subset(fmnist):
+    """900 Fashion-MNIST training images (the attacker's third: 300) and 300 test images."""
+    return fmnist.subset(900, 300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def narrow_victim(narrow_subset):
+    """A narrow SmallCNN (~65 % test accuracy) trained on `narrow_subset`'s 600 defender images: the
+    victim of the model-modification attack tests."""
+    from wrt.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(mean=narrow_subset.mean, std=narrow_subset.std, width=8, hidden=32)
+    trainer = Trainer(batch_size=64, progress=False, seed=0, channels_last=False,
+                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True))
+    trainer.fit(model, *narrow_subset.defender(), epochs=4, scale_epochs=False)
+    return model.eval()

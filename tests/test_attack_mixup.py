@@ -18,21 +18,6 @@ from wrt.train import Batch, Callback, Trainer
 from wrt.validation import InvalidParameter
 
 
-@pytest.fixture(scope="module")
-def small(fmnist):
-    return fmnist.subset(900, 300, seed=1)
-
-
-@pytest.fixture(scope="module")
-def victim(small):
-    torch.manual_seed(0)
-    model = SmallCNN(mean=small.mean, std=small.std, width=8, hidden=32)
-    trainer = Trainer(batch_size=64, progress=False, seed=0, channels_last=False,
-                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True))
-    trainer.fit(model, *small.defender(), epochs=4, scale_epochs=False)
-    return model.eval()
-
-
 class Targets(Callback):
     """Keeps the targets of every batch the model is trained on."""
 
@@ -70,16 +55,16 @@ def test_mixup_mixes_a_batch_with_itself_into_probability_rows():
     assert torch.equal(again.images, batch.images) and torch.equal(again.targets, batch.targets)
 
 
-def test_ftal_mixup_trains_on_soft_targets_keeps_accuracy_and_differs_from_ftal(victim, small):
+def test_ftal_mixup_trains_on_soft_targets_keeps_accuracy_and_differs_from_ftal(narrow_victim, narrow_subset):
     trainer = Trainer(progress=False)
-    before = trainer.accuracy(victim, small.test_x, small.test_y)
-    mixed, targets = run_attack(victim, small, FTALMixup(alpha=1.0, epochs=10))
-    plain, plain_targets = run_attack(victim, small, FTAL(epochs=10))
+    before = trainer.accuracy(narrow_victim, narrow_subset.test_x, narrow_subset.test_y)
+    mixed, targets = run_attack(narrow_victim, narrow_subset, FTALMixup(alpha=1.0, epochs=10))
+    plain, plain_targets = run_attack(narrow_victim, narrow_subset, FTAL(epochs=10))
     assert len(targets) == len(plain_targets) == 5  # one epoch of 300 images at batch 64
     assert all(t.dim() == 2 and torch.allclose(t.sum(1), torch.ones(len(t))) for t in targets)
     assert any(((t > 0) & (t < 1)).any() for t in targets)  # mixtures, not one-hot rows
     assert all(t.dim() == 1 for t in plain_targets)
-    assert trainer.accuracy(mixed, small.test_x, small.test_y) >= before - 0.1
+    assert trainer.accuracy(mixed, narrow_subset.test_x, narrow_subset.test_y) >= before - 0.1
     assert any(not torch.equal(a, b) for a, b in zip(mixed.state_dict().values(), plain.state_dict().values()))
 
 

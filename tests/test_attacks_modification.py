@@ -22,7 +22,6 @@ from wrt.attacks.shifting import WeightShifting
 from wrt.attacks.toolkit import hidden_pairs, last_conv_stage, mean_activations
 from wrt.config import build
 from wrt.models import ImageClassifier, LeNet, ResNet18, SmallCNN
-from wrt.train import Trainer
 from wrt.validation import InvalidParameter
 
 from conftest import attack_options, group_config, make_ctx
@@ -31,19 +30,13 @@ N_ATTACKER = 300
 
 
 @pytest.fixture(scope="module")
-def small(fmnist):
-    return fmnist.subset(3 * N_ATTACKER, 300, seed=1)
+def small(narrow_subset):
+    return narrow_subset
 
 
 @pytest.fixture(scope="module")
-def victim_model(small):
-    """A narrow SmallCNN (~65 % test accuracy) trained on the defender's 600 images."""
-    torch.manual_seed(0)
-    model = SmallCNN(mean=small.mean, std=small.std, width=8, hidden=32)
-    trainer = Trainer(batch_size=64, progress=False, seed=0, channels_last=False,
-                      optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True))
-    trainer.fit(model, *small.defender(), epochs=4, scale_epochs=False)
-    return model.eval()
+def victim_model(narrow_victim):
+    return narrow_victim
 
 
 @pytest.fixture

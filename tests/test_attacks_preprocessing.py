@@ -15,17 +15,18 @@ from wrt.attacks.preprocessing import (FeatureSqueezing, InputFlipping, InputNoi
 from wrt.models import unwrap
 from wrt.config import build, params_of
 from wrt.store import Store
+from wrt.sweeper import configurations
 from wrt.validation import InvalidParameter
 
 from conftest import attack_options, group_config, make_ctx
 
 
 def variants(name: str) -> list[tuple[str, dict]]:
-    """A config's parameters, then each value of its `ablation:` grid in turn."""
+    """A config's parameters, then each configuration of its `ablation:` grid in turn."""
     node = group_config("attack", name)
     params = params_of(node)
-    return [(name, params)] + [(f"{name}-{key}={value}", {**params, key: value})
-                               for key, values in (node.get("ablation") or {}).items() for value in values]
+    return [(name, params)] + [(f"{name}-" + ",".join(f"{k}={v}" for k, v in point.items()), {**params, **point})
+                               for point in configurations(node.get("ablation")) if point]
 
 
 # every input-preprocessing config and ablation value but input_reconstruction (it trains an
