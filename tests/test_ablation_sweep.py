@@ -111,8 +111,9 @@ def test_derived_configs_equal_composed_ones():
     job = ["scheme=uchida", "attack=input_smoothing", "budget=smoke"]
     cfg = composed(*job)
     extras = configuration_overrides(cfg, job, Options())
-    assert len(extras) == 3 * 5 and extras[1] == [] and ["scheme.lam=10", "attack.kernel=mean"] in extras
-    for extra in (extras[1], extras[-1], ["scheme.lam=10", "attack.kernel=mean"]):
+    own = 5 + 1  # λ ∈ {0.1, 1, 10} × 5 kernels: the job itself is uchida's default λ = 1 with the median kernel
+    assert len(extras) == 3 * 5 and extras[own] == [] and ["scheme.lam=10", "attack.kernel=mean"] in extras
+    for extra in (extras[own], extras[-1], ["scheme.lam=10", "attack.kernel=mean"]):
         derived = apply_overrides(cfg, extra)
         assert run_name(derived) == run_name(composed(*job, *extra))
     assert len({run_name(apply_overrides(cfg, extra)) for extra in extras}) == len(extras)

@@ -187,7 +187,7 @@ def test_knockoff_nets_queries_other_domain_images(small, fmnist_source):
                              transfer_classes=150)(copy.deepcopy(fmnist_source), ctx)
     assert isinstance(surrogate, LeNet)
     assert ctx.usage == {"queries": 200, "labeled_samples": 0, "unlabeled_samples": 0, "transfer_samples": 200}
-    ctx = make_ctx(small)
+    ctx = lenet_ctx(small)
     assert KnockoffNets().transfer_set == "natural"
     KnockoffNets(queries=150)(copy.deepcopy(fmnist_source), ctx)
     assert ctx.usage["transfer_samples"] == 150 and ctx.usage["queries"] == 150
