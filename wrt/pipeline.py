@@ -282,9 +282,10 @@ class Run:
                     ("source", source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset))]
         return [("source", source_spec(self.cfg, self.cfg.seed)), ("marked", self.embed_spec())]
 
-    def embed(self, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, float | None, bool]:
-        """The marked model (cached): the scheme fine-tunes a copy of the source model, or trains a
-        fresh one (seeded like the source) with the source setup if it embeds while training."""
+    def embed(self, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, dict, bool]:
+        """(marked model, its stored meta: embed time and how it stopped, cached): the scheme fine-tunes
+        a copy of the source model, or trains a fresh one (seeded like the source) with the source setup
+        if it embeds while training."""
         fresh = self.scheme.while_training
         spec = self.embed_spec()
         model = self.new_model(self.cfg.seed) if fresh else copy.deepcopy(source)

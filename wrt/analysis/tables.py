@@ -240,14 +240,19 @@ def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
     return [removed_at_pure_nash(g, max_stealing_loss) for _, g in per_seed.groupby("seed", sort=True)]
 
 
-def undecided_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
-    """Whether the Eq. 6 equilibrium's surrogate wm acc lies inside θ's 95 % interval while its stealing loss
-    is allowed: the watermark may or may not have been removed (SoK App. XV: θ is itself an estimate)."""
-    scheme_config, attack_config, _ = pure_nash_configs(cells, max_stealing_loss)
+def equilibrium_cell(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[str, str, float, pd.Series]:
+    """The Eq. 6 equilibrium of these cells: (scheme config, attack config, payoff, its outcome row; an
+    empty row when that pair was not run)."""
+    scheme_config, attack_config, payoff = pure_nash_configs(cells, max_stealing_loss)
     at = cells[(cells["scheme_config"] == scheme_config) & (cells["attack_config"] == attack_config)]
+    return scheme_config, attack_config, payoff, at.iloc[0] if len(at) else pd.Series(dtype=object)
+
+
+def inside_theta_interval(at: pd.Series, max_stealing_loss: float) -> bool:
+    """Whether an outcome's surrogate wm acc lies inside θ's 95 % interval while its stealing loss is
+    allowed: the watermark may or may not have been removed (SoK App. XV: θ is itself an estimate)."""
     if at.empty or "theta_lo" not in at:
         return False
-    at = at.iloc[0]
     return bool(at["theta_lo"] <= at["surrogate_wm_acc"] <= at["theta_hi"] and at["theta_lo"] < at["theta_hi"]
                 and at["stealing_loss"] <= max_stealing_loss + 1e-9)
 
@@ -263,9 +268,10 @@ def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss:
     removals = seed_removals(runs, max_stealing_loss)
     if 0 < sum(removals) < len(removals):
         return f"{SEEDS_DISAGREE}({sum(removals)} of {len(removals)})", False, len(removals)
-    if undecided_at_pure_nash(strategies, max_stealing_loss):
+    _, _, payoff, at = equilibrium_cell(strategies, max_stealing_loss)
+    if inside_theta_interval(at, max_stealing_loss):
         return UNDECIDED, True, len(removals)
-    return (REMOVED if removed_at_pure_nash(strategies, max_stealing_loss) else ROBUST), True, len(removals)
+    return (REMOVED if payoff > 0 else ROBUST), True, len(removals)
 
 
 def marked_row(scored: pd.DataFrame, setting: str, schemes: list[str]) -> dict:
@@ -331,16 +337,12 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float) -> p
     rows = []
     for (setting, category, attack, scheme), sub in strategy_cells(cells).groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
-        scheme_config, attack_config, payoff = pure_nash_configs(sub, max_stealing_loss)
-        at = sub[(sub["scheme_config"] == scheme_config) & (sub["attack_config"] == attack_config)]
+        scheme_config, attack_config, payoff, at = equilibrium_cell(sub, max_stealing_loss)
         rows.append({"setting": setting, "category": category, "attack": attack, "scheme": scheme,
                      "scheme_configs": sub["scheme_config"].nunique(), "attack_configs": sub["attack_config"].nunique(),
                      "scheme_config": scheme_config, "attack_config": attack_config, "payoff": payoff,
                      "removed": payoff > 0,
-                     "surrogate_wm_acc": at["surrogate_wm_acc"].iloc[0] if len(at) else np.nan,
-                     "theta": at["theta"].iloc[0] if len(at) else np.nan,
-                     "theta_lo": at["theta_lo"].iloc[0] if len(at) else np.nan,
-                     "theta_hi": at["theta_hi"].iloc[0] if len(at) else np.nan})
+                     **{c: at.get(c, np.nan) for c in ("surrogate_wm_acc", "theta", "theta_lo", "theta_hi")}})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
