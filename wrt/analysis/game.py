@@ -26,10 +26,14 @@ def rescale(wm_acc, theta: float, theta_prime: float = THETA_PRIME):
     return np.maximum(0.0, scaled)
 
 
+def loss_allowed(stealing_loss, max_stealing_loss: float = 0.05):
+    """§VII-A: the surrogate lost at most max_stealing_loss test accuracy (up to float slack)."""
+    return np.asarray(stealing_loss) <= max_stealing_loss + _LOSS_TOLERANCE
+
+
 def attack_succeeds(surrogate_wm_acc, theta, stealing_loss, max_stealing_loss: float = 0.05):
     """§VII-A: the surrogate's watermark accuracy is below θ and it lost at most max_stealing_loss accuracy."""
-    return (np.asarray(surrogate_wm_acc) < theta) & \
-        (np.asarray(stealing_loss) <= max_stealing_loss + _LOSS_TOLERANCE)
+    return (np.asarray(surrogate_wm_acc) < theta) & loss_allowed(stealing_loss, max_stealing_loss)
 
 
 def payoff(success, surrogate_test_acc):

@@ -124,7 +124,7 @@ def matrices(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[pd.DataFram
     """Payoff matrix V (scheme configs × attack configs; a cell not run pays 0, it removes nothing) and the
     tie-break matrix: rescaled watermark accuracy, +inf where the stealing loss is too high or not run."""
     V = cells.pivot(index="scheme_config", columns="attack_config", values="payoff").fillna(0.0)
-    usable = cells.assign(tie=np.where(cells["stealing_loss"] <= max_stealing_loss + 1e-9,
+    usable = cells.assign(tie=np.where(game.loss_allowed(cells["stealing_loss"], max_stealing_loss),
                                        cells["rescaled_wm_acc"], np.inf))
     T = usable.pivot(index="scheme_config", columns="attack_config", values="tie").fillna(np.inf)
     return V, T.loc[V.index, V.columns]
@@ -254,7 +254,7 @@ def inside_theta_interval(at: pd.Series, max_stealing_loss: float) -> bool:
     if at.empty or "theta_lo" not in at:
         return False
     return bool(at["theta_lo"] <= at["surrogate_wm_acc"] <= at["theta_hi"] and at["theta_lo"] < at["theta_hi"]
-                and at["stealing_loss"] <= max_stealing_loss + 1e-9)
+                and game.loss_allowed(at["stealing_loss"], max_stealing_loss))
 
 
 def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float) -> tuple[str, bool, int]:
