@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from wrt.analysis.reference import agreement_line, compare, table4, table5
+from wrt.analysis.reference import agreement_line, agreement_per_attack, compare, table4, table5
 from wrt.validation import InvalidParameter
 
 
@@ -38,6 +38,9 @@ def test_comparison_counts_only_cells_decided_in_both():
     assert pd.isna(by_cell[("retraining", "dawn")])  # seeds disagree: not compared
     assert pd.isna(by_cell[("smooth_retraining", "adi")])  # the SoK did not run it
     assert agreement_line(cells) == "agreement 2/3 cells"  # adi×retraining, dawn×smooth_retraining agree
+    rows = agreement_per_attack(cells).set_index("attack")
+    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3}
+    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3}
 
 
 def test_unknown_reference_is_a_one_line_error():
@@ -62,6 +65,9 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
     assert sorted(zip(disagree["attack"], disagree["scheme"], disagree["ours"], disagree["paper"])) == [
         ("transfer_learning", "adi", "✓", "✗"), ("transfer_learning", "uchida", "✓", "✗")]
     assert "Agreement with the SoK (sok_cifar10)" in (tmp_path / "analysis" / "report.html").read_text()
+    per_attack = pd.read_csv(tmp_path / "analysis" / "reference_rows.csv").set_index("attack")
+    assert per_attack.loc["transfer_learning", ["agree", "decided"]].tolist() == [0, 2]
+    assert per_attack.loc["input_smoothing", ["agree", "decided"]].tolist() == [2, 2]
     lines.clear()
     analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
     assert not any(line.startswith("agreement") for line in lines)

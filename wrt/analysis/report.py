@@ -365,8 +365,13 @@ def reference_sections(a: Analysis) -> list[Section]:
             f"{tables.ROBUST} or {tables.REMOVED} (seeds disagree, not run). " + "; ".join(a.agreement_lines())
             + ". The table lists the disagreeing cells; reference_cells.csv has all of them.")
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
+    rows = reference.agreement_per_attack(cells)
+    rows_text = (f"Per Table V row: agree of the decided cells ({tables.ROBUST} or {tables.REMOVED} in both tables) "
+                 f"carry the SoK's mark; compared: the row's cells that both tables have.")
     return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
-                    a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text))]
+                    a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text)),
+            Section(f"Agreement per attack ({a.options.reference})", rows_text, rows,
+                    a.table("reference_rows", rows, f"Agreement per attack with {a.options.reference}", rows_text))]
 
 
 FORGERY_TEXT = ("A false claim succeeds when a counterfeit key made without training data verifies on the stolen "

@@ -52,6 +52,16 @@ def compare(robustness: pd.DataFrame, name: str) -> pd.DataFrame:
     return cells.astype({"agrees": "object"}).reset_index(drop=True)
 
 
+def agreement_per_attack(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and attack (a Table V row): `agree` of the `decided` cells (✓ or ✗ in both tables)
+    carry the same mark, and `compared`, the row's cells that both tables have."""
+    keys = [key for key in ("setting", "attack") if key in cells]
+    decided = cells.assign(decided=cells["agrees"].notna(), agree=cells["agrees"].eq(True))
+    rows = decided.groupby(keys, sort=False).agg(agree=("agree", "sum"), decided=("decided", "sum"),
+                                                  compared=("agrees", "size"))
+    return rows.astype(int).reset_index()
+
+
 def agreement_line(cells: pd.DataFrame) -> str:
     """`agreement <k>/<n> cells`: k of the n cells decided in both tables carry the same mark."""
     decided = cells["agrees"].dropna()
