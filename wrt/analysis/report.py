@@ -367,7 +367,7 @@ def reference_sections(a: Analysis) -> list[Section]:
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
     rows = reference.agreement_per_attack(cells)
     rows_text = (f"Per Table V row: agree of the decided cells ({tables.ROBUST} or {tables.REMOVED} in both tables) "
-                 f"carry the SoK's mark; compared: the row's cells that both tables have.")
+                 f"carry the mark of {a.options.reference}; compared: the row's cells that both tables have.")
     return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
                     a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text)),
             Section(f"Agreement per attack ({a.options.reference})", rows_text, rows,
