@@ -15,23 +15,25 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from wrt.analysis.load import read_run, run_files
+
 STAGES = ("data", "source", "keygen", "embed", "evaluate", "attack")
 
 
 def cost(results_dir: Path) -> dict:
     groups: dict[str, dict] = defaultdict(lambda: {"runs": 0, **{stage: 0.0 for stage in STAGES}})
     cpus, skipped = set(), []
-    for path in sorted((results_dir / "runs").glob("*.json")):
-        try:
-            run = json.loads(path.read_text())
-            threads = run.get("cpu_threads") or 1
-            group = groups[f"{run['role']}/{(run.get('attack') or {}).get('name', 'none')}"]
-            group["runs"] += 1
-            for stage in STAGES:
-                group[stage] += (run["timing_s"].get(stage) or 0.0) * threads / 3600
-            cpus.add(run.get("cpu") or "unknown")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            skipped.append(f"{path.name}: {e}")
+    for path in run_files(results_dir):
+        run = read_run(path)  # the analyzer's reader: a corrupt or incomplete file gives the reason
+        if isinstance(run, str):
+            skipped.append(f"{path.name}: {run}")
+            continue
+        threads = run.get("cpu_threads") or 1
+        group = groups[f"{run['role']}/{(run.get('attack') or {}).get('name', 'none')}"]
+        group["runs"] += 1
+        for stage in STAGES:
+            group[stage] += (run["timing_s"].get(stage) or 0.0) * threads / 3600
+        cpus.add(run.get("cpu") or "unknown")
     total = {stage: sum(g[stage] for g in groups.values()) for stage in STAGES}
     return {"results_dir": str(results_dir), "cpus": sorted(cpus), "unit": "core-hours",
             "runs": sum(g["runs"] for g in groups.values()), "core_hours": sum(total.values()),
