@@ -127,6 +127,7 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
     plan = wrt_run(*sweep, "dry_run=true")
     assert plan.returncode == 0 and "4 run(s): 0 finished earlier (reused), 4 to run" in plan.stdout, plan.stderr
     assert "2 embedding(s)" in plan.stdout
+    assert not (tmp_path / "results" / "manifests").exists()  # a dry run plans nothing to expect
     proc = wrt_run(*sweep)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrt-run: run 4/4 " in proc.stderr
@@ -134,3 +135,12 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
     configs = {(r["scheme"]["params"]["lam"], r["attack"]["params"]["kernel"]) for r in runs}
     assert configs == {(0.1, "median"), (0.1, "gaussian"), (1, "median"), (1, "gaussian")}
     assert all(r["attack"]["ablated"] == ["kernel", "sigma"] for r in runs)
+    # the manifest (the runs a Table V cell expects) names exactly the runs the sweep made, as they record them
+    manifests = list((tmp_path / "results" / "manifests").glob("*.json"))
+    assert len(manifests) == 1
+    planned = {e["run_name"]: e for e in json.loads(manifests[0].read_text())["runs"]}
+    assert planned.keys() == {r["run_name"] for r in runs}
+    for r in runs:
+        entry = planned[r["run_name"]]
+        assert (entry["scheme"]["params"], entry["attack"]["params"], entry["attack"]["category"], entry["seed"]) \
+            == (r["scheme"]["params"], r["attack"]["params"], r["attack"]["category"], r["seed"])

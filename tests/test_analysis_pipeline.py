@@ -119,8 +119,15 @@ def test_failed_run_listed_and_never_a_success(analyzed):
     assert cell["n_runs"] == 2 and cell["n_failed"] == 1  # the failed seed is not among the averaged runs
 
 
-def test_too_few_null_runs_refuses_with_counts(tmp_path):
+def test_too_few_null_runs_skip_the_scheme_with_counts(tmp_path, capsys):
     write_sweep(tmp_path, adi_null_wm=(0.1, 0.2))
+    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)  # uchida has its θ: analysed
+    lines = [line for line in capsys.readouterr().err.splitlines() if "no θ" in line]
+    assert len(lines) == 1 and "adi on fashion_mnist: 2 null run(s), 5 needed" in lines[0]
+    assert set(pd.read_csv(tmp_path / "analysis" / "outcomes.csv")["scheme"]) == {"uchida"}
+    write_sweep(tmp_path, adi_null_wm=())
+    for path in (tmp_path / "runs").glob("uchida*.json"):  # no scheme has a θ: one error line
+        path.unlink()
     with pytest.raises(ThresholdError, match=r"adi on fashion_mnist: 2 null run\(s\), 5 needed"):
         analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
 
