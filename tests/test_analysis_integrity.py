@@ -140,7 +140,7 @@ def test_an_attack_config_missing_on_every_seed_makes_the_cell_incomplete(tmp_pa
     configs = pd.read_csv(tmp_path / "analysis" / "robustness_configs.csv").set_index(["attack", "scheme"])
     assert configs.loc[("transfer_learning", "adi"), ["runs_present", "runs_expected"]].tolist() == [6, 8]
     assert robustness.loc["transfer_learning", "uchida"] == REMOVED  # complete: marked as before
-    assert "inc" in (tmp_path / "analysis" / "robustness.md").read_text()  # the legend names it
+    assert f"{INCOMPLETE} incomplete" in (tmp_path / "analysis" / "robustness.md").read_text()  # the legend
 
 
 def test_a_run_missing_on_one_seed_is_incomplete_not_a_disagreement(tmp_path):

@@ -32,13 +32,18 @@ def _grid(runs: pd.DataFrame) -> pd.Series:
 
 def _why(kept: pd.Series, other: pd.Series) -> str:
     """How a second run of one identity differs from the kept one."""
-    if kept.get("numerics") != other.get("numerics"):
+    if not _same(kept.get("numerics"), other.get("numerics")):
         return f"other numerics: {other.get('numerics') or 'unknown'}, kept {kept.get('numerics') or 'unknown'}"
     keys = [1 if pd.isna(r.get("null.keys")) else int(r.get("null.keys")) for r in (kept, other)]
     if keys[0] != keys[1]:
         return f"{keys[1]} key draws, kept the one with {keys[0]}"
-    same = all(kept.get(c) == other.get(c) or (pd.isna(kept.get(c)) and pd.isna(other.get(c))) for c in MEASURED)
+    same = all(_same(kept.get(c), other.get(c)) for c in MEASURED)
     return "a copy under another name" if same else "same run, other results"
+
+
+def _same(a, b) -> bool:
+    """Equal, or both missing (None or NaN)."""
+    return bool(pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else a == b
 
 
 def one_run_each(runs: pd.DataFrame, warn: Callable[[str], None]) -> pd.DataFrame:

@@ -223,8 +223,9 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
 
 def publish(link: Path, version: Path) -> None:
     """Point `link` (`results_dir/analysis`) at the complete analysis in `version` by replacing the link
-    atomically (a rename), then remove the other versions. An `analysis/` folder of an earlier wrt is moved
-    into the versions folder first; a link is replaced, never followed."""
+    atomically (a rename), then remove the older versions (a newer one may be an analysis still being
+    written). An `analysis/` folder of an earlier wrt is moved into the versions folder first; a link is
+    replaced, never followed."""
     tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
@@ -233,8 +234,11 @@ def publish(link: Path, version: Path) -> None:
         os.rename(link, version.parent / f"before-{version.name}")
     os.replace(tmp, link)
     for old in version.parent.iterdir():
-        if old != version:
-            old.unlink() if old.is_symlink() or not old.is_dir() else shutil.rmtree(old, ignore_errors=True)
+        if old.name.startswith("before-") or old.name < version.name:
+            if old.is_symlink() or not old.is_dir():
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def analyze(options: Options, out=print) -> Path:
@@ -245,7 +249,7 @@ def analyze(options: Options, out=print) -> Path:
     link = a.out_dir
     versions = link.parent / VERSIONS_DIRNAME
     versions.mkdir(parents=True, exist_ok=True)
-    a.out_dir = Path(tempfile.mkdtemp(prefix=datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S-"),
+    a.out_dir = Path(tempfile.mkdtemp(prefix=datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f-"),
                                       dir=versions))
     if a.game:
         (a.out_dir / "nash.json").write_text(json.dumps(a.nash, indent=2, ensure_ascii=False) + "\n",
