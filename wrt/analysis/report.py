@@ -636,14 +636,14 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    threshold_source = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
+    extra = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
     if options.merge_numerics:
-        threshold_source += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are "
-                             "averaged into one setting")
+        extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
+                  "into one setting")
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
-            f"{html.escape(threshold_source)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
+            f"{html.escape(extra)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:
