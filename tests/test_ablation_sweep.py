@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from conftest import CONFIG_DIR
 from wrt.config import ablated_of
 from wrt.pipeline import run_name
-from wrt.sweeper import Options, apply_overrides, configuration_overrides, configurations, hydra_value
+from wrt.analysis.grid import read_manifests
+from wrt.sweeper import (Options, apply_overrides, configuration_overrides, configurations, hydra_value,
+                         write_manifests)
 from wrt.validation import InvalidParameter
 
 UCHIDA = OmegaConf.create({"name": "uchida", "_target_": "x", "lam": 0.1, "lr": 0.01,
@@ -117,6 +119,21 @@ def test_derived_configs_equal_composed_ones():
         derived = apply_overrides(cfg, extra)
         assert run_name(derived) == run_name(composed(*job, *extra))
     assert len({run_name(apply_overrides(cfg, extra)) for extra in extras}) == len(extras)
+
+
+def test_the_manifest_lists_each_planned_run_once_and_each_plan_adds_its_own_file(compose_cfg, tmp_path):
+    cfgs = [compose_cfg("scheme=uchida", f"scheme.lam={lam}", "attack=input_smoothing", f"seed={seed}")
+            for lam in (0.1, 1) for seed in (0, 1)]
+    [path] = write_manifests(cfgs + cfgs[:1])  # a run planned twice is listed once
+    assert path.parent == tmp_path / "results" / "manifests" and path.suffix == ".json"
+    planned = read_manifests(tmp_path / "results", warn=pytest.fail)
+    assert sorted(e["run_name"] for e in planned) == sorted(run_name(cfg) for cfg in cfgs)
+    entry = next(e for e in planned if e["run_name"] == run_name(cfgs[-1]))
+    assert (entry["seed"], entry["role"], entry["scheme"]["params"]["lam"], entry["scheme"]["ablated"],
+            entry["attack"]["category"]) == (1, "marked", 1, ablated_of(cfgs[-1].scheme), "input_preprocessing")
+    assert write_manifests(cfgs) == [path]  # the same plan: the same file
+    write_manifests(cfgs[:1])  # another sweep into the folder adds its own manifest
+    assert len(list(path.parent.glob("*.json"))) == 2
 
 
 @pytest.mark.slow  # about 30 s of CPU: a source model, 2 embeddings, 4 runs
