@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from conftest import CONFIG_DIR
 from wrt.config import ablated_of
 from wrt.pipeline import run_name
-from wrt.sweeper import Options, apply_overrides, configuration_overrides, configurations, hydra_value
+from wrt.analysis.grid import read_manifests
+from wrt.sweeper import (Options, apply_overrides, configuration_overrides, configurations, hydra_value,
+                         write_manifests)
 from wrt.validation import InvalidParameter
 
 UCHIDA = OmegaConf.create({"name": "uchida", "_target_": "x", "lam": 0.1, "lr": 0.01,
@@ -119,6 +121,21 @@ def test_derived_configs_equal_composed_ones():
     assert len({run_name(apply_overrides(cfg, extra)) for extra in extras}) == len(extras)
 
 
+def test_the_manifest_lists_each_planned_run_once_and_each_plan_adds_its_own_file(compose_cfg, tmp_path):
+    cfgs = [compose_cfg("scheme=uchida", f"scheme.lam={lam}", "attack=input_smoothing", f"seed={seed}")
+            for lam in (0.1, 1) for seed in (0, 1)]
+    [path] = write_manifests(cfgs + cfgs[:1])  # a run planned twice is listed once
+    assert path.parent == tmp_path / "results" / "manifests" and path.suffix == ".json"
+    planned = read_manifests(tmp_path / "results", warn=pytest.fail)
+    assert sorted(e["run_name"] for e in planned) == sorted(run_name(cfg) for cfg in cfgs)
+    entry = next(e for e in planned if e["run_name"] == run_name(cfgs[-1]))
+    assert (entry["seed"], entry["role"], entry["scheme"]["params"]["lam"], entry["scheme"]["ablated"],
+            entry["attack"]["category"]) == (1, "marked", 1, ablated_of(cfgs[-1].scheme), "input_preprocessing")
+    assert write_manifests(cfgs) == [path]  # the same plan: the same file
+    write_manifests(cfgs[:1])  # another sweep into the folder adds its own manifest
+    assert len(list(path.parent.glob("*.json"))) == 2
+
+
 @pytest.mark.slow  # about 30 s of CPU: a source model, 2 embeddings, 4 runs
 def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_path, fmnist_full):
     sweep = ("-m", "budget=smoke", "budget.max_train=600", "budget.max_test=200", "scheme=uchida",
@@ -127,6 +144,7 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
     plan = wrt_run(*sweep, "dry_run=true")
     assert plan.returncode == 0 and "4 run(s): 0 finished earlier (reused), 4 to run" in plan.stdout, plan.stderr
     assert "2 embedding(s)" in plan.stdout
+    assert not (tmp_path / "results" / "manifests").exists()  # a dry run plans nothing to expect
     proc = wrt_run(*sweep)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrt-run: run 4/4 " in proc.stderr
@@ -134,3 +152,12 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
     configs = {(r["scheme"]["params"]["lam"], r["attack"]["params"]["kernel"]) for r in runs}
     assert configs == {(0.1, "median"), (0.1, "gaussian"), (1, "median"), (1, "gaussian")}
     assert all(r["attack"]["ablated"] == ["kernel", "sigma"] for r in runs)
+    # the manifest (the runs a Table V cell expects) names exactly the runs the sweep made, as they record them
+    manifests = list((tmp_path / "results" / "manifests").glob("*.json"))
+    assert len(manifests) == 1
+    planned = {e["run_name"]: e for e in json.loads(manifests[0].read_text())["runs"]}
+    assert planned.keys() == {r["run_name"] for r in runs}
+    for r in runs:
+        entry = planned[r["run_name"]]
+        assert (entry["scheme"]["params"], entry["attack"]["params"], entry["attack"]["category"], entry["seed"]) \
+            == (r["scheme"]["params"], r["attack"]["params"], r["attack"]["category"], r["seed"])

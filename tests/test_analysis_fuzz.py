@@ -6,15 +6,18 @@ import contextlib
 import copy
 import io
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fixtures.analysis_runs import FORGING, run_record, write_sweep
 
 from wrt.analysis.load import load_runs
 from wrt.analysis.report import Options, main_with
+from wrt.analysis.tables import INCOMPLETE, MARKED_ROW
 
 REPO = Path(__file__).resolve().parents[1]
 MISSING = object()
@@ -181,3 +184,61 @@ def test_cli_on_the_issue_files_bad_folders_and_only_failed_runs(tmp_path):
         done = cli(results_dir)
         assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
         assert done.stderr.startswith("wrt-analyze: error: ") and message in done.stderr
+
+
+def _cell_of(path: Path) -> tuple[str, str]:
+    """(scheme, attack) of a write_sweep file, `uchida1_weight_pruning0.9_s0` → (uchida, weight_pruning)."""
+    scheme = "adi" if path.stem.startswith("adi") else "uchida"
+    return scheme, path.stem[len(scheme) + 2:].rsplit("_s", 1)[0].rstrip("0123456789.")
+
+
+def test_duplicates_mixed_numerics_and_incomplete_grids(tmp_path):
+    """Random sweeps with renamed copies (same or other numbers, or other numerics), deleted runs and a corrupt
+    manifest: each copy is counted once with one warning naming it (a copy with other numerics is another
+    setting, analysed on its own or, without θ, skipped with one line), a cell that lost a run is `inc`, every other cell keeps its mark, and
+    the analysis ends with exit 0."""
+    baseline = tmp_path / "baseline"
+    write_sweep(baseline)
+    assert _analyze(baseline)[0] == 0
+    marks = pd.read_csv(baseline / "analysis" / "robustness.csv").set_index("attack")
+    rng = random.Random(25)
+    for case in range(3):
+        results = tmp_path / f"case{case}"
+        write_sweep(results)
+        files = sorted(p for p in (results / "runs").glob("*.json")
+                       if p.stem.startswith(("adi", "uchida")) and "_none" not in p.stem and "failed" not in p.stem)
+        cells = {}  # (scheme, attack) -> its files; one deletion per cell, so its configs still appear
+        for path in files:
+            cells.setdefault(_cell_of(path), []).append(path)
+        deleted = [rng.choice(cell) for cell in rng.sample(sorted(cells.values()), 2)]
+        copies = rng.sample([p for p in files if p not in deleted], 3)
+        kinds = {}
+        for i, path in enumerate(copies):
+            record = json.loads(path.read_text())
+            record["run_name"] = f"zz_copy{i}"  # sorts after the original: the original is kept
+            kinds[f"zz_copy{i}"] = kind = rng.choice(["same", "other numbers", "other numerics"])
+            if kind == "other numbers":
+                record["surrogate"]["wm_acc"] = round(rng.random(), 3)
+            elif kind == "other numerics":
+                record.update(precision="bf16", cpu_threads=1)
+            (results / "runs" / f"zz_copy{i}.json").write_text(json.dumps(record))
+        for path in deleted:
+            path.unlink()
+        (results / "manifests").mkdir()
+        (results / "manifests" / "broken.json").write_text('{"runs": [{"run_name": 3}]}')
+        status, lines = _analyze(results)
+        assert status == 0, lines[-3:]
+        for name, kind in kinds.items():
+            naming = [line for line in lines if f"{name}.json" in line]
+            assert len(naming) == (kind != "other numerics"), (kind, naming)
+        assert len([line for line in lines if "no θ" in line]) <= 1
+        assert len([line for line in lines if "broken.json" in line]) == 1
+        table = pd.read_csv(results / "analysis" / "robustness.csv")
+        main = "fashion_mnist@cpu-unknown" if "other numerics" in kinds.values() else "fashion_mnist"
+        assert set(table["setting"]) - {main} <= {"fashion_mnist@cpu-bf16-1t"}  # the copies of other numerics
+        table = table[table["setting"] == main].set_index("attack")
+        lost = {_cell_of(p) for p in deleted}
+        for attack in marks.index.drop(MARKED_ROW):
+            for scheme in ("adi", "uchida"):
+                expected = INCOMPLETE if (scheme, attack) in lost else marks.loc[attack, scheme]
+                assert table.loc[attack, scheme] == expected, (case, attack, scheme, deleted, kinds)

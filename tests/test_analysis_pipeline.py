@@ -119,8 +119,15 @@ def test_failed_run_listed_and_never_a_success(analyzed):
     assert cell["n_runs"] == 2 and cell["n_failed"] == 1  # the failed seed is not among the averaged runs
 
 
-def test_too_few_null_runs_refuses_with_counts(tmp_path):
+def test_too_few_null_runs_skip_the_scheme_with_counts(tmp_path, capsys):
     write_sweep(tmp_path, adi_null_wm=(0.1, 0.2))
+    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)  # uchida has its θ: analysed
+    lines = [line for line in capsys.readouterr().err.splitlines() if "no θ" in line]
+    assert len(lines) == 1 and "adi on fashion_mnist: 2 null run(s), 5 needed" in lines[0]
+    assert set(pd.read_csv(tmp_path / "analysis" / "outcomes.csv")["scheme"]) == {"uchida"}
+    write_sweep(tmp_path, adi_null_wm=())
+    for path in (tmp_path / "runs").glob("uchida*.json"):  # no scheme has a θ: one error line
+        path.unlink()
     with pytest.raises(ThresholdError, match=r"adi on fashion_mnist: 2 null run\(s\), 5 needed"):
         analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
 
@@ -321,12 +328,17 @@ def test_budgets_are_settings_with_their_own_thresholds_and_rows(two_budgets):
     assert list(settings_table["budget"]) == ["default", "smoke"] and (settings_table["train_images"] == 3000).all()
 
 
-def test_thresholds_of_another_setting_only_when_told(tmp_path):
+def test_thresholds_of_another_setting_only_when_told(tmp_path, capsys):
     write_sweep(tmp_path, seeds=(0,))
     write_sweep(tmp_path, seeds=(0,), budget="smoke", adi_null_wm=())  # no null runs at budget=smoke
-    with pytest.raises(ThresholdError, match=r"adi on fashion_mnist/small_cnn/smoke: 0 null run\(s\), 5 needed .*"
-                                             r"thresholds_from=fashion_mnist/small_cnn/default"):
-        analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)  # skipped with a line naming the fix
+    assert [line for line in capsys.readouterr().err.splitlines() if "no θ" in line] == [
+        "warning: setting fashion_mnist/small_cnn/smoke not analysed for adi (no θ): adi on "
+        "fashion_mnist/small_cnn/smoke: 0 null run(s), 5 needed (min_null_runs=5) (setting "
+        "fashion_mnist/small_cnn/default has a θ for adi: add thresholds_from=fashion_mnist/small_cnn/default to "
+        "use it)"]
+    thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index(["setting", "scheme"])
+    assert ("fashion_mnist/small_cnn/smoke", "adi") not in thresholds.index
     done = subprocess.run([sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path}",
                            "thresholds_from=fashion_mnist/small_cnn/default"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
@@ -390,7 +402,11 @@ def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     typo = cli(f"results_dir={tmp_path}", "theshold_method=normal")
     assert typo.returncode == 2 and typo.stderr.splitlines() == [
         "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
-        "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from, reference"]
+        "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from, reference, "
+        "merge_numerics"]
     bad = cli(f"results_dir={tmp_path}", "p=abc")
     assert bad.returncode == 2 and bad.stderr.splitlines() == [
         "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]
+    bad = cli(f"results_dir={tmp_path}", "merge_numerics=maybe")
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "wrt-analyze: error: merge_numerics='maybe' is not allowed: must be true or false"]

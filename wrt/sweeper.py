@@ -17,14 +17,23 @@ job's own overrides set (`scheme.lam=5`) is not ablated. A configuration equal t
 the job itself, without overrides, and configurations that come out the same run once. Options
 (configs/hydra/sweeper/ablation.yaml): `ablate` (the groups to expand), `defaults_only` (config names run at
 their default config only) and `select` (config name → the values a configuration must have).
+
+Before the first job starts, the sweeper writes a manifest of the runs it plans into each results folder,
+`<results_dir>/manifests/<digest>.json` (`write_manifests`; atomically, one file per distinct plan, so that
+several sweeps into one folder each add their own): the analyzer then knows which runs a Table V cell expects,
+which the run files alone cannot tell (`select` and `defaults_only` are not in them; docs/analysis.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -176,3 +185,62 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
         for override in OverridesParser.create().parse_overrides(list(overrides)):
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
     return cfg
+
+
+MANIFESTS_DIRNAME = "manifests"  # wrt.analysis.grid reads them
+
+
+def manifest_entry(cfg: DictConfig) -> dict:
+    """A planned run in the analyzer's terms: its run name, setting (dataset, model, budget), seed, role and
+    the scheme's and attack's name, category, params and ablated parameters as its run JSON records them."""
+    from hydra.utils import get_class
+
+    from wrt.config import ablated_of, params_of
+    from wrt.pipeline import role_of, run_name
+
+    def group(node, category: bool) -> dict:
+        entry = {"name": node.name, "params": params_of(node), "ablated": ablated_of(node)}
+        if category:
+            entry["category"] = getattr(get_class(node._target_), "category", None)
+        return entry
+
+    if "hydra" in cfg:  # a sweeper's job config; the job itself sees it without Hydra's node
+        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return {"run_name": run_name(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name,
+            "budget": cfg.budget.name, "seed": int(cfg.seed), "role": role_of(cfg),
+            "scheme": group(cfg.scheme, False), "attack": group(cfg.attack, True)}
+
+
+def write_manifests(cfgs: Sequence[DictConfig], threads: int | None = None) -> list[Path]:
+    """Write the manifest of these planned runs into each of their results folders; `threads`: torch's thread
+    count in each job (part of run names). A config whose run name cannot be made (wrt-run will reject it) is
+    left out, with one line for all of them. Returns the manifests' paths."""
+    import torch
+
+    from wrt.store import atomic_write_json
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    planned: dict[Path, dict[str, dict]] = {}
+    left_out = []
+    try:
+        for cfg in cfgs:
+            try:
+                entry = manifest_entry(cfg)
+            except Exception as exc:  # noqa: BLE001 - a bad config fails in its own job, with its own line
+                left_out.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
+                continue
+            planned.setdefault(Path(cfg.results_dir), {})[entry["run_name"]] = entry
+    finally:
+        torch.set_num_threads(before)
+    if left_out:
+        print(f"wrt sweep: {len(left_out)} planned run(s) not in the manifest ({left_out[0]})", file=sys.stderr)
+    paths = []
+    for results_dir, entries in planned.items():
+        runs = [entries[name] for name in sorted(entries)]
+        digest = hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()[:16]
+        path = results_dir / MANIFESTS_DIRNAME / f"{digest}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"runs": runs})
+        paths.append(path)
+    return paths

@@ -23,6 +23,7 @@ import pandas as pd
 from wrt.record import SCHEMA_VERSION, RunRecord
 
 ANALYSIS_DIRNAME = "analysis"
+VERSIONS_DIRNAME = "analysis.versions"  # the analyses behind the `analysis` link (wrt.analysis.report.publish)
 RUNS_DIRNAME = "runs"
 MAX_FILE_BYTES = 16 * 2**20   # a run JSON is a few kB; its `config` is the largest part
 MAX_DEPTH = 32                # nesting levels of a record
@@ -138,7 +139,7 @@ BASE_COLUMNS = [
     "scheme.name", "scheme.bits", "scheme.match_rate", "scheme.key_size", "attack.name", "attack.category",
     "marked.cached", "marked.embed_time_s", "source.train_time_s", "timing_s.embed", "scheme_label", "attack_label",
     "num_classes", *DATA_FIELDS, "attack.data.images", "source.test_acc", "marked.test_acc", "marked.wm_acc",
-    "created", "versions.wrt", "versions.torch", *CONFIG_FIELDS,
+    "created", "versions.wrt", "versions.torch", *CONFIG_FIELDS, "numerics", "searched", "null.keys",
 ]
 
 
@@ -325,12 +326,24 @@ def _row(path: Path, record: dict) -> dict:
         value = _get({"config": config}, field)
         row[field] = None if value is _MISSING else value
     row["path"] = str(path)
+    row["numerics"] = numerics_label(record)
+    row["searched"] = isinstance(record.get("attack"), dict) and record["attack"].get("searched") is True
     scheme, attack = record.get("scheme") or {}, record.get("attack") or {}
     if isinstance(scheme.get("name"), str):
         row["scheme_label"] = config_label(scheme["name"], scheme.get("params"), scheme.get("ablated"))
     if isinstance(attack.get("name"), str):
         row["attack_label"] = config_label(attack["name"], attack.get("params"), attack.get("ablated"))
     return row
+
+
+def numerics_label(record: dict) -> str | None:
+    """What decides a run's floats besides its config (`wrt.pipeline.numerics`: device, precision, CPU threads)
+    as one label, `cpu-fp32-2t` (2 threads); None for an older file that records none of them."""
+    device, precision, threads = (record.get(k) for k in ("device", "precision", "cpu_threads"))
+    if device is None and precision is None and threads is None:
+        return None
+    return "-".join([str(device or "unknown"), str(precision or "unknown")]
+                    + ([f"{threads}t"] if threads is not None else []))
 
 
 def run_files(results_dir: Path) -> list[Path]:
@@ -340,7 +353,7 @@ def run_files(results_dir: Path) -> list[Path]:
     for path in sorted(results_dir.rglob("*.json")):
         folders = path.relative_to(results_dir).parts[:-1]
         if (RUNS_DIRNAME in folders or (results_dir.name == RUNS_DIRNAME and not folders)) \
-                and ANALYSIS_DIRNAME not in folders and path.is_file():
+                and ANALYSIS_DIRNAME not in folders and VERSIONS_DIRNAME not in folders and path.is_file():
             files.append(path)
     return files
 

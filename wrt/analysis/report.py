@@ -12,8 +12,11 @@ import datetime
 import html
 import json
 import math
+import os
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 import wrt
-from wrt.analysis import budget, forgery, plots, reference, roc, tables
-from wrt.analysis.load import ANALYSIS_DIRNAME, LoadedRuns, ResultsDirError, load_runs
+from wrt.analysis import budget, forgery, grid, plots, reference, roc, tables
+from wrt.analysis.load import ANALYSIS_DIRNAME, VERSIONS_DIRNAME, LoadedRuns, ResultsDirError, load_runs
 from wrt.analysis.thresholds import METHODS, ThresholdError, decision_thresholds
 
 
@@ -36,6 +39,7 @@ class Options:
     min_null_runs: int = 5
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
     reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
+    merge_numerics: bool = False  # average runs of different numerics (precision, threads) into one setting
 
 
 def check_options(options: Options) -> None:
@@ -53,7 +57,8 @@ def check_options(options: Options) -> None:
                "a setting name"),
               ("reference", options.reference in (None, "none", *reference.REFERENCES),
                f"none or one of {', '.join(reference.REFERENCES)}"),
-              ("results_dir", isinstance(options.results_dir, str) and options.results_dir != "", "a folder")]
+              ("results_dir", isinstance(options.results_dir, str) and options.results_dir != "", "a folder"),
+              ("merge_numerics", isinstance(options.merge_numerics, bool), "true or false")]
     for name, ok, allowed in checks:
         if not ok:
             raise ResultsDirError(f"{name}={getattr(options, name)!r} is not allowed: must be {allowed}")
@@ -83,6 +88,8 @@ class Analysis:
     scored: pd.DataFrame | None = None
     cells: pd.DataFrame | None = None
     nash: dict = field(default_factory=dict)
+    slots: pd.DataFrame | None = None  # the expected runs (wrt.analysis.grid.expected_slots)
+    notes: list[str] = field(default_factory=list)  # the warnings about what was counted, for the report
 
     @property
     def game(self) -> bool:
@@ -106,7 +113,8 @@ class Analysis:
 
     @cached_property
     def robustness(self) -> pd.DataFrame:
-        return tables.robustness_table(self.cells, self.scored, self.failed, self.options.max_stealing_loss)
+        return tables.robustness_table(self.cells, self.scored, self.failed, self.options.max_stealing_loss,
+                                       self.slots)
 
     @cached_property
     def reference_cells(self) -> pd.DataFrame | None:
@@ -118,11 +126,20 @@ class Analysis:
                           for setting, rows in self.robustness.groupby("setting", sort=True)], ignore_index=True)
 
     def agreement_lines(self) -> list[str]:
-        """`agreement <k>/<n> cells (<setting> vs <reference>)`, one per setting."""
+        """`agreement <k>/<n> cells (<setting> vs <reference>)`, one per setting that has a comparable cell."""
         if self.reference_cells is None:
             return []
         return [f"{reference.agreement_line(cells)} ({setting} vs {self.options.reference})"
                 for setting, cells in self.reference_cells.groupby("setting", sort=True)]
+
+    def no_reference_lines(self) -> list[str]:
+        """One line per setting that has no cell to compare with the reference, with the reason."""
+        if self.reference_cells is None:
+            return []
+        compared = set(self.reference_cells["setting"])
+        return [reference.no_comparable_cell(rows, self.options.reference, setting,
+                                             _values(self.runs.loc[self.runs["setting"] == setting, "dataset"]))
+                for setting, rows in self.robustness.groupby("setting", sort=True) if setting not in compared]
 
     @property
     def settings(self) -> list[str]:
@@ -155,13 +172,24 @@ def describe_nash(nash: dict) -> list[str]:
     return lines
 
 
-def prepare(options: Options) -> Analysis:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def prepare(options: Options, warn=_stderr) -> Analysis:
     """Load the runs and compute thresholds, outcomes and equilibria; raise ResultsDirError or ThresholdError
-    (one line each) when there is nothing to analyze."""
+    (one line each) when there is nothing to analyze. Every ok run counts once (`grid.one_run_each`); a
+    setting whose θ cannot be determined is skipped with one warning line and the others are analysed."""
     results_dir = Path(options.results_dir)
-    loaded = load_runs(results_dir, checks=CHECKS)
-    runs = tables.add_settings(loaded.runs)
-    a = Analysis(options, loaded, runs, results_dir / ANALYSIS_DIRNAME)
+    loaded = load_runs(results_dir, warn=warn, checks=CHECKS)
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        notes.append(line)
+        warn(line)
+
+    runs = grid.one_run_each(tables.add_settings(loaded.runs, options.merge_numerics), note)
+    a = Analysis(options, loaded, runs, results_dir / ANALYSIS_DIRNAME, notes=notes)
     if not (runs["status"] == "ok").any():
         raise ResultsDirError(f"no successful run under {results_dir}: all {len(runs)} run(s) failed (see their "
                               f"JSON files' error field)")
@@ -170,12 +198,21 @@ def prepare(options: Options) -> Analysis:
     if not ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any():
         raise ResultsDirError(f"no successful role=marked run under {results_dir} (only null runs or forging runs "
                               "without a claim); nothing to analyze")
+    skipped: dict = {}
     a.thresholds = decision_thresholds(a.removal, options.p, options.threshold_method, options.min_null_runs,
-                                       options.thresholds_from)
+                                       options.thresholds_from, skipped)
+    for setting in sorted({setting for setting, _ in skipped}):
+        reasons = "; ".join(why for (s, _), why in sorted(skipped.items()) if s == setting)
+        note(f"warning: setting {setting} not analysed for {', '.join(sorted(x for s, x in skipped if s == setting))}"
+             f" (no θ): {reasons}")
+    if skipped:
+        a.removal = a.removal[[(s, x) not in skipped for s, x in zip(a.removal["setting"], a.removal["scheme.name"])]]
     a.scored = tables.score_runs(a.removal, a.thresholds, options.theta_prime, options.max_stealing_loss)
     if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
-    cells = tables.outcomes(a.scored, a.failed, options.max_stealing_loss)
+    ok_names = set(loaded.runs.loc[loaded.runs["status"] == "ok", "run_name"])
+    a.slots = grid.expected_slots(a.removal, grid.read_manifests(results_dir, note), ok_names)
+    cells = grid.add_counts(tables.outcomes(a.scored, a.failed, options.max_stealing_loss), a.slots)
     if tables.game_cells(cells).empty:
         raise ResultsDirError(f"no successful run under {results_dir} has a removal attack (other than none "
                               "and ambiguity); there is no game to analyze")
@@ -184,22 +221,50 @@ def prepare(options: Options) -> Analysis:
     return a
 
 
+def publish(link: Path, version: Path) -> None:
+    """Point `link` (`results_dir/analysis`) at the complete analysis in `version` by replacing the link
+    atomically (a rename), then remove the older versions (a newer one may be an analysis still being
+    written). An `analysis/` folder of an earlier wrt is moved into the versions folder first; a link is
+    replaced, never followed."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(version, link.parent), tmp)
+    if link.is_dir() and not link.is_symlink():
+        os.rename(link, version.parent / f"before-{version.name}")
+    os.replace(tmp, link)
+    for old in version.parent.iterdir():
+        if old.name.startswith("before-") or old.name < version.name:
+            if old.is_symlink() or not old.is_dir():
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+
+
 def analyze(options: Options, out=print) -> Path:
-    """Write every table, plot and report.html to `${results_dir}/analysis/`; return report.html's path."""
+    """Write every table, plot and report.html to a fresh folder in `${results_dir}/analysis.versions/`, then
+    point `${results_dir}/analysis` at it (`publish`): a killed analysis leaves the previous complete one.
+    Return report.html's path under `analysis/`."""
     a = prepare(options)
-    a.out_dir.mkdir(parents=True, exist_ok=True)
+    link = a.out_dir
+    versions = link.parent / VERSIONS_DIRNAME
+    versions.mkdir(parents=True, exist_ok=True)
+    a.out_dir = Path(tempfile.mkdtemp(prefix=datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f-"),
+                                      dir=versions))
     if a.game:
         (a.out_dir / "nash.json").write_text(json.dumps(a.nash, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
         a.runs.drop(columns=[c for c in a.runs.columns if a.runs[c].map(lambda v: isinstance(v, list)).any()]) \
             .to_csv(a.out_dir / "runs.csv", index=False)
     sections = [s for make in (SECTIONS if a.game else FORGING_ONLY_SECTIONS) for s in make(a)]
-    report = _write_report(sections, a)
+    _write_report(sections, a)
+    publish(link, a.out_dir)
+    report = link / "report.html"
     for line in describe_nash(a.nash):
         out(line)
     if not a.forged.empty:
         out(forgery.summary(a.forged))
-    for line in a.agreement_lines():
+    for line in a.agreement_lines() + a.no_reference_lines():
         out(line)
     out(str(report))
     return report
@@ -340,10 +405,14 @@ def robustness_sections(a: Analysis) -> list[Section]:
             "does not apply: an active scheme (scheme.active) answers through its own wrapper, which input "
             "preprocessing and model modification keep (out of the game), "
             f"{tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
-            f"n seeds' runs alone removes the watermark, {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
+            f"n seeds' complete runs alone removes the watermark, {tables.INCOMPLETE} incomplete: an expected run "
+            "is missing (the sweeps' manifests, else every scheme config × attack config of the cell × the "
+            "setting's seeds), or a failed run's payoff could change the mark (at 0 and at 1 the equilibrium "
+            f"differs), {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
             "failed runs. seeds: how many seeds the row's cells have; seeds_agree: no when a cell is "
-            f"{tables.SEEDS_DISAGREE}, empty with one seed. {a.crit}.")
-    configs = tables.robustness_configs_table(a.cells, a.options.max_stealing_loss)
+            f"{tables.SEEDS_DISAGREE}, empty with one seed; runs_present / runs_expected: the row's expected "
+            f"runs and how many of them are there. {a.crit}.")
+    configs = tables.robustness_configs_table(a.cells, a.options.max_stealing_loss, a.slots)
     configs_text = ("The configuration game behind each Table V cell: the scheme's and the attack's configurations "
                     "(their `ablation:` grids as swept) and the pair at the Eq. 6 equilibrium on the seed means: "
                     "the defender's best configuration and the attacker's best answer to it; payoff > 0: removed.")
@@ -358,11 +427,14 @@ def reference_sections(a: Analysis) -> list[Section]:
     """The computed Table V beside the SoK's (`reference=`): agreement per setting and every disagreeing cell."""
     if a.reference_cells is None:
         return []
+    if a.reference_cells.empty:  # nothing to compare: say why, write no empty tables
+        return [Section(f"Agreement with the SoK ({a.options.reference})", " ".join(a.no_reference_lines()))]
     cells = a.reference_cells[["setting", "attack", "scheme", "ours", "paper", "agrees"]]
     disagree = cells[cells["agrees"] == False]  # noqa: E712 (null: not comparable)
     text = (f"Our mark beside the SoK's Table V mark ({a.options.reference}, transcribed from the paper: "
             "wrt/analysis/reference/) for every cell both tables have; agrees is empty where either cell is not "
-            f"{tables.ROBUST} or {tables.REMOVED} (seeds disagree, not run). " + "; ".join(a.agreement_lines())
+            f"{tables.ROBUST} or {tables.REMOVED} (seeds disagree, incomplete, not run). "
+            + "; ".join(a.agreement_lines() + a.no_reference_lines())
             + ". The table lists the disagreeing cells; reference_cells.csv has all of them.")
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
     rows = reference.agreement_per_attack(cells)
@@ -507,6 +579,10 @@ def failure_sections(a: Analysis) -> list[Section]:
     if a.loaded.skipped:
         skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in a.loaded.skipped])
         sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
+    if a.notes:
+        sections.append(Section("Runs counted once and settings skipped",
+                                "Each ok run counts once per (setting, scheme config, attack config, seed, role); "
+                                "settings without θ are not analysed.", pd.DataFrame({"warning": a.notes})))
     return sections
 
 
@@ -560,11 +636,14 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    threshold_source = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
+    extra = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
+    if options.merge_numerics:
+        extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
+                  "into one setting")
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
-            f"{html.escape(threshold_source)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
+            f"{html.escape(extra)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:

@@ -25,6 +25,8 @@ NOT_APPLICABLE = "n.a."  # an active scheme against an attack that keeps its wra
 # model or its inputs and keep the wrapper, so they do not apply to it (SoK Table V shows –) and leave the game.
 ACTIVE_EXEMPT = ("input_preprocessing", "model_modification")
 UNDECIDED = "?"  # the equilibrium's surrogate wm acc lies inside θ's 95 % interval
+# an expected run is missing, or a failed run's payoff could change the mark (wrt.analysis.grid): never ✓ or ✗
+INCOMPLETE = "inc"
 MARKED_ROW = "marked wm acc (mean)"  # the robustness table's first row per setting
 FAST, MEDIUM = 0.25, 0.75  # attack-time / training-time class bounds (SoK §IV)
 MEASURES = {  # outcome column prefix -> run column
@@ -59,20 +61,32 @@ def mean_ci(name: str, values) -> dict:
             f"{name}_lo": lo, f"{name}_hi": hi}
 
 
-def add_settings(runs: pd.DataFrame) -> pd.DataFrame:
-    """`setting` names one game: the dataset, plus model and budget when a dataset has several of those."""
+def add_settings(runs: pd.DataFrame, merge_numerics: bool = False) -> pd.DataFrame:
+    """`setting` names one game: the dataset, plus model and budget when a dataset has several of those, plus
+    `@<numerics>` (`cpu-fp32-2t`: device, precision, CPU threads; `wrt.analysis.load.numerics_label`) when
+    its runs were made with several numerics, so that those are never averaged into one cell, unless
+    `merge_numerics` (the report says so). Runs that record no numerics (older files) do not count as
+    different."""
     runs = runs.copy()
     varied = runs.groupby("dataset")[["model", "budget"]].nunique(dropna=False).max(axis=1) > 1
     runs["setting"] = [
         f"{d}/{m}/{b}" if varied.get(d, False) else d
         for d, m, b in zip(runs["dataset"], runs["model"], runs["budget"])
     ]
+    if not merge_numerics and "numerics" in runs:
+        mixed = runs.groupby("setting")["numerics"].nunique() > 1
+        runs["setting"] = [f"{s}@{n if isinstance(n, str) else 'unknown'}" if mixed.get(s, False) else s
+                           for s, n in zip(runs["setting"], runs["numerics"])]
     return runs
 
 
 def removal_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the removal game: every attack but the ambiguity (forging) ones, which remove nothing."""
-    return runs[runs["attack.category"] != AMBIGUITY]
+    """The runs of the removal game: every attack but the ambiguity (forging) ones, which remove nothing, and
+    no run tagged `attack.searched` (an adaptive attacker's search, not a grid run)."""
+    keep = runs["attack.category"] != AMBIGUITY
+    if "searched" in runs:  # an adaptive attacker's searched runs are no grid runs
+        keep &= ~runs["searched"].fillna(False).astype(bool)
+    return runs[keep]
 
 
 def score_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: float,
@@ -120,10 +134,13 @@ def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: floa
     return cells
 
 
-def matrices(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Payoff matrix V (scheme configs × attack configs; a cell not run pays 0, it removes nothing) and the
-    tie-break matrix: rescaled watermark accuracy, +inf where the stealing loss is too high or not run."""
-    V = cells.pivot(index="scheme_config", columns="attack_config", values="payoff").fillna(0.0)
+def matrices(cells: pd.DataFrame, max_stealing_loss: float,
+             fill: float | None = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Payoff matrix V (scheme configs × attack configs) and the tie-break matrix: rescaled watermark accuracy,
+    +inf where the stealing loss is too high or not run. A pair not run pays `fill` (the game's 0: it removes
+    nothing); `fill=None` leaves it NaN, so that a Table V mark sees it (`_robustness_mark`: incomplete)."""
+    V = cells.pivot(index="scheme_config", columns="attack_config", values="payoff")
+    V = V if fill is None else V.fillna(fill)
     usable = cells.assign(tie=np.where(game.loss_allowed(cells["stealing_loss"], max_stealing_loss),
                                        cells["rescaled_wm_acc"], np.inf))
     T = usable.pivot(index="scheme_config", columns="attack_config", values="tie").fillna(np.inf)
@@ -257,10 +274,49 @@ def inside_theta_interval(at: pd.Series, max_stealing_loss: float) -> bool:
                 and game.loss_allowed(at["stealing_loss"], max_stealing_loss))
 
 
-def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float) -> tuple[str, bool, int]:
-    """n/e when no config of the scheme was embedded; else ±(k of n) when only k of the n seeds' equilibria
-    remove the watermark, ? when the equilibrium's wm acc lies inside θ's interval, ✓/✗ on the seed means.
-    Also whether the seeds agree, and how many there are."""
+def removed_either_way(strategies: pd.DataFrame, pairs: set, max_stealing_loss: float) -> tuple[bool, bool]:
+    """Whether the Eq. 6 equilibrium removes the watermark when the (scheme config, attack config) `pairs` (failed
+    runs) pay 0 and when they pay 1 (the equilibrium's payoff is monotone in V, so these two bound every payoff
+    the runs could have had)."""
+    V, T = matrices(strategies, max_stealing_loss, fill=None)
+    rows = sorted(set(V.index) | {s for s, _ in pairs})
+    columns = sorted(set(V.columns) | {a for _, a in pairs})
+    V, T = V.reindex(index=rows, columns=columns), T.reindex(index=rows, columns=columns).fillna(np.inf)
+    removed = []
+    for value in (0.0, 1.0):
+        Vv, Tv = V.copy(), T.copy()
+        for s, a in pairs:
+            Vv.loc[s, a], Tv.loc[s, a] = value, np.inf if value == 0 else 0.0
+        i, j = game.pure_nash(Vv.fillna(0.0).to_numpy(), Tv.to_numpy())
+        removed.append(bool(Vv.fillna(0.0).iat[i, j] > 0))
+    return removed[0], removed[1]
+
+
+def incomplete(cells: pd.DataFrame, slots: pd.DataFrame | None, max_stealing_loss: float) -> bool:
+    """Whether a Table V cell cannot be marked: an expected run is missing (a `slots` row in state missing;
+    without `slots`, a scheme config × attack config pair of `cells` not run), or a failed run's payoff could
+    change the mark (`removed_either_way` differs). Failed runs of a config that is no defender strategy (not
+    embedded) do not count."""
+    strategies = strategy_cells(cells)
+    if slots is None:
+        return bool(len(strategies)) and matrices(strategies, max_stealing_loss, fill=None)[0].isna().to_numpy().any()
+    if slots.empty:
+        return False
+    if (slots["state"] == "missing").any():
+        return True
+    not_embedded = set(game_cells(cells)["scheme_config"]) - set(strategies["scheme_config"])
+    failed = slots[(slots["state"] == "failed") & ~slots["scheme_config"].isin(not_embedded)]
+    pairs = set(zip(failed["scheme_config"], failed["attack_config"]))
+    return bool(pairs) and len(set(removed_either_way(strategies, pairs, max_stealing_loss))) > 1
+
+
+def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss: float,
+                     slots: pd.DataFrame | None = None) -> tuple[str, bool, int]:
+    """inc when the cell is incomplete (`incomplete`); n/e when no config of the scheme was embedded; else
+    ±(k of n) when only k of the n seeds' equilibria remove the watermark, ? when the equilibrium's wm acc
+    lies inside θ's interval, ✓/✗ on the seed means. Also whether the seeds agree, and how many there are."""
+    if incomplete(cells, slots, max_stealing_loss):
+        return INCOMPLETE, True, runs["seed"].nunique()
     strategies = strategy_cells(cells)
     if strategies.empty:
         return NOT_EMBEDDED, True, runs["seed"].nunique()
@@ -288,14 +344,20 @@ def _select(frame: pd.DataFrame, setting: str, scheme: str, attack: str) -> pd.D
     return frame[(frame["setting"] == setting) & (frame["scheme"] == scheme) & (frame["attack"] == attack)]
 
 
+def _cell_slots(slots: pd.DataFrame | None, setting: str, scheme: str, attack: str) -> pd.DataFrame | None:
+    return None if slots is None else _select(slots, setting, scheme, attack)
+
+
 def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataFrame,
-                     max_stealing_loss: float) -> pd.DataFrame:
+                     max_stealing_loss: float, slots: pd.DataFrame | None = None) -> pd.DataFrame:
     """SoK Table V, one block of rows per setting: each scheme's mean marked wm acc, then attacks (grouped by
     category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of the scheme's embedded configs against
     the attack's configs, ±(k of n) the seeds disagree (k of n remove it), ? undecided (wm acc inside θ's
     interval), n/e no config embedded, n.a. the attack does not apply to an active scheme (`ACTIVE_EXEMPT`),
-    – not run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's cells; `seeds_agree` is
-    false when any cell of the row is ±, and empty when no cell has two seeds."""
+    inc incomplete (`incomplete`: `slots`, the expected runs of `wrt.analysis.grid.expected_slots`), – not
+    run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's cells; `seeds_agree` is
+    false when any cell of the row is ±, and empty when no cell has two seeds; runs_present / runs_expected:
+    the expected runs of the row's cells (with `slots`) and how many of them are there."""
     attacked, gc, gr = cells[cells["attack"] != "none"], game_cells(cells), game_cells(scored)
     schemes = sorted(attacked["scheme"].unique())
     failed_pairs = set(zip(failed["setting"], failed["scheme.name"], failed["attack.name"]))
@@ -313,27 +375,35 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
                    .sort_values(["rank", "attack"]))
         for category, attack in zip(attacks["category"], attacks["attack"]):
             row, agree, seeds = {"setting": setting, "category": category, "attack": attack}, True, []
+            present = expected = 0
             for scheme in schemes:
-                sub = _select(sg, setting, scheme, attack)
+                sub, expect = _select(sg, setting, scheme, attack), _cell_slots(slots, setting, scheme, attack)
                 if (setting, scheme) in active and category in ACTIVE_EXEMPT:
                     row[scheme] = NOT_APPLICABLE
-                elif len(sub):
+                    continue
+                if expect is not None:
+                    present, expected = present + int((expect["state"] == "ok").sum()), expected + len(expect)
+                if len(sub):
                     row[scheme], cell_agrees, n_seeds = _robustness_mark(
-                        sub, _select(gr, setting, scheme, attack), max_stealing_loss)
+                        sub, _select(gr, setting, scheme, attack), max_stealing_loss, expect)
                     agree &= cell_agrees
                     seeds.append(n_seeds)
+                elif (setting, scheme, attack) in failed_pairs:
+                    row[scheme] = ONLY_FAILED
                 else:
-                    row[scheme] = ONLY_FAILED if (setting, scheme, attack) in failed_pairs else NOT_RUN
+                    row[scheme] = INCOMPLETE if expect is not None and len(expect) else NOT_RUN
             seeds = seeds or [0]
             row["seeds"] = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
-            rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None})
+            counted = {"runs_present": present, "runs_expected": expected} if slots is not None else {}
+            rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None, **counted})
     return pd.DataFrame(rows)
 
 
-def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
+                             slots: pd.DataFrame | None = None) -> pd.DataFrame:
     """The configuration game behind each Table V cell (on the seed means): how many embedded scheme and
     attack configurations it had, the equilibrium pair (Eq. 6) that decides the cell, its surrogate wm acc
-    and θ with its interval."""
+    and θ with its interval; with `slots`, the cell's runs_present and runs_expected."""
     rows = []
     for (setting, category, attack, scheme), sub in strategy_cells(cells).groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
@@ -343,6 +413,9 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float) -> p
                      "scheme_config": scheme_config, "attack_config": attack_config, "payoff": payoff,
                      "removed": payoff > 0,
                      **{c: at.get(c, np.nan) for c in ("surrogate_wm_acc", "theta", "theta_lo", "theta_hi")}})
+        expect = _cell_slots(slots, setting, scheme, attack)
+        if expect is not None:
+            rows[-1].update(runs_present=int((expect["state"] == "ok").sum()), runs_expected=len(expect))
     table = pd.DataFrame(rows)
     if table.empty:
         return table

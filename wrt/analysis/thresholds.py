@@ -128,7 +128,8 @@ def _choose(est: dict, method: str) -> tuple[str, float] | None:
 
 
 def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "sok",
-                        min_null_runs: int = 5, thresholds_from: str | None = None) -> pd.DataFrame:
+                        min_null_runs: int = 5, thresholds_from: str | None = None,
+                        skipped: dict | None = None) -> pd.DataFrame:
     """One row per (setting, scheme) with all three estimates, the method used and θ. A setting (dataset,
     model, budget; `wrt.analysis.tables.add_settings`; the dataset when runs have no `setting`) has its own
     null runs and θ.
@@ -136,7 +137,8 @@ def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "sok"
     A (setting, scheme) whose θ cannot be determined from its own runs takes the θ of `thresholds_from` (a
     setting name) when given (`threshold_from` says where θ came from); otherwise ThresholdError names every
     such (setting, scheme) with how many null runs exist, how many are needed and which other setting has
-    them.
+    them. With `skipped` (a dict), those go into it instead, (setting, scheme) -> why, and the others' θ are
+    returned (ThresholdError only when no (setting, scheme) has a θ).
     """
     if method not in METHODS:
         raise ThresholdError(f"unknown threshold method {method!r}; choose one of {', '.join(METHODS)}")
@@ -179,6 +181,9 @@ def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "sok"
             if others:
                 problems[(setting, scheme)] += (f" (setting {others[0]} has a θ for {scheme}: add "
                                                 f"thresholds_from={others[0]} to use it)")
+    if problems and skipped is not None and rows:
+        skipped.update(problems)
+        problems = {}
     if problems:
         raise ThresholdError("cannot determine decision thresholds (p={}): {}. Add role=null runs for these "
                              "schemes or lower min_null_runs.".format(p, "; ".join(problems.values())))

@@ -66,3 +66,22 @@ def agreement_line(cells: pd.DataFrame) -> str:
     """`agreement <k>/<n> cells`: k of the n cells decided in both tables carry the same mark."""
     decided = cells["agrees"].dropna()
     return f"agreement {int(decided.sum())}/{len(decided)} cells"
+
+
+def no_comparable_cell(robustness: pd.DataFrame, name: str, setting: str, dataset: str) -> str:
+    """The line for a setting of which no cell is in reference `name`, with the reason: no attack or no scheme
+    of the setting is a Table V row or column of the reference (and the setting's dataset, when it is another
+    dataset than the reference's)."""
+    marks = table5(name)
+    attacks = sorted(set(robustness["attack"]) - {"marked wm acc (mean)"})
+    schemes = [c for c in robustness.columns if c not in ("setting", "category", "attack", "seeds", "seeds_agree",
+                                                          "runs_present", "runs_expected")]
+    if not set(attacks) & set(marks["attack"]):
+        reason = f"no Table V row run (its attacks {', '.join(attacks) or 'none'} are no row of {name})"
+    elif not set(schemes) & set(marks["scheme"]):
+        reason = f"none of its schemes ({', '.join(schemes) or 'none'}) is a column of {name}"
+    else:
+        reason = f"none of its (attack, scheme) cells is a cell of {name}"
+    other = f"; it is another dataset's setting ({dataset}, {name} is {REFERENCES[name]})" \
+        if dataset != REFERENCES[name] else ""
+    return f"reference {name}: no comparable cell in setting {setting}: {reason}{other}"
