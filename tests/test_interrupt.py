@@ -26,9 +26,16 @@ def interrupt_once_checkpointed(tmp_path, *args: str) -> tuple[subprocess.Comple
     deadline = time.monotonic() + 240
     while not list(store.glob("source/*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    if proc.poll() is None and not list(store.glob("source/*.ckpt")):  # no checkpoint in time
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: every process of the group
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the interrupt did not end it: leave no training behind
+        raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), list(store.glob("source/*.ckpt"))
 
 

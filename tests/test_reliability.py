@@ -110,6 +110,8 @@ def test_bf16_on_a_cpu_without_it_is_one_line_error(compose_cfg, monkeypatch):
         with pytest.raises(InvalidParameter, match="precision=.* is not allowed: must be fp32, bf16 or auto"):
             check_run_config(compose_cfg("budget=smoke", "device=cpu", f"precision={value}"))
     assert check_run_config(compose_cfg("budget=smoke", "device=cpu", "precision=auto")) is None
+    with pytest.raises(InvalidParameter, match=r"budget.trainer.cpu_bf16=False is not allowed: must be absent"):
+        check_run_config(compose_cfg("budget=smoke", "device=cpu", "+budget.trainer.cpu_bf16=false"))
 
 
 def test_joblib_jobs_share_the_cores():

@@ -79,6 +79,10 @@ def check_run_config(cfg: DictConfig) -> None:
                 else "auto or cpu (no CUDA GPU is available on this machine)")
     for key in ("force", "progress", "dry_run"):
         require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
+    for node in ("source_trainer", "trainer"):  # the per-trainer settings that `precision` replaced
+        for old in ("cpu_bf16", "amp"):
+            require(old not in cfg.budget[node], f"budget.{node}.{old}", cfg.budget[node].get(old),
+                    "absent: the top-level precision=fp32|bf16|auto sets every trainer")
     numerics(cfg)  # precision: one of fp32, bf16, auto, and bf16 only where the CPU has it
     for key in ("max_train", "max_test"):
         value = cfg.budget[key]
