@@ -5,6 +5,7 @@ key draws counted and bounded, the attacks' extra phases counted, core-hours and
 from __future__ import annotations
 
 import pytest
+from hydra.utils import get_class
 
 from fixtures.analysis_runs import run_record, write
 from wrt.hardware import timed_rates
@@ -28,10 +29,17 @@ def null_draws(keys: int, keygen_s: float, extract_s: float) -> dict:
     return {"keys": keys, "wm_accs": [0.1] * keys, "keygen_time_s": keygen_s, "extract_time_s": extract_s}
 
 
-def test_the_estimate_takes_stage_costs_from_earlier_runs(compose_cfg, tmp_path):
+def test_the_estimate_takes_stage_costs_from_earlier_runs(compose_cfg, tmp_path, monkeypatch):
     cfg = compose_cfg(*SMOKE, "scheme=adi", "attack=weight_pruning")
+
+    def keygen_fails(*args):  # as frontier stitching's can on an untrained model
+        raise ValueError("no adversarial examples")
+
+    monkeypatch.setattr(get_class(cfg.scheme._target_), "keygen", keygen_fails)
     without = make_plan([cfg])
     assert without.stage_s["attack"] == 0 and without.from_history == 0  # pruning trains nothing
+    assert without.stage_s["keygen"] == 0 and list(without.untimed) == ["adi"]
+    assert [line for line in without.lines() if "not counted: the key draws of adi" in line]
     results = tmp_path / "results"
     earlier_run(results, "a", attack_s=1000.0, evaluate_s=30.0)
     earlier_run(results, "b", attack_s=3000.0, evaluate_s=50.0)

@@ -13,7 +13,8 @@ The estimate adds up, for every run still to compute, the seconds of its stages 
   transfer learning's glyph pre-training and frozen phase, a retraining from scratch for extraction attacks;
   the three test-set evaluations count as forward passes (a third of a step);
 - key generation, the run's own key where it is not stored and a null run's further key draws, costs
-  the earlier runs' seconds per draw, else one keygen and extraction timed on an untrained model.
+  the earlier runs' seconds per draw, else one keygen and extraction timed on the stored source model
+  (an untrained one where none is stored; a keygen that fails there is left out, and the plan says so).
 
 The sum is for one job; a launcher with n_jobs parallel jobs divides the wall time by n_jobs, and
 core-hours are seconds × the job's threads.
@@ -31,8 +32,10 @@ from omegaconf import DictConfig
 
 from wrt.config import build
 from wrt.hardware import timed_rates
-from wrt.pipeline import Run, check_run_config, completed_result, load_data, resolve_device, role_of, run_path
+from wrt.pipeline import (Run, check_run_config, completed_result, load_data, resolve_device, role_of, run_path,
+                          source_spec)
 from wrt.schemes.base import KeyMismatch
+from wrt.store import error_summary, load_state, load_tensors
 from wrt.validation import InvalidParameter
 
 PROBE_STEPS = 2  # training steps per timed call of the throughput probe
@@ -97,6 +100,7 @@ class Plan:
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     throughput: dict[str, float] = field(default_factory=dict)  # setting label → images/s
     from_history: int = 0       # stage estimates taken from earlier runs
+    untimed: dict[str, str] = field(default_factory=dict)  # scheme → why its keygen could not be timed
     threads: int = 1            # torch threads per job
     n_jobs: int = 1             # jobs the launcher runs side by side
 
@@ -130,6 +134,8 @@ class Plan:
             lines.append(f"estimate: about {duration(self.wall_s)} wall time, {self.core_hours:.2f} core-hours, with "
                          f"{self.n_jobs} job(s) of {self.threads} thread(s) on this machine ({stages}; measured "
                          f"{speeds}; {self.from_history} stage estimate(s) from earlier runs; docs/sweeps.md)")
+            lines += [f"  not counted: the key draws of {scheme}, whose keygen fails on an untrained model and no "
+                      f"earlier null run timed ({reason})" for scheme, reason in self.untimed.items()]
         return lines
 
 
@@ -157,16 +163,23 @@ def measure_throughput(run: Run) -> float:
                                          device=run.device))
 
 
-def keygen_seconds(run: Run) -> float:
-    """One key generation and extraction of the run's scheme, timed on an untrained model (no earlier run
-    timed a key draw of it)."""
+def keygen_seconds(run: Run) -> float | str:
+    """One key generation and extraction of the run's scheme (no earlier run timed a key draw of it), on
+    the stored source model where there is one, else on an untrained model; why not, where the keygen
+    fails on that model (an untrained model has, e.g., no adversarial examples to find)."""
     model = run.new_model(run.cfg.seed)
-    start = time.perf_counter()
-    key = run.scheme.keygen(model, run.data, torch.Generator().manual_seed(run.cfg.seed))
+    stored = run.store.path("source", source_spec(run.cfg, run.cfg.seed))
     try:
-        run.scheme.extract(model, key, run.finetune_trainer)
-    except KeyMismatch:
-        pass
+        if stored.exists():
+            load_state(model, load_tensors(stored)[0], stored)
+        start = time.perf_counter()
+        key = run.scheme.keygen(model, run.data, torch.Generator().manual_seed(run.cfg.seed))
+        try:
+            run.scheme.extract(model, key, run.finetune_trainer)
+        except KeyMismatch:
+            pass
+    except Exception as e:  # advisory: the plan goes on without this cost, and says so
+        return error_summary(e)
     return time.perf_counter() - start
 
 
@@ -255,6 +268,9 @@ def make_plan(cfgs: list[DictConfig], n_jobs: int = 1) -> Plan:
                 if (cfg.scheme.name, label) not in keygens:
                     keygens[cfg.scheme.name, label] = keygen_seconds(run)
                 per_draw = keygens[cfg.scheme.name, label]
+                if isinstance(per_draw, str):
+                    plan.untimed[cfg.scheme.name] = per_draw
+                    per_draw = 0.0
             else:
                 plan.from_history += 1
             stage["keygen"] += draws * per_draw
