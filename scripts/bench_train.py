@@ -5,19 +5,19 @@ schedule, measured in one run. The baseline is torchvision's FashionMNIST datase
 and a `torch.utils.data.DataLoader`; wrt keeps the data as one tensor on the device, batches by
 slicing, and uses channels_last (plus bf16 autocast where the device has it natively).
 
-The same run measures the machine's limit: the attainable matmul throughput (a large fp32 and bf16
-GEMM) and the model's FLOPs per training image (forward + backward, `torch.utils.flop_counter`),
+The same run measures the machine's limit: the attainable matmul throughput (`wrt.hardware.gemm_peak`:
+fp32 and bf16 GEMMs of several sizes, after a warm-up, with the paths' thread count, the best of several
+timings) and the model's FLOPs per training image (forward + backward, `torch.utils.flop_counter`),
 and reports the fraction of that peak each path reaches.
 Writes results/bench/bench_train_<device>.json, prints a table; the last line is `speedup <ratio>`.
 
-    python scripts/bench_train.py [--train 20000] [--epochs 2] [--device cpu|cuda] [--workers 0]
+    python scripts/bench_train.py [--train 20000] [--epochs 2] [--device cpu|cuda] [--workers 0] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import platform
 import shutil
 import tempfile
@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 from wrt.data.sources import FASHION_MNIST_SYSTEM_DIR, candidate_dirs, fashion_mnist, find_idx
-from wrt.hardware import cpu_flags, cpu_model, cores
+from wrt.hardware import cores, cpu_flags, cpu_has_bf16, cpu_model, gemm_peak
 from wrt.models import SmallCNN
+from wrt.store import atomic_write_json
 from wrt.train import OneCycle, Trainer
 
 STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -59,22 +60,6 @@ def new_model(seed: int) -> SmallCNN:
 
 def optimizer(params):
     return torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-
-def gemm_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, seconds: float = 3.0) -> float:
-    """Attainable matmul throughput in GFLOP/s: an n×n GEMM repeated for about `seconds`."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    torch.mm(a, b)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.mm(a, b)
-        count += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
 
 
 def flops_per_image(batch: int = 128) -> float:
@@ -124,7 +109,8 @@ def baseline(root: Path, n_train: int, epochs: int, device: torch.device, worker
 
 def wrt_path(n_train: int, epochs: int, device: torch.device, bf16: bool, seed: int) -> dict:
     data = fashion_mnist()
-    trainer = Trainer(epochs=epochs, batch_size=128, device=device, amp=bf16, cpu_bf16=bf16, progress=False, seed=seed,
+    trainer = Trainer(epochs=epochs, batch_size=128, device=device, precision="bf16" if bf16 else "fp32",
+                      progress=False, seed=seed,
                       schedule=OneCycle(), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
     model = new_model(seed)
     if device.type == "cuda":
@@ -135,7 +121,7 @@ def wrt_path(n_train: int, epochs: int, device: torch.device, bf16: bool, seed: 
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "steps": history.steps, "images_per_s": history.steps * 128 / seconds,
-            "test_acc": trainer.accuracy(model, data.test_x, data.test_y), "bf16_autocast": trainer.amp}
+            "test_acc": trainer.accuracy(model, data.test_x, data.test_y), "bf16_autocast": trainer.precision == "bf16"}
 
 
 def main() -> None:
@@ -145,24 +131,28 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the baseline")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads of every path and of the peak probe")
     parser.add_argument("--out", default="results/bench")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
+    bf16 = device.type == "cuda" or cpu_has_bf16()
+    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if bf16 else {})}
+    peaks = {name: gemm_peak(device, dtype) for name, dtype in dtypes.items()}  # before the paths and after: the best
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(Path(tmp))
         rows = {"baseline (DataLoader)": baseline(root, args.train, args.epochs, device, args.workers, args.seed)}
     rows["wrt (fp32, channels_last)"] = wrt_path(args.train, args.epochs, device, False, args.seed)
-    if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if bf16:
         rows["wrt (bf16 autocast, channels_last)"] = wrt_path(args.train, args.epochs, device, True, args.seed)
     base = rows["baseline (DataLoader)"]["images_per_s"]
     for row in rows.values():
         row["speedup"] = row["images_per_s"] / base
     best = max((r for name, r in rows.items() if name.startswith("wrt")), key=lambda r: r["speedup"])
     flops = flops_per_image()
-    peaks = {"fp32": gemm_peak(device, torch.float32)}
-    if "wrt (bf16 autocast, channels_last)" in rows:
-        peaks["bf16"] = gemm_peak(device, torch.bfloat16)
+    peaks = {name: max(peaks[name], gemm_peak(device, dtype)) for name, dtype in dtypes.items()}
     for row in rows.values():  # against the peak of the precision the path computes in
         row["gflop_per_s"] = row["images_per_s"] * flops / 1e9
         row["fraction_of_peak"] = row["gflop_per_s"] / peaks["bf16" if row.get("bf16_autocast") else "fp32"]
@@ -175,7 +165,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench_train_{device.type}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(path, report)
     print(f"{cpu_model()} ({', '.join(cpu_flags())}), {torch.get_num_threads()} threads; "
           f"SmallCNN {flops / 1e6:.1f} MFLOP per training image; GEMM peak "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))

@@ -63,12 +63,12 @@ def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_c
     one setting is ever reused for another (docs/reliability.md, determinism)."""
     import torch
 
-    import wrt.pipeline
+    import wrt.hardware
     from wrt.pipeline import new_record, run_name, source_spec
     from wrt.store import spec_digest
 
-    def identity():
-        cfg = compose_cfg("budget=smoke", "device=cpu")
+    def identity(*overrides):
+        cfg = compose_cfg("budget=smoke", "device=cpu", *overrides)
         return run_name(cfg), spec_digest(source_spec(cfg, 0)), new_record(cfg).precision
 
     threads = torch.get_num_threads()
@@ -80,13 +80,38 @@ def test_thread_count_and_precision_are_part_of_run_and_store_identity(compose_c
     finally:
         torch.set_num_threads(threads)
     assert one[0] != two[0] and one[1] != two[1]
-    # the same config (cpu_bf16: auto) on a CPU with native bf16 and on one without
-    monkeypatch.setattr(wrt.pipeline, "uses_bf16", lambda device, amp=True, cpu_bf16="auto": True)
-    bf16 = identity()
-    monkeypatch.setattr(wrt.pipeline, "uses_bf16", lambda device, amp=True, cpu_bf16="auto": False)
-    fp32 = identity()
-    assert (bf16[2], fp32[2]) == ("bf16", "fp32")
+    # precision=auto on a CPU where bf16 is the faster and on one where it is not: the resolved precision
+    # is part of the identity; precision=fp32 on the first is the same run as auto on the second
+    monkeypatch.setattr(wrt.hardware, "cpu_bf16_is_faster", lambda: True)
+    monkeypatch.setattr(wrt.hardware, "cpu_has_bf16", lambda: True)
+    bf16 = identity("precision=auto")
+    fp32_here = identity("precision=fp32")
+    monkeypatch.setattr(wrt.hardware, "cpu_bf16_is_faster", lambda: False)
+    fp32 = identity("precision=auto")
+    assert (bf16[2], fp32[2], fp32_here[2]) == ("bf16", "fp32", "fp32")
     assert bf16[0] != fp32[0] and bf16[1] != fp32[1]
+    assert fp32_here == fp32
+
+
+def test_bf16_on_a_cpu_without_it_is_one_line_error(compose_cfg, monkeypatch):
+    """An explicit precision=bf16 where the CPU has no native bf16 is refused, not run in fp32."""
+    import pytest
+
+    import wrt.hardware
+    from wrt.pipeline import check_run_config
+    from wrt.validation import InvalidParameter
+
+    monkeypatch.setattr(wrt.hardware, "cpu_flags", lambda: ["avx2", "fma"])
+    with pytest.raises(InvalidParameter) as error:
+        check_run_config(compose_cfg("budget=smoke", "device=cpu", "precision=bf16"))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("precision='bf16' is not allowed") and "fp32 or auto" in message
+    for value in ("fp16", "true"):
+        with pytest.raises(InvalidParameter, match="precision=.* is not allowed: must be fp32, bf16 or auto"):
+            check_run_config(compose_cfg("budget=smoke", "device=cpu", f"precision={value}"))
+    assert check_run_config(compose_cfg("budget=smoke", "device=cpu", "precision=auto")) is None
+    with pytest.raises(InvalidParameter, match=r"budget.trainer.cpu_bf16=False is not allowed: must be absent"):
+        check_run_config(compose_cfg("budget=smoke", "device=cpu", "+budget.trainer.cpu_bf16=false"))
 
 
 def test_joblib_jobs_share_the_cores():

@@ -150,7 +150,7 @@ def test_content_noise_unrelated_keys(small, fmnist_source, keys):
 def test_frontier_stitching_has_true_and_false_adversaries(fmnist_source, keys):
     key = keys("frontier_stitching")
     assert 0.1 <= key.meta["eps"] <= 0.25  # the configured ε, or the one the search used
-    trainer = Trainer(progress=False, cpu_bf16=False)  # fp32, as key generation decides (near the frontier)
+    trainer = Trainer(progress=False, precision="fp32")  # fp32, as key generation decides (near the frontier)
     correct = trainer.predict(fmnist_source, key.tensors["images"]).argmax(1) == key.tensors["labels"]
     true_adv = key.tensors["true_adversary"]
     assert true_adv.sum() == 50 and (~correct[true_adv]).all() and correct[~true_adv].all()

@@ -27,7 +27,7 @@ def test_plan_dry_run_progress_and_summary(wrt_run, tmp_path, fmnist_full):
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert "2 run(s): 1 finished earlier (reused), 1 to run" in plan.stdout
     assert "to compute: 0 source training(s) (1 reused from the store), 0 embedding(s) (1 reused)" in plan.stdout
-    assert "estimate: about" in plan.stdout and "images/s" in plan.stdout
+    assert "estimate: about" in plan.stdout and "core-hours" in plan.stdout and "images/s" in plan.stdout
     assert len(runs_in(tmp_path)) == 1 and not list((tmp_path / "results" / "hydra").glob("multirun_*"))
 
     proc = wrt_run(*sweep)

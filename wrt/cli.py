@@ -5,6 +5,10 @@ prints its plan (runs, what is reused, what is computed, a time estimate; `dry_r
 only that), then `run k/n` after each run and a summary at the end, all on stderr. A failed run
 does not stop the others: each is recorded in `<sweep dir>/failed_runs.txt`, and a sweep with
 failures exits 1. Every invocation gets its own sweep folder (its time and process id).
+
+Ctrl-C (SIGINT) ends a run or a whole sweep with one line, `interrupted; rerun to resume`, and exit
+status 130. Checkpoints stay (a rerun resumes the source training from its last epoch, and reuses
+the runs that finished). The joblib launcher's workers ignore SIGINT: the sweep's process stops them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import difflib
 import fcntl
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -28,6 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 FAILED_LIST = "failed_runs.txt"
 PROGRESS = "progress.txt"  # in the sweep folder: "runs N", then one "<outcome> <run>" line per run
+MAIN_PID = "WRT_RUN_PID"  # the wrt-run process's id, inherited by launcher workers
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as shells report it
 
 OmegaConf.register_new_resolver("wrt_pid", os.getpid, use_cache=True, replace=True)
 # configs/hydra/launcher/{submitit_local,ray}.yaml carry the launcher plugins' names on purpose
@@ -151,6 +158,8 @@ def hydra_main(cfg: DictConfig) -> str:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if os.environ.get(MAIN_PID, str(os.getpid())) != str(os.getpid()):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a launcher worker: Ctrl-C is the main process's to report
     if (threads := threads_per_job(hydra_cfg)) is not None:
         torch.set_num_threads(threads)  # before run names: the thread count is part of them
     try:
@@ -199,7 +208,13 @@ def suggest_options(args: list[str]) -> None:
 
 def run_main() -> None:
     suggest_options(sys.argv[1:])
-    hydra_main()
+    os.environ[MAIN_PID] = str(os.getpid())
+    try:
+        hydra_main()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the message
+        say("interrupted; rerun to resume")
+        sys.exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

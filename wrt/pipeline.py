@@ -28,7 +28,7 @@ import wrt
 from wrt.attacks.base import Attack, AttackContext, AttackerData
 from wrt.config import ablated_of, as_dict, build, params_of
 from wrt.data import Dataset
-from wrt.hardware import cpu_model, uses_bf16
+from wrt.hardware import cpu_model, resolve_precision
 from wrt.record import (AttackData, AttackRecord, AttackUsage, Embedding, Evaluation, MarkedEvaluation, NullKeys, PeakMemory,
                         RunRecord, SchemeRecord, SourceRecord, Versions, to_json)
 from wrt.schemes.base import Key, KeyMismatch, Scheme
@@ -37,7 +37,7 @@ from wrt.train import Trainer
 from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, require
 
 VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every",
-                 "dry_run")  # do not change results
+                 "dry_run", "precision")  # do not change results (`precision` enters resolved, as `numerics`)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,7 +66,9 @@ def check_run_config(cfg: DictConfig) -> None:
         require(is_int(cfg[key], 0) and cfg[key] <= SEED_MAX, key, cfg[key], f"an integer in [0, {SEED_MAX}]")
     require(is_int(cfg.null_seed_offset, 1) and cfg.seed + cfg.null_seed_offset <= SEED_MAX, "null_seed_offset",
             cfg.null_seed_offset, f"an integer ≥ 1 with seed + null_seed_offset ≤ {SEED_MAX}")
-    require(is_int(cfg.null_keys, 1), "null_keys", cfg.null_keys, "an integer ≥ 1")
+    require(is_int(cfg.null_keys, 1) and cfg.null_keys <= Scheme.max_null_keys, "null_keys", cfg.null_keys,
+            f"an integer in [1, {Scheme.max_null_keys}] (a scheme with a costly keygen measures at most its "
+            "own, lower max_null_keys)")
     require(is_int(cfg.checkpoint_every, 0), "checkpoint_every", cfg.checkpoint_every, "an integer ≥ 0")
     require(isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or
             cfg.device.removeprefix("cuda:").isdigit()), "device", cfg.device, "auto, cpu, cuda or cuda:N")
@@ -77,6 +79,11 @@ def check_run_config(cfg: DictConfig) -> None:
                 else "auto or cpu (no CUDA GPU is available on this machine)")
     for key in ("force", "progress", "dry_run"):
         require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
+    for node in ("source_trainer", "trainer"):  # the per-trainer settings that `precision` replaced
+        for old in ("cpu_bf16", "amp"):
+            require(old not in cfg.budget[node], f"budget.{node}.{old}", cfg.budget[node].get(old),
+                    "absent: the top-level precision=fp32|bf16|auto sets every trainer")
+    numerics(cfg)  # precision: one of fp32, bf16, auto, and bf16 only where the CPU has it
     for key in ("max_train", "max_test"):
         value = cfg.budget[key]
         require(value is None or is_int(value, 1), f"budget.{key}", value, "null or an integer ≥ 1")
@@ -100,15 +107,12 @@ def attacker_data(cfg: DictConfig) -> AttackerData:
 
 
 def numerics(cfg: DictConfig) -> dict:
-    """What decides a run's floats besides its config: the device type, the precision (`bf16`
-    autocast or `fp32`; `mixed` when the source and fine-tuning trainers differ) and, on the
+    """What decides a run's floats besides its config: the device type, the resolved precision
+    (`precision=auto` becomes `bf16` autocast or `fp32`, `wrt.hardware.resolve_precision`) and, on the
     CPU, torch's thread count. Part of every run name and store key, so results of different
     numerics are never mixed up (docs/reliability.md)."""
     device = resolve_device(cfg.device)
-    trainers = (cfg.budget.source_trainer, cfg.budget.trainer)
-    bf16 = {uses_bf16(device, node.get("amp", True), node.get("cpu_bf16", "auto")) for node in trainers}
-    precision = "mixed" if len(bf16) > 1 else "bf16" if bf16.pop() else "fp32"
-    return {"device": device.type, "precision": precision,
+    return {"device": device.type, "precision": resolve_precision(cfg.precision, device),
             "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None}
 
 
@@ -211,7 +215,8 @@ class Run:
                                if attack.cheap and cheap_scale is not None else self.finetune_trainer)
 
     def trainer(self, node, **overrides) -> Trainer:
-        return build(node, device=self.device, progress=self.cfg.progress, seed=self.cfg.seed, **overrides)
+        return build(node, device=self.device, precision=self.cfg.precision, progress=self.cfg.progress,
+                     seed=self.cfg.seed, **overrides)
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
@@ -239,8 +244,11 @@ class Run:
         load_state(model, state, self.store.path("source", spec))
         return self.source_trainer.prepare(model).eval(), meta, cached
 
+    def key_spec(self) -> dict:
+        return {"source": source_spec(self.cfg, self.cfg.seed), "scheme": as_dict(self.cfg.scheme)}
+
     def key(self, source: torch.nn.Module) -> Key:
-        spec = {"source": source_spec(self.cfg, self.cfg.seed), "scheme": as_dict(self.cfg.scheme)}
+        spec = self.key_spec()
 
         def keygen():
             key = self.scheme.keygen(source, self.data, torch.Generator().manual_seed(self.cfg.seed))
@@ -254,7 +262,7 @@ class Run:
         """The watermark accuracies of `null_keys` key draws (at most the scheme's `max_null_keys`) on the
         null model (SoK §VII-A, Appendix XV: θ from many keys on many unmarked models). Each draw is made
         for the source model like the run's own key (draw 0, accuracy `first`), from `null_key_seed`."""
-        draws = min(self.cfg.null_keys, self.scheme.max_null_keys or self.cfg.null_keys)
+        draws = min(self.cfg.null_keys, self.scheme.max_null_keys)
         accs, keygen_s, extract_s = [first], 0.0, 0.0
         for draw in range(1, draws):
             start = time.perf_counter()

@@ -1,20 +1,27 @@
 """What a run or sweep will do, before it starts: its runs, which finished runs and stored models it
-reuses, what it still computes, and a rough time estimate. Nothing is trained here.
+reuses, what it still computes, and a time estimate in core-hours and wall hours. Nothing is trained here.
 
-The estimate counts training images and divides by this machine's throughput, measured by a
-few timed training steps of the sweep's model (`Trainer.fit` on real images, after one untimed
-step). A source training is `defender images × source epochs`; an embedding fine-tunes on the
-defender images for its cap, the scheme's `epochs` (at most the budget's `embed_max_epochs`; a
-scheme that embeds while training costs a source training); an attack costs the median of its earlier computed runs in the
-same results folder (same attack, dataset, model and budget), else its `epochs` on the attacker's
-images, or one source training on the whole training set for an extraction attack without
-`epochs`, else nothing; each run adds the data loading (timed) and its evaluations. Key
-generation and a scheme's early stopping are not counted: the figure is for one process, serially.
+The estimate adds up, for every run still to compute, the seconds of its stages (docs/sweeps.md):
+
+- a stage that earlier finished runs in the results folder timed (`wrt.analysis.load`, as
+  scripts/sweep_cost.py reads them) costs their median: the attack stage per (attack, dataset, model,
+  budget), the evaluations per (scheme, ...) of marked runs, a key draw per (scheme, ...) of null runs;
+- otherwise it counts trained images and divides them by this machine's training throughput, measured
+  with the job's thread count by `wrt.hardware.timed_rates` (the probe of scripts/bench_train.py: after a
+  warm-up, the median of several timings of real training steps of the sweep's model): source trainings,
+  embeddings, an attack's epochs on the attacker's images, Neural Cleanse's trigger reverse-engineering,
+  transfer learning's glyph pre-training and frozen phase, a retraining from scratch for extraction attacks;
+  the three test-set evaluations count as forward passes (a third of a step);
+- key generation, the run's own key where it is not stored and a null run's further key draws, costs
+  the earlier runs' seconds per draw, else one keygen and extraction timed on the stored source model
+  (an untrained one where none is stored; a keygen that fails there is left out, and the plan says so).
+
+The sum is for one job; a launcher with n_jobs parallel jobs divides the wall time by n_jobs, and
+core-hours are seconds × the job's threads.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -24,12 +31,16 @@ import torch
 from omegaconf import DictConfig
 
 from wrt.config import build
-from wrt.pipeline import Run, check_run_config, completed_result, load_data, resolve_device, run_path
-from wrt.train import Callback
+from wrt.hardware import timed_rates
+from wrt.pipeline import (Run, check_run_config, completed_result, load_data, resolve_device, role_of, run_path,
+                          source_spec)
+from wrt.schemes.base import KeyMismatch
+from wrt.store import error_summary, load_state, load_tensors
 from wrt.validation import InvalidParameter
 
-TIMED_STEPS = 6  # after a first, untimed one
-MAX_TIMED_S = 3  # fewer steps for a slow model (a GPU model planned on a CPU machine)
+PROBE_STEPS = 2  # training steps per timed call of the throughput probe
+PROBE_MAX_S = 3  # timing stops after this (a slow model: a GPU model planned on a CPU machine)
+STAGES = ("data", "source", "embed", "keygen", "attack", "evaluate")
 
 
 @dataclass
@@ -39,7 +50,41 @@ class Setting:
     defender: int
     attacker: int
     test: int
+    num_classes: int
     images_per_s: float
+
+
+@dataclass
+class History:
+    """Seconds of earlier finished runs (status ok) under a results folder, by what they ran."""
+    attack: dict[tuple, list[float]] = field(default_factory=dict)    # attack stage, by (attack, *setting)
+    evaluate: dict[tuple, list[float]] = field(default_factory=dict)  # evaluate stage of marked runs, by (scheme, *setting)
+    key_draw: dict[tuple, list[float]] = field(default_factory=dict)  # keygen + extraction per null key draw, by (scheme, *setting)
+
+    @classmethod
+    def read(cls, results_dir: Path) -> History:
+        from wrt.analysis.load import read_run, run_files
+
+        history = cls()
+        for path in run_files(results_dir) if results_dir.is_dir() else []:
+            run = read_run(path)
+            if isinstance(run, str) or run["status"] != "ok":
+                continue
+            setting = (run["dataset"], run["model"], run["budget"])
+            timing, scheme = run["timing_s"], run["scheme"]["name"]
+            if (run.get("attack") or {}).get("name") and timing.get("attack") is not None:
+                history.attack.setdefault((run["attack"]["name"], *setting), []).append(timing["attack"])
+            if run["role"] == "marked" and timing.get("evaluate") is not None:
+                history.evaluate.setdefault((scheme, *setting), []).append(timing["evaluate"])
+            null = run.get("null") or {}
+            if null.get("keys", 0) > 1 and null.get("keygen_time_s") is not None:
+                seconds = null["keygen_time_s"] + (null.get("extract_time_s") or 0.0)
+                history.key_draw.setdefault((scheme, *setting), []).append(seconds / (null["keys"] - 1))
+        return history
+
+    @staticmethod
+    def median(table: dict[tuple, list[float]], key: tuple) -> float | None:
+        return statistics.median(table[key]) if key in table else None
 
 
 @dataclass
@@ -51,13 +96,30 @@ class Plan:
     sources_stored: int = 0
     embeddings: int = 0         # to compute
     embeddings_stored: int = 0
-    estimate_s: float = 0.0
+    key_draws: int = 0          # keys to generate: the runs' own (not stored) and null runs' further draws
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     throughput: dict[str, float] = field(default_factory=dict)  # setting label → images/s
-    attacks_from_history: int = 0
+    from_history: int = 0       # stage estimates taken from earlier runs
+    untimed: dict[str, str] = field(default_factory=dict)  # scheme → why its keygen could not be timed
+    threads: int = 1            # torch threads per job
+    n_jobs: int = 1             # jobs the launcher runs side by side
 
     @property
     def to_run(self) -> int:
         return self.runs - self.reused - len(self.invalid)
+
+    @property
+    def estimate_s(self) -> float:
+        """Seconds of all runs still to compute, one after another in one job."""
+        return sum(self.stage_s.values())
+
+    @property
+    def core_hours(self) -> float:
+        return self.estimate_s * self.threads / 3600
+
+    @property
+    def wall_s(self) -> float:
+        return self.estimate_s / max(1, min(self.n_jobs, self.to_run))
 
     def lines(self) -> list[str]:
         lines = [f"{self.runs} run(s): {self.reused} finished earlier (reused), {self.to_run} to run"
@@ -66,11 +128,14 @@ class Plan:
         if self.to_run:
             lines.append(f"to compute: {self.sources} source training(s) ({self.sources_stored} reused from the "
                          f"store), {self.embeddings} embedding(s) ({self.embeddings_stored} reused), "
-                         f"{self.to_run} attack(s) and evaluation(s)")
+                         f"{self.key_draws} key draw(s), {self.to_run} attack(s) and evaluation(s)")
             speeds = ", ".join(f"{label} {speed:,.0f} images/s" for label, speed in self.throughput.items())
-            lines.append(f"estimate: about {duration(self.estimate_s)} in one process on this machine "
-                         f"(measured {speeds}; {self.attacks_from_history} of {self.to_run} attack(s) "
-                         f"timed by earlier runs; docs/sweeps.md)")
+            stages = ", ".join(f"{stage} {duration(s)}" for stage, s in self.stage_s.items() if s >= 0.5)
+            lines.append(f"estimate: about {duration(self.wall_s)} wall time, {self.core_hours:.2f} core-hours, with "
+                         f"{self.n_jobs} job(s) of {self.threads} thread(s) on this machine ({stages}; measured "
+                         f"{speeds}; {self.from_history} stage estimate(s) from earlier runs; docs/sweeps.md)")
+            lines += [f"  not counted: the key draws of {scheme}, whose keygen fails on an untrained model and no "
+                      f"earlier null run timed ({reason})" for scheme, reason in self.untimed.items()]
         return lines
 
 
@@ -82,48 +147,69 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class StepClock(Callback):
-    """Stamps the end of every training step; stops after `MAX_TIMED_S`."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.stamps = device, []
-
-    def should_stop(self, model, steps: int) -> bool:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.stamps.append(time.perf_counter())
-        return self.stamps[-1] - self.stamps[0] > MAX_TIMED_S
-
-
 def measure_throughput(run: Run) -> float:
-    """Images per second of real training steps of the run's model with its source trainer: the
-    time between the end of the first step and the end of the last (setup excluded)."""
-    trainer = build(run.cfg.budget.source_trainer, device=run.device, progress=False, seed=0)
+    """Training images per second of the run's model with its source trainer on real images: the median
+    of `timed_rates`' timings, each of `PROBE_STEPS` steps (`Trainer.fit`), after a warm-up."""
+    trainer = build(run.cfg.budget.source_trainer, device=run.device, precision=run.cfg.precision,
+                    progress=False, seed=0)
     images, labels = run.data.defender()
-    n = min(len(images), trainer.batch_size * (1 + TIMED_STEPS))
-    clock = StepClock(run.device)
-    trainer.fit(run.new_model(0), images[:n], labels[:n], epochs=1, scale_epochs=False, callbacks=[clock])
-    return trainer.batch_size * (len(clock.stamps) - 1) / max(clock.stamps[-1] - clock.stamps[0], 1e-6)
+    n = min(len(images), trainer.batch_size * PROBE_STEPS)
+    model = run.new_model(0)
+
+    def steps():
+        trainer.fit(model, images[:n], labels[:n], epochs=1, scale_epochs=False)
+
+    return statistics.median(timed_rates(steps, n, warmup=1, repeats=5, min_s=0.0, max_s=PROBE_MAX_S,
+                                         device=run.device))
 
 
-def attack_history(results_dir: Path) -> dict[tuple, float]:
-    """Median attack-stage seconds of the finished, computed runs under `results_dir/runs`."""
-    times: dict[tuple, list[float]] = {}
-    for path in (results_dir / "runs").glob("*.json"):
+def keygen_seconds(run: Run) -> float | str:
+    """One key generation and extraction of the run's scheme (no earlier run timed a key draw of it), on
+    the stored source model where there is one, else on an untrained model; why not, where the keygen
+    fails on that model (an untrained model has, e.g., no adversarial examples to find)."""
+    model = run.new_model(run.cfg.seed)
+    stored = run.store.path("source", source_spec(run.cfg, run.cfg.seed))
+    try:
+        if stored.exists():
+            load_state(model, load_tensors(stored)[0], stored)
+        start = time.perf_counter()
+        key = run.scheme.keygen(model, run.data, torch.Generator().manual_seed(run.cfg.seed))
         try:
-            r = json.loads(path.read_text())
-            key = (r["attack"]["name"], r["dataset"], r["model"], r["budget"])
-            seconds = float(r["timing_s"]["attack"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if r.get("status") == "ok":
-            times.setdefault(key, []).append(seconds)
-    return {key: statistics.median(values) for key, values in times.items()}
+            run.scheme.extract(model, key, run.finetune_trainer)
+        except KeyMismatch:
+            pass
+    except Exception as e:  # advisory: the plan goes on without this cost, and says so
+        return error_summary(e)
+    return time.perf_counter() - start
 
 
-def make_plan(cfgs: list[DictConfig]) -> Plan:
-    """The plan of the runs with these (composed) configs."""
-    plan, settings, datasets, seen, histories = Plan(runs=len(cfgs)), {}, {}, set(), {}
+def attack_images(run: Run, s: Setting, seen: set) -> float:
+    """Images an attack trains on, from its config (no earlier run timed it): its epochs on the attacker's
+    images; Neural Cleanse's (and Neural Laundering's) trigger reverse-engineering, one trigger per class;
+    transfer learning's glyph pre-training (stored: once per seed here) and frozen phase; a retraining from
+    scratch for an extraction attack without epochs."""
+    cfg, attack, trainer = run.cfg.attack, run.attack, run.attack_trainer
+    images = 0.0
+    if "epochs" in cfg:
+        images += s.attacker * trainer.scaled_epochs(cfg.epochs)
+    elif attack.category == "model_extraction":
+        images += (s.defender + s.attacker) * run.cfg.budget.source_trainer.epochs
+    if "reverse_epochs" in cfg:
+        images += s.num_classes * min(cfg.get("reverse_samples", s.attacker), s.attacker) \
+            * trainer.scaled_epochs(cfg.reverse_epochs)
+    if "freeze_batches" in cfg:
+        images += max(1, round(cfg.freeze_batches * trainer.epoch_scale)) * trainer.batch_size
+    if "pretrain_epochs" in cfg and (pretrain := (cfg.name, str(cfg), run.cfg.seed)) not in seen:
+        seen.add(pretrain)
+        images += attack.pretrain_classes * cfg.pretrain_per_class * trainer.scaled_epochs(cfg.pretrain_epochs)
+    return images
+
+
+def make_plan(cfgs: list[DictConfig], n_jobs: int = 1) -> Plan:
+    """The plan of the runs with these (composed) configs, for `n_jobs` parallel jobs with torch's current
+    thread count each."""
+    plan = Plan(runs=len(cfgs), threads=torch.get_num_threads(), n_jobs=n_jobs)
+    settings, datasets, seen, histories, keygens = {}, {}, set(), {}, {}
     for cfg in cfgs:
         try:
             check_run_config(cfg)
@@ -141,14 +227,18 @@ def make_plan(cfgs: list[DictConfig]) -> Plan:
             data = datasets[label] = load_data(cfg)
             load_s = time.perf_counter() - start
             settings[label] = Setting(load_s, len(data.defender()[0]), len(data.attacker()[0]), len(data.test_y),
-                                      measure_throughput(Run(cfg, data, scheme, attack)))
+                                      data.num_classes, measure_throughput(Run(cfg, data, scheme, attack)))
             plan.throughput[label] = settings[label].images_per_s
-        run = Run(cfg, datasets[label], scheme, attack)
-        s = settings[label]
+        run, s = Run(cfg, datasets[label], scheme, attack), settings[label]
+        results_dir = Path(cfg.results_dir)
+        if results_dir not in histories:
+            histories[results_dir] = History.read(results_dir)
+        history, setting = histories[results_dir], (cfg.dataset.name, cfg.model.name, cfg.budget.name)
+        stage = plan.stage_s
+        stage["data"] += s.load_s
+
         source_epochs = cfg.budget.source_trainer.epochs
-        finetune = build(cfg.budget.trainer, progress=False)
-        seconds = s.load_s + s.test / s.images_per_s  # 3 evaluations, a forward pass ≈ 1/3 of a step
-        images = 0  # trained
+        images = {"source": 0.0, "embed": 0.0, "attack": 0.0}  # trained, by stage
         for kind, spec in run.artifacts():
             path = run.store.path(kind, spec)
             if path in seen:
@@ -158,26 +248,60 @@ def make_plan(cfgs: list[DictConfig]) -> Plan:
             if kind == "source":
                 plan.sources_stored += stored
                 plan.sources += not stored
-                images += 0 if stored else s.defender * source_epochs
+                images["source"] += 0 if stored else s.defender * source_epochs
             else:
                 plan.embeddings_stored += stored
                 plan.embeddings += not stored
                 if not stored:
-                    images += s.defender * (source_epochs if scheme.while_training else
-                                            finetune.embedding_epochs(cfg.scheme.get("epochs", 1)))
-        results_dir = Path(cfg.results_dir)
-        if results_dir not in histories:
-            histories[results_dir] = attack_history(results_dir)
-        earlier = histories[results_dir].get((cfg.attack.name, cfg.dataset.name, cfg.model.name, cfg.budget.name))
+                    images["embed"] += s.defender * (source_epochs if scheme.while_training else
+                                                     run.finetune_trainer.embedding_epochs(cfg.scheme.get("epochs", 1)))
+
+        key_path = run.store.path("key", run.key_spec())
+        draws = int(key_path not in seen and not (key_path.exists() and not cfg.force))
+        seen.add(key_path)
+        if role_of(cfg) == "null":
+            draws += min(cfg.null_keys, scheme.max_null_keys) - 1
+        if draws:
+            plan.key_draws += draws
+            per_draw = history.median(history.key_draw, (cfg.scheme.name, *setting))
+            if per_draw is None:
+                if (cfg.scheme.name, label) not in keygens:
+                    keygens[cfg.scheme.name, label] = keygen_seconds(run)
+                per_draw = keygens[cfg.scheme.name, label]
+                if isinstance(per_draw, str):
+                    plan.untimed[cfg.scheme.name] = per_draw
+                    per_draw = 0.0
+            else:
+                plan.from_history += 1
+            stage["keygen"] += draws * per_draw
+
+        earlier = history.median(history.attack, (cfg.attack.name, *setting))
         if earlier is not None:
-            plan.attacks_from_history += 1
-            seconds += earlier
-        elif "epochs" in cfg.attack:
-            images += s.attacker * finetune.scaled_epochs(cfg.attack.epochs)
-        elif attack.category == "model_extraction":
-            images += (s.defender + s.attacker) * source_epochs
-        plan.estimate_s += seconds + images / s.images_per_s
+            plan.from_history += 1
+            stage["attack"] += earlier
+        else:
+            images["attack"] += attack_images(run, s, seen)
+
+        earlier = history.median(history.evaluate, (cfg.scheme.name, *setting))
+        if earlier is not None and role_of(cfg) == "marked":
+            plan.from_history += 1
+            stage["evaluate"] += earlier
+        else:  # 3 test-set evaluations, a forward pass ≈ 1/3 of a training step
+            stage["evaluate"] += s.test / s.images_per_s
+        for name, count in images.items():
+            stage[name] += count / s.images_per_s
     return plan
+
+
+def launcher_jobs(hydra_cfg: DictConfig) -> int:
+    """How many jobs the sweep's launcher runs side by side on this machine (joblib's n_jobs; -1: one
+    per core); 1 for the others."""
+    n_jobs = hydra_cfg.launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    from wrt.hardware import cores
+
+    return cores() if n_jobs < 0 else n_jobs
 
 
 def sweep_jobs(hydra_cfg: DictConfig) -> list[list[str]]:
@@ -208,13 +332,8 @@ def sweep_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
 def sweep_plan(config_name: str, hydra_cfg: DictConfig) -> Plan:
     """Compose every job of the sweep and plan them with the thread count each job will have (it is
     part of run names and store keys, and sets the measured throughput)."""
-    import torch
-
     from wrt.cli import threads_per_job
+    from wrt.hardware import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(threads_per_job(hydra_cfg) or threads)
-    try:
-        return make_plan(sweep_configs(config_name, hydra_cfg))
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(threads_per_job(hydra_cfg)):
+        return make_plan(sweep_configs(config_name, hydra_cfg), n_jobs=launcher_jobs(hydra_cfg))

@@ -10,9 +10,10 @@ copying the loop. At each step the loop draws a `Batch` from the data, then
 - `should_stop(model, steps) -> bool`, after the step, ends training early
   (`EarlyStopping` on the watermark loss, checked every `check_every` steps).
 
-Callbacks run in list order. On CUDA the loop runs under bf16 autocast, on the CPU where bf16 is
-the faster (`cpu_bf16: auto`, see `wrt.hardware.uses_bf16`), and with channels_last tensors; the
-data is already on the device (`TensorLoader`), so a step makes no host round-trip.
+Callbacks run in list order. The loop runs in the run's `precision` (`fp32`, or `bf16` autocast;
+`auto` picks bf16 on CUDA and on CPUs where it is the faster, `wrt.hardware.resolve_precision`) and
+with channels_last tensors; the data is already on the device (`TensorLoader`), so a step makes no
+host round-trip.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wrt.data.loader import TensorLoader, to_float
-from wrt.hardware import uses_bf16
+from wrt.hardware import resolve_precision
 from wrt.store import CorruptArtifact, atomic_write, error_summary
 from wrt.validation import require
 
@@ -212,7 +213,7 @@ class Trainer:
     def __init__(self, epochs: int = 1, batch_size: int = 128, optimizer: Callable | None = None,
                  schedule: Callable[[float, int], float] | None = None, epoch_scale: float = 1.0,
                  embed_max_epochs: float | None = None,
-                 device: str | torch.device = "cpu", amp: bool = True, cpu_bf16: bool | str = "auto",
+                 device: str | torch.device = "cpu", precision: str = "fp32",
                  channels_last: bool = True, compile: bool = False, progress: bool = True, seed: int = 0):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -224,18 +225,12 @@ class Trainer:
                 "trainer.embed_max_epochs", embed_max_epochs, "null or a number > 0")
         self.embed_max_epochs = embed_max_epochs
         self.device = torch.device(device)
-        # bf16 autocast on CUDA, and on CPUs where it trains faster than fp32 (scripts/bench_train.py)
-        require(cpu_bf16 in (True, False, "auto"), "cpu_bf16", cpu_bf16, "true, false or auto")
-        self.amp = uses_bf16(self.device, amp, cpu_bf16)
+        # `fp32` or `bf16` (autocast): recorded in the run JSON and part of the store key
+        self.precision = resolve_precision(precision, self.device)
         self.channels_last = channels_last
         self.compile = compile
         self.progress = progress
         self.seed = seed
-
-    @property
-    def precision(self) -> str:
-        """`bf16` (bf16 autocast) or `fp32`: recorded in the run JSON and part of the store key."""
-        return "bf16" if self.amp else "fp32"
 
     def scaled_epochs(self, epochs: float) -> int:
         """The number of epochs this budget runs for a configured (paper) value."""
@@ -252,7 +247,7 @@ class Trainer:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def fit(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
             epochs: float | None = None, scale_epochs: bool = True, lr: float | None = None,

@@ -45,7 +45,9 @@ class Scheme(Configurable):
     while_training: bool = False  # embeds while training a fresh model with the source setup
     active: bool = False  # answers queries through its own wrapper (`wrap`), which input-preprocessing and
     # model-modification attacks keep: they cannot touch it (SoK Table V: not applicable)
-    max_null_keys: int | None = None  # at most this many key draws per null run (an expensive keygen)
+    # key draws per null run: `null_keys` may not exceed this default bound; a scheme with a costly keygen
+    # declares a lower one, to which larger `null_keys` are capped (docs/analysis.md)
+    max_null_keys: int = 1000
     embedding: dict | None = None  # how the last `embed` stopped (`embedding_record`); None: no training
 
     def keygen(self, model: nn.Module, data: Dataset, generator: torch.Generator) -> Key:

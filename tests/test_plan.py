@@ -1,0 +1,93 @@
+"""The plan's estimate (wrt/plan.py, `dry_run=true`): stage costs from earlier run JSONs where any exist,
+key draws counted and bounded, the attacks' extra phases counted, core-hours and wall hours per launcher
+(#29 "A plan you can budget by", #25 finding 7)."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import get_class
+
+from fixtures.analysis_runs import run_record, write
+from wrt.hardware import timed_rates
+from wrt.plan import make_plan
+
+SMOKE = ("budget=smoke", "device=cpu")
+
+
+def earlier_run(results_dir, name, *, scheme="adi", attack="weight_pruning", role="marked", status="ok",
+                attack_s=5.0, evaluate_s=1.0, null=None):
+    record = run_record(run_name=name, scheme="adi", scheme_params={}, attack=attack, attack_params={},
+                        seed=7, role=role, status=status, budget="smoke")
+    record["timing_s"].update(attack=attack_s, evaluate=evaluate_s)
+    record["scheme"]["name"] = scheme
+    if null is not None:
+        record["null"] = null
+    write(results_dir, record)
+
+
+def null_draws(keys: int, keygen_s: float, extract_s: float) -> dict:
+    return {"keys": keys, "wm_accs": [0.1] * keys, "keygen_time_s": keygen_s, "extract_time_s": extract_s}
+
+
+def test_the_estimate_takes_stage_costs_from_earlier_runs(compose_cfg, tmp_path, monkeypatch):
+    cfg = compose_cfg(*SMOKE, "scheme=adi", "attack=weight_pruning")
+
+    def keygen_fails(*args):  # as frontier stitching's can on an untrained model
+        raise ValueError("no adversarial examples")
+
+    monkeypatch.setattr(get_class(cfg.scheme._target_), "keygen", keygen_fails)
+    without = make_plan([cfg])
+    assert without.stage_s["attack"] == 0 and without.from_history == 0  # pruning trains nothing
+    assert without.stage_s["keygen"] == 0 and list(without.untimed) == ["adi"]
+    assert [line for line in without.lines() if "not counted: the key draws of adi" in line]
+    results = tmp_path / "results"
+    earlier_run(results, "a", attack_s=1000.0, evaluate_s=30.0)
+    earlier_run(results, "b", attack_s=3000.0, evaluate_s=50.0)
+    earlier_run(results, "c", attack_s=99999.0, evaluate_s=99999.0, status="failed")  # not a cost
+    earlier_run(results, "d", attack="input_smoothing", attack_s=7.0, evaluate_s=40.0)  # another attack
+    (results / "runs" / "corrupt.json").write_text("{")
+    plan = make_plan([cfg, cfg], n_jobs=2)  # the second is the same run: its stored models are counted once
+    assert plan.stage_s["attack"] == pytest.approx(2 * 2000.0)
+    assert plan.stage_s["evaluate"] == pytest.approx(2 * 40.0)
+    assert plan.from_history == 4
+    assert plan.sources == 1 and plan.embeddings == 1 and plan.key_draws == 1
+    assert plan.estimate_s == pytest.approx(sum(plan.stage_s.values()))
+    assert plan.wall_s == pytest.approx(plan.estimate_s / 2)
+    assert plan.core_hours == pytest.approx(plan.estimate_s * plan.threads / 3600)
+    estimate = [line for line in plan.lines() if line.startswith("estimate:")]
+    assert len(estimate) == 1 and "core-hours" in estimate[0] and "2 job(s)" in estimate[0]
+
+
+def test_null_key_draws_are_counted_and_bounded(compose_cfg, tmp_path):
+    results = tmp_path / "results"
+    earlier_run(results, "adi_null", role="null", attack="none", null=null_draws(11, 50.0, 10.0))  # 6 s a draw
+    earlier_run(results, "fs_null", scheme="frontier_stitching", role="null", attack="none",
+                null=null_draws(5, 40.0, 8.0))  # 12 s a draw
+    adi = make_plan([compose_cfg(*SMOKE, "scheme=adi", "attack=none", "role=null", "null_keys=101")])
+    assert adi.key_draws == 101 and adi.stage_s["keygen"] == pytest.approx(101 * 6.0)
+    # frontier stitching's keygen is costly: its max_null_keys (10) caps the draws
+    fs = make_plan([compose_cfg(*SMOKE, "scheme=frontier_stitching", "attack=none", "role=null", "null_keys=100")])
+    assert fs.key_draws == 10 and fs.stage_s["keygen"] == pytest.approx(10 * 12.0)
+    unbounded = make_plan([compose_cfg(*SMOKE, "scheme=adi", "attack=none", "role=null", "null_keys=1000000")])
+    assert unbounded.to_run == 0 and len(unbounded.invalid) == 1
+    assert unbounded.invalid[0].startswith("null_keys=1000000 is not allowed: must be an integer in [1, 1000]")
+
+
+def test_the_estimate_counts_reverse_engineering_and_pre_training(compose_cfg):
+    cfgs = [compose_cfg(*SMOKE, "scheme=adi", f"attack={attack}") for attack in ("neural_cleanse", "transfer_learning")]
+    plan = make_plan(cfgs)
+    (speed,) = plan.throughput.values()
+    scale = cfgs[0].budget.trainer.epoch_scale
+    epochs = lambda e: max(1, round(e * scale))  # noqa: E731  the budget's scaled epochs
+    attacker = 1000  # budget=smoke: a third of 3,000 images
+    nc, tl = cfgs[0].attack, cfgs[1].attack
+    expected = (attacker * epochs(nc.epochs) + 10 * min(nc.reverse_samples, attacker) * epochs(nc.reverse_epochs)
+                + attacker * epochs(tl.epochs) + max(1, round(tl.freeze_batches * scale)) * 128
+                + 214 * tl.pretrain_per_class * epochs(tl.pretrain_epochs))
+    assert plan.stage_s["attack"] * speed == pytest.approx(expected, rel=1e-6)
+
+
+def test_timed_rates_warms_up_before_timing():
+    calls = []
+    rates = timed_rates(lambda: calls.append(1), 10.0, warmup=2, repeats=3, min_s=0.0)
+    assert len(calls) == 5 and len(rates) == 3 and all(rate > 0 for rate in rates)
