@@ -85,6 +85,17 @@ def make_ctx(data, trainer: Trainer | dict | None = None, *, model=None, model_s
                          attacker_data=AttackerData(**attacker_data))
 
 
+def pytest_sessionstart(session) -> None:
+    """First line of every test session (also with -q): the CPU the suite runs on, its kernel flags,
+    threads and the precision `cpu_bf16=auto` picks; float results, and so the margins of
+    learned-behaviour tests, depend on it."""
+    from wrt import hardware
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(hardware.summary())
+
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
