@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The `make run` demonstration: null runs, the sweep, then the analysis (ends with report.html).
-# Rerunning skips finished runs and reuses the store; extra arguments are passed to wrt-run.
+# Rerunning skips finished runs and reuses the store; extra arguments are passed to wrt-run;
+# RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/reproduce_lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/wrt-run -m experiment=demo_null "$@" || echo "some runs failed (listed above); analysing the others" >&2
-.venv/bin/wrt-run -m experiment=demo "$@" || echo "some runs failed (listed above); analysing the others" >&2
-.venv/bin/wrt-analyze results_dir=results/demo
+source scripts/reproduce_lib.sh
+RESULTS=${RESULTS:-results/demo}
+sweep experiment=demo_null results_dir="$RESULTS" "$@"
+sweep experiment=demo results_dir="$RESULTS" "$@"
+analyze results_dir="$RESULTS"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Reproduce the SoK's dominant experiment on Fashion-MNIST (configs/experiment/dominant.yaml), then analyse.
-# Rerunning skips finished runs; extra arguments are passed to wrt-run (e.g. budget=smoke).
+# Rerunning skips finished runs; extra arguments are passed to wrt-run (e.g. budget=smoke);
+# RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/reproduce_lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/reproduce_lib.sh
 RESULTS=${RESULTS:-results/dominant}
-.venv/bin/wrt-run -m experiment=thresholds results_dir="$RESULTS" "$@" || echo "some runs failed (listed above); analysing the others" >&2
-.venv/bin/wrt-run -m experiment=dominant results_dir="$RESULTS" "$@" || echo "some runs failed (listed above); analysing the others" >&2
-.venv/bin/wrt-analyze results_dir="$RESULTS"
+sweep experiment=thresholds results_dir="$RESULTS" "$@"
+sweep experiment=dominant results_dir="$RESULTS" "$@"
+analyze results_dir="$RESULTS"

@@ -8,26 +8,27 @@
 #     the 5 extraction attacks run at their defaults;
 #   - DAWN only against the extraction attacks (its preprocessing and modification cells are n.a.);
 #   - thresholds: 20 null models × 100 key draws, of each scheme's default config.
-# Rerunning skips finished runs. Extra arguments are passed to every wrt-run (e.g. budget=smoke).
+# Rerunning skips finished runs. Extra arguments are passed to every wrt-run (e.g. budget=smoke);
+# RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/reproduce_lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/reproduce_lib.sh
 RESULTS=${RESULTS:-results/table5_demo}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per job, two jobs: the run names the thread count
 COMMON=(budget=demo results_dir="$RESULTS" progress=false hydra/launcher=local hydra.launcher.n_jobs=2)
 EXTRACTION=knockoff_nets,retraining,smooth_retraining,cross_architecture_retraining,transfer_learning
-warn() { echo "some runs failed (listed above); going on" >&2; }
 
-.venv/bin/wrt-run -m experiment=thresholds "${COMMON[@]}" 'hydra.sweeper.ablate=[]' \
-    scheme=adi,content,uchida,dawn "$@" || warn
+sweep experiment=thresholds "${COMMON[@]}" 'hydra.sweeper.ablate=[]' \
+    scheme=adi,content,uchida,dawn "$@"
 for scheme in adi content uchida; do
-    .venv/bin/wrt-run -m experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-        "hydra.sweeper.defaults_only=[$EXTRACTION]" scheme=$scheme seed=0,1,2 "$@" || warn
+    sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
+        "hydra.sweeper.defaults_only=[$EXTRACTION]" scheme=$scheme seed=0,1,2 "$@"
 done
 CHEAP=input_smoothing,regularization,neural_cleanse,feature_permutation,weight_shifting
-.venv/bin/wrt-run -m experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-    scheme=uchida scheme.lam=10 attack=$CHEAP seed=0,1,2 "$@" || warn
-.venv/bin/wrt-run -m experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-    scheme=uchida scheme.lam=0.1 attack=input_smoothing seed=0,1,2 "$@" || warn
-.venv/bin/wrt-run -m experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-    scheme=dawn attack=$EXTRACTION seed=0,1,2 "$@" || warn
-.venv/bin/wrt-analyze results_dir="$RESULTS" reference=sok_cifar10
+sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
+    scheme=uchida scheme.lam=10 attack=$CHEAP seed=0,1,2 "$@"
+sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
+    scheme=uchida scheme.lam=0.1 attack=input_smoothing seed=0,1,2 "$@"
+sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
+    scheme=dawn attack=$EXTRACTION seed=0,1,2 "$@"
+analyze results_dir="$RESULTS" reference=sok_cifar10

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Reproduce the SoK's thresholds experiment on Fashion-MNIST (configs/experiment/thresholds.yaml), then analyse.
-# Rerunning skips finished runs; extra arguments are passed to wrt-run (e.g. budget=smoke).
+# Rerunning skips finished runs; extra arguments are passed to wrt-run (e.g. budget=smoke);
+# RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/reproduce_lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/reproduce_lib.sh
 RESULTS=${RESULTS:-results/thresholds}
-.venv/bin/wrt-run -m experiment=thresholds results_dir="$RESULTS" "$@" || echo "some runs failed (listed above); analysing the others" >&2
-.venv/bin/wrt-analyze results_dir="$RESULTS"
+sweep experiment=thresholds results_dir="$RESULTS" "$@"
+analyze results_dir="$RESULTS"

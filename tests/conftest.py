@@ -85,12 +85,50 @@ def make_ctx(data, trainer: Trainer | dict | None = None, *, model=None, model_s
                          attacker_data=AttackerData(**attacker_data))
 
 
+def pytest_sessionstart(session) -> None:
+    """First line of every test session (also with -q): the CPU the suite runs on, its kernel flags,
+    threads and the precision `cpu_bf16=auto` picks; float results, and so the margins of
+    learned-behaviour tests, depend on it."""
+    from wrt import hardware
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(hardware.summary())
+
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing(what: str) -> None:
+    """Something a test needs is not installed (`what`: one line naming it and the fix). Under
+    CI=true that fails the test; elsewhere the test skips and `pytest_terminal_summary` counts it."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {what}", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """One line counting the skipped tests and naming what to install, after pytest's summaries and
+    right before its own last line."""
+    yield
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = sorted({rep.longrepr[2].removeprefix("Skipped: ") for rep in skipped
+                      if isinstance(rep.longrepr, tuple)})
+    fixes = [r for r in reasons if "install" in r]
+    terminalreporter.write_line(f"wrt: {len(skipped)} test(s) skipped" + (
+        "; to run them: " + " | ".join(fixes) if fixes else ""))
+
+
 @pytest.fixture(scope="session")
 def fmnist_full():
     try:
         return fashion_mnist()
     except DatasetUnavailable as e:
-        pytest.skip(str(e))
+        reason = str(e)
+    missing(reason)  # outside the except block: one line, no chained traceback
 
 
 @pytest.fixture(scope="session")
@@ -162,3 +200,16 @@ def narrow_victim(narrow_subset):
                       optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True))
     trainer.fit(model, *narrow_subset.defender(), epochs=4, scale_epochs=False)
     return model.eval()
+
+
+# A small budget at which watermarks embed and attacks can remove them (tests/test_removal.py and the
+# end-to-end wrt-run test): budget=smoke with a source model of 4 epochs (about 76 % test accuracy),
+# three embedding epochs and attacks at the paper's epochs (on the attacker's 1,000 images).
+REMOVAL_BUDGET = ["budget=smoke", "budget.source_trainer.epochs=4", "budget.trainer.embed_max_epochs=3",
+                  "budget.trainer.epoch_scale=1.0"]
+
+
+@pytest.fixture(scope="session")
+def removal_store(tmp_path_factory):
+    """One store for every run at REMOVAL_BUDGET: the source model and each marked model train once."""
+    return tmp_path_factory.mktemp("removal_store")

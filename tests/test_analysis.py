@@ -73,9 +73,12 @@ def test_chance_floor_when_unmarked_models_never_match_the_trigger_labels():
 
 
 def test_runs_without_num_classes_have_no_chance_bound():
-    table = decision_thresholds(_null_runs("content", [0.0, 0.0, 0.1, 0.1, 0.2])).iloc[0]
+    scores = [0.0, 0.0, 0.1, 0.1, 0.2]
+    table = decision_thresholds(_null_runs("content", scores)).iloc[0]
     assert np.isnan(table["chance"]) and np.isnan(table["binomial"])
-    assert table["threshold"] == max(table["empirical"], table["normal"])
+    # by hand: the 95 % quantile 0.18 (linear), the normal fit 0.08 + 1.645 · 0.0837 = 0.218; the larger is θ
+    assert table["empirical"] == pytest.approx(0.18)
+    assert table["threshold"] == pytest.approx(0.08 + stats.norm.ppf(0.95) * np.sqrt(0.028 / 4)) == pytest.approx(0.2176, abs=1e-4)
 
 
 def test_a_correlation_score_has_no_binomial_bound():
@@ -83,7 +86,8 @@ def test_a_correlation_score_has_no_binomial_bound():
     runs = _null_runs("deepmarks", [0.0, 0.0, 0.1, 0.3, 0.4, 0.5], key_size=7, num_classes=10)
     table = decision_thresholds(runs.assign(**{"scheme.match_rate": False})).iloc[0]
     assert np.isnan(table["chance"]) and np.isnan(table["binomial"])
-    assert table["threshold"] == max(table["empirical"], table["normal"])
+    # by hand: quantile 0.475, normal 0.2167 + 1.645 · 0.2137 = 0.568 (no chance floor of 0.16 applies)
+    assert table["empirical"] == pytest.approx(0.475) and table["threshold"] == pytest.approx(0.5682, abs=1e-3)
 
 
 def test_decision_thresholds_report_all_estimates_and_use_the_largest():
@@ -95,7 +99,8 @@ def test_decision_thresholds_report_all_estimates_and_use_the_largest():
     table = decision_thresholds(runs.reset_index(drop=True), p=0.05).set_index("scheme")
     adi = table.loc["adi"]
     assert adi["empirical"] == pytest.approx(0.19)
-    assert np.isnan(adi["binomial"]) and adi["threshold"] == max(adi["empirical"], adi["normal"])
+    # 0, 0.01, …, 0.2: mean 0.1, sample std √(0.077 / 20); the normal fit 0.202 exceeds the quantile 0.19
+    assert np.isnan(adi["binomial"]) and adi["threshold"] == pytest.approx(0.1 + stats.norm.ppf(0.95) * np.sqrt(0.077 / 20))
     assert table.loc["uchida", "threshold"] == pytest.approx(0.9) and table.loc["uchida", "n_null"] == 0
     assert table.loc["uchida", "method"].startswith("auto: binomial")
     # biased unmarked bits: the null runs beat the binomial bound, so auto takes the empirical/normal value
@@ -127,7 +132,9 @@ def test_thresholds_pool_the_key_scores_of_all_null_models():
     # fewer than 1/p = 20 null models: sok falls back to auto (the largest estimate)
     few = decision_thresholds(_keyed_null_runs("adi", per_model[:19])).iloc[0]
     assert few["method"].startswith("auto: ") and few["n_scores"] == 1900
-    assert few["threshold"] == max(few["empirical"], few["normal"], few["binomial"])
+    nineteen = np.concatenate(per_model[:19])
+    assert few["threshold"] == pytest.approx(max(np.quantile(nineteen, 0.95), 0.16,
+                                                 nineteen.mean() + stats.norm.ppf(0.95) * nineteen.std(ddof=1)))
     # runs with one key (no null.wm_accs) pool with keyed ones
     mixed = pd.concat([_keyed_null_runs("adi", per_model[:10]), _null_runs("adi", [0.1] * 10, num_classes=10)])
     assert decision_thresholds(mixed.reset_index(drop=True)).iloc[0][["n_null", "n_scores"]].tolist() == [20, 1010]

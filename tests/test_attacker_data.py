@@ -87,7 +87,7 @@ def test_no_data_allows_only_data_free_attacks(small, fmnist_source):
     assert ctx.record()["images"] == 0
 
 
-def test_the_run_json_records_the_budget(wrt_run, tmp_path):
+def test_the_run_json_records_the_budget(wrt_run, tmp_path, fmnist_full):
     done = wrt_run("scheme=content", "attack=ftal", "budget=smoke", "attacker_data.fraction=0.25",
                    "attacker_data.labels=queried")
     assert done.returncode == 0, done.stderr[-2000:]

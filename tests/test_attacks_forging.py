@@ -47,7 +47,6 @@ UNBOUND = [name for name in options("scheme") if name not in ("deepmarks", "gree
 def test_unbound_keys_can_be_counterfeited(name, small, fmnist_source):
     result = forge(scheme(name), copy.deepcopy(fmnist_source), small, attempts=3)
     assert result["applicable"] and result["false_claim"] and result["verified"] == 3
-    assert result["best_wm_acc"] == 1.0  # read off the model itself
 
 
 def test_deepmarks_codebook_only_admits_code_vectors(small, fmnist_source):

@@ -160,7 +160,7 @@ def test_whitebox_keys_that_no_longer_fit_raise_key_mismatch(fmnist):
         schemes["Uchida"].extract(model, missing, None)
 
 
-def test_uchida_watermark_fails_to_verify_while_predictions_stay(compose_cfg):
+def test_uchida_watermark_fails_to_verify_while_predictions_stay(compose_cfg, fmnist_full):
     result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "scheme.layer=features.conv2.0", "attack=dummy_neurons"))
     assert result["status"] == "ok", result.get("error")
     assert result["attack"]["category"] == "obfuscation"

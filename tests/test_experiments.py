@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,25 @@ def test_experiment_runs_its_first_scheme_and_attack(name, shared_store, tmp_pat
     assert result["status"] == "ok", (chosen, result.get("error"))
     assert path.parent == tmp_path / "runs" and result["role"] == role_of(cfg)
     assert (result["scheme"]["name"], result["attack"]["name"]) == (cfg.scheme.name, cfg.attack.name)
+
+
+SCRIPTS = sorted(p.name for p in (Path(CONFIG_DIR).parent / "scripts").glob("reproduce_*.sh"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, tmp_path, fmnist_full):
+    """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed):
+    every sweep's plan, then one total instead of the analysis (nothing ran)."""
+    root = Path(CONFIG_DIR).parent
+    proc = subprocess.run(["bash", str(root / "scripts" / script), "dry_run=true", "budget=smoke", "seed=0",
+                           f"store_dir={tmp_path}/store"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "RESULTS": str(tmp_path / "results")}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    plans = re.findall(r"wrt-run:   (\d+) run\(s\): \d+ finished earlier \(reused\), (\d+) to run", proc.stdout)
+    total = re.fullmatch(r"total: (\d+) run\(s\) in (\d+) sweep\(s\), (\d+) to run \(dry run: no analysis\)",
+                         proc.stdout.splitlines()[-1])
+    assert plans and total, proc.stdout[-2000:]
+    assert [int(x) for x in total.groups()] == [sum(int(n) for n, _ in plans), len(plans),
+                                                sum(int(m) for _, m in plans)]
+    assert (tmp_path / "results").is_dir() and not (tmp_path / "results" / "analysis").exists()
+    assert not list((tmp_path / "results").rglob("*.json"))  # a plan runs nothing

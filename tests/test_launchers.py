@@ -9,7 +9,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import CONFIG_DIR
+from conftest import CONFIG_DIR, missing
 
 
 def test_launcher_configs_compose():
@@ -54,7 +54,7 @@ def test_submitit_local_runs_a_sweep_through_the_slurm_job_code(wrt_run, tmp_pat
 
 def test_ray_runs_a_sweep_on_a_local_ray_cluster(wrt_run, tmp_path, fmnist_full):
     if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None or importlib.util.find_spec("ray") is None:
-        pytest.skip("the Ray launcher is not installed: pip install -e '.[ray]' (make test does)")
+        missing("the Ray launcher is not installed: pip install -e '.[ray]' (make test does)")
     proc = wrt_run("-m", "hydra/launcher=ray", *TINY, "attack.rate=0.5,0.7",
                    env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert_sweep_completed(proc, tmp_path)

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 from fixtures.analysis_runs import write_budget_sweep, write_new_categories, write_sweep
+from conftest import missing
 
 from wrt.analysis.report import Options, analyze
 
@@ -31,7 +32,7 @@ CHECKS = """<script>window.addEventListener('load', () => {
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.skip("chromium is not installed: `apt-get install chromium` (make test installs it when run as root)")
+        missing("chromium is not installed: `apt-get install chromium` (make test installs it when run as root)")
     return path
 
 

@@ -205,15 +205,16 @@ def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_so
         GreedyResiduals(eta=1.5)
 
 
-def test_null_role_runs_through_the_pipeline(compose_cfg):
+def test_null_role_runs_through_the_pipeline(compose_cfg, fmnist_full):
     result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none"))
     assert result["status"] == "ok", result.get("error")
     assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 9
-    assert abs(result["marked"]["wm_acc"] - 0.5) <= 0.4
+    wm_acc = result["marked"]["wm_acc"]  # bits of 9 that the unmarked model happens to match
+    assert wm_acc * 9 == pytest.approx(round(wm_acc * 9)) and wm_acc < 8 / 9  # below θ = 8/9 (docs/schemes.md)
     assert result["marked"]["embed_time_s"] is None and result["marked"]["embedding"] is None
 
 
-def test_marked_run_records_how_the_embedding_stopped(compose_cfg):
+def test_marked_run_records_how_the_embedding_stopped(compose_cfg, fmnist_full):
     """budget=smoke caps every embedding at one epoch (`trainer.embed_max_epochs`); the record
     is kept in the store with the marked model, so a cached marked model reports it too."""
     cfg = compose_cfg("budget=smoke", "scheme=deepmarks", "attack=none")

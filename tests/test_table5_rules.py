@@ -83,7 +83,8 @@ def test_attacks_that_keep_an_active_schemes_wrapper_do_not_apply(tmp_path):
     assert robustness.loc["input_smoothing", "wrapped"] == NOT_APPLICABLE
     assert robustness.loc["weight_pruning", "wrapped"] == NOT_APPLICABLE
     assert robustness.loc["transfer_learning", "wrapped"] == ROBUST
-    assert robustness.loc["weight_pruning", "adi"] in (ROBUST, REMOVED)  # other schemes keep their cells
+    # other schemes keep their cells: adi at ρ 0.5 keeps 0.90, at ρ 0.9 falls to 0.05 for 20 points of accuracy
+    assert robustness.loc["weight_pruning", "adi"] == ROBUST
     nash = pd.read_json(out / "nash.json")
     per_category = nash.loc["per_category"].iloc[0]["wrapped"]
     assert set(per_category) == {"model_extraction"}

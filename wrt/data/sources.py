@@ -28,14 +28,16 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 
 def candidate_dirs(root: str | None, subdir: str, system: tuple[str, ...] = ()) -> list[Path]:
     """Where to look (each folder as given and its `subdir`): a configured `root` only — one that
-    does not exist is an error, never replaced by another copy — else `$WRT_DATA`, then `system`."""
+    does not exist is an error, never replaced by another copy — else `$WRT_DATA`, then `system`
+    unless `WRT_DATA_NO_SYSTEM=1` hides the system folders (to test a machine without them)."""
     if root:
         if not Path(root).is_dir():
             raise DatasetUnavailable(f"dataset.root={root} is not an existing folder; point it at the "
                                      f"folder holding the dataset's files, or set it to null")
         return [Path(root), Path(root) / subdir]
     env = os.environ.get("WRT_DATA")
-    return ([Path(env), Path(env) / subdir] if env else []) + [Path(d) for d in system]
+    hidden = os.environ.get("WRT_DATA_NO_SYSTEM", "") == "1"
+    return ([Path(env), Path(env) / subdir] if env else []) + ([] if hidden else [Path(d) for d in system])
 
 
 def check_labeled(images_path: Path, images: torch.Tensor, labels_path: Path, labels: torch.Tensor,
@@ -90,7 +92,9 @@ def fashion_mnist(root: str | None = None, **options) -> Dataset:
                 class_names=FASHION_MNIST_CLASSES, **options,
             )
     raise DatasetUnavailable(
-        "Fashion-MNIST not found (looked in: " + ", ".join(map(str, searched)) + "); install it "
+        "Fashion-MNIST not found (looked in: " + (", ".join(map(str, searched)) or "nowhere: WRT_DATA is "
+                                                  "unset and WRT_DATA_NO_SYSTEM=1 hides the system folders")
+        + "); install it "
         "with `apt-get update && apt-get install -y dataset-fashion-mnist` (as root) or set "
         "WRT_DATA / dataset.root to a folder holding the IDX files")
 
