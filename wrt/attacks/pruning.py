@@ -82,7 +82,7 @@ class FinePruning(FineTuningParams, Attack):
     on the labels the source model predicts. 0.8 ≤ ρ ≤ 0.95."""
 
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
 
     rate: float = param(0.9, **RATE)
     epochs: float = param(10, **EPOCHS)
