@@ -233,6 +233,15 @@ def test_natural_transfer_set_has_the_tasks_shape_and_nothing_of_glyphs_or_the_t
         assert distance.min() > 255
     with pytest.raises(ValueError, match="channels=2"):
         natural_crops(1, channels=2)
+    # larger crops (a photograph's whole shorter side) shrink more of it into 28 px: more detail per pixel
+    detail = lambda x: x.float().diff(dim=-1).abs().mean()
+    wide = natural_crops(300, 28, 1, torch.Generator().manual_seed(0), crop_side=(0.9, 1.0))
+    narrow = natural_crops(300, 28, 1, torch.Generator().manual_seed(0), crop_side=(0.1, 0.15))
+    assert detail(wide) > 1.2 * detail(narrow)
+    with pytest.raises(ValueError, match="crop_side"):
+        natural_crops(1, crop_side=(0.5, 0.2))
+    with pytest.raises(InvalidParameter, match="attack.crop_side"):
+        KnockoffNets(crop_side=[0, 0.5])
 
 
 def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_source, tmp_path):

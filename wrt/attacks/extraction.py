@@ -236,15 +236,27 @@ class KnockoffNets(Retraining):
 
     queries: int | None = param(None, low=1, null="as many as the training set has images")
     transfer_set: str = param("natural", choices=TRANSFER_SETS)
+    crop_side: tuple[float, ...] = (0.1, 0.6)  # natural only: a crop's side, as fractions of the photo's shorter side
     transfer_per_class: int = param(300, low=1)
     transfer_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
     seed: int = param(1)
+
+    def __post_init__(self):
+        self.crop_side = list(self.crop_side)
+        super().__post_init__()
+
+    def check(self):
+        super().check()
+        side = self.crop_side
+        self.require(len(side) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in side)
+                     and 0 < side[0] <= side[1] <= 1, "crop_side", "[low, high] with 0 < low <= high <= 1")
 
     def transfer_images(self, ctx: AttackContext) -> torch.Tensor:
         channels, size, _ = ctx.data.image_shape
         wanted = len(ctx.data.train_x) if self.queries is None else self.queries
         if self.transfer_set == "natural":
-            return natural_crops(wanted, size=size, channels=channels, generator=ctx.generator())
+            return natural_crops(wanted, size=size, channels=channels, generator=ctx.generator(),
+                                 crop_side=tuple(self.crop_side))
         pool, _, _ = glyph_dataset(self.transfer_classes, self.transfer_per_class, size=size,
                                    channels=channels, seed=self.seed)
         return pool[torch.randperm(len(pool), generator=ctx.generator())[:min(wanted, len(pool))]]
