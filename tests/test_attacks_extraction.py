@@ -166,13 +166,15 @@ def test_smooth_retraining_variations_are_crops_and_flips_of_the_input(small):
     x = small.train_x[:64].float() / 255
     attack = SmoothRetraining(crop_padding=4)
     g = torch.Generator().manual_seed(0)
-    a, b = attack.variations(x, g), attack.variations(x, g)
+    a, b = attack.variations(x, g, flip=True), attack.variations(x, g, flip=True)
     assert a.shape == x.shape and not torch.equal(a, b)
     found = [crop_flip_of(v, image, 4) for v, image in zip(a, x)]
     assert None not in found
     assert len({(dy, dx) for dy, dx, _ in found}) > 10  # offsets vary from image to image
     assert 0 < sum(flipped for _, _, flipped in found) < len(found)  # about half are flipped
-    assert torch.equal(SmoothRetraining(crop_padding=0, flip=False).variations(x, g), x)
+    assert torch.equal(SmoothRetraining(crop_padding=0).variations(x, g, flip=False), x)
+    unflipped = [crop_flip_of(v, image, 1) for v, image in zip(SmoothRetraining().variations(x, g, flip=False), x)]
+    assert None not in unflipped and not any(flipped for _, _, flipped in unflipped)
     with pytest.raises(InvalidParameter, match="attack.crop_padding"):
         SmoothRetraining(crop_padding=28).targets(None, small.train_x[:4], make_ctx(small))
 

@@ -153,30 +153,33 @@ class Distillation(Extraction):
 class SmoothRetraining(Retraining):
     """Smooth retraining (SoK §VI "adaptive attacks" and Appendix XIII-C): each image's target is
     the mean of the victim's answers (softmax outputs, or one-hot top-1 labels with `labels:
-    top1`) for `queries` random variations of it, each a random crop (`crop_padding` pixels of
-    reflect padding, one offset per image) and a horizontal flip with probability ½ (`flip`), the
-    SoK's "cropping, horizontal flipping"; the surrogate is retrained on these smoothed targets."""
+    top1`) for `queries` random variations of it, the SoK's "cropping, horizontal flipping": a
+    random crop (`crop_padding` pixels of reflect padding, one offset per image) and, with
+    `flip`, a horizontal flip with probability ½. `flip: null` flips where the dataset's own
+    training augmentation does (CIFAR-10, ImageNet; not Fashion-MNIST, whose source model is
+    trained without flips). The surrogate is retrained on these smoothed targets."""
 
     queries: int = param(3, low=1)
-    crop_padding: int = param(4, low=0)
-    flip: bool = param(True)
+    crop_padding: int = param(1, low=0)
+    flip: bool | None = param(None, null="as the dataset's training augmentation")
     chunk: int = param(4096, low=1)
 
-    def variations(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One random crop/flip of each float image [N, C, H, W]."""
-        return augment_batch(images, crop_padding=self.crop_padding, flip=self.flip, generator=generator)
+    def variations(self, images: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
+        """One random crop (and, with `flip`, random flip) of each float image [N, C, H, W]."""
+        return augment_batch(images, crop_padding=self.crop_padding, flip=flip, generator=generator)
 
     def targets(self, model, images, ctx):
         size = min(images.shape[-2:])
         require(self.crop_padding < size, "attack.crop_padding", self.crop_padding,
                 f"below the image size ({size} px)")
+        flip = ctx.data.flip if self.flip is None else self.flip
         generator = ctx.generator()
         num_classes = ctx.data.num_classes
         targets = torch.zeros(len(images), num_classes)
         for start in range(0, len(images), self.chunk):
             x = to_float(images[start:start + self.chunk])
             for _ in range(self.queries):
-                answers = victim_answers(model, self.variations(x, generator), ctx, self.labels)
+                answers = victim_answers(model, self.variations(x, generator, flip), ctx, self.labels)
                 if self.labels == "top1":
                     answers = F.one_hot(answers, num_classes).float()
                 targets[start:start + len(x)] += answers
