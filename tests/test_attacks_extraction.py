@@ -147,6 +147,18 @@ def test_cross_architecture_surrogate_is_larger_than_the_source(compose_cfg, fmn
     assert surrogate(to_float(fmnist.test_x[:2])).shape == (2, 10)
 
 
+class RecordingVictim(torch.nn.Module):
+    """Wraps a model and keeps the images it is asked about."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.inputs = model, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.model(x)
+
+
 def crop_flip_of(variation, image, padding):
     """(dy, dx, flipped) of the crop of `image` (reflect-padded by `padding`) that `variation` is,
     or None."""
@@ -175,6 +187,14 @@ def test_smooth_retraining_variations_are_crops_and_flips_of_the_input(small):
     assert torch.equal(SmoothRetraining(crop_padding=0).variations(x, g, flip=False), x)
     unflipped = [crop_flip_of(v, image, 1) for v, image in zip(SmoothRetraining().variations(x, g, flip=False), x)]
     assert None not in unflipped and not any(flipped for _, _, flipped in unflipped)
+    # flip: null follows the dataset's training augmentation (Fashion-MNIST's: no flips)
+    victim = RecordingVictim(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
+    assert not small.flip
+    SmoothRetraining(crop_padding=0, queries=2).targets(victim, small.train_x[:64], make_ctx(small))
+    assert all(torch.equal(seen.cpu(), x) for seen in victim.inputs)
+    victim.inputs.clear()
+    SmoothRetraining(crop_padding=0, queries=2, flip=True).targets(victim, small.train_x[:64], make_ctx(small))
+    assert not any(torch.equal(seen.cpu(), x) for seen in victim.inputs)
     with pytest.raises(InvalidParameter, match="attack.crop_padding"):
         SmoothRetraining(crop_padding=28).targets(None, small.train_x[:4], make_ctx(small))
 
