@@ -9,12 +9,13 @@ from functools import partial
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from wrt.adversarial import pgd
 from wrt.attacks.compose import Sequential
 from wrt.attacks.extraction import (AdversarialExamples, AdversarialTrainingFromScratch,
                                     CrossArchitectureRetraining, Distillation, KnockoffNets,
-                                    Retraining, SmoothRetraining, random_affine)
+                                    Retraining, SmoothRetraining)
 from wrt.attacks.preprocessing import Preprocessed
 from wrt.data.loader import to_float
 from wrt.attacks.transfer import TransferLearning
@@ -146,13 +147,56 @@ def test_cross_architecture_surrogate_is_larger_than_the_source(compose_cfg, fmn
     assert surrogate(to_float(fmnist.test_x[:2])).shape == (2, 10)
 
 
-def test_random_affine_varies_images_and_keeps_shape_and_range(small):
-    x = small.train_x[:16].float() / 255
+class RecordingVictim(torch.nn.Module):
+    """Wraps a model and keeps the images it is asked about."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.inputs = model, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.model(x)
+
+
+def crop_flip_of(variation, image, padding):
+    """(dy, dx, flipped) of the crop of `image` (reflect-padded by `padding`) that `variation` is,
+    or None."""
+    padded = F.pad(image[None], (padding,) * 4, mode="reflect")[0]
+    h, w = image.shape[-2:]
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            window = padded[:, dy:dy + h, dx:dx + w]
+            for flipped, candidate in ((False, window), (True, window.flip(-1))):
+                if torch.equal(variation, candidate):
+                    return dy, dx, flipped
+    return None
+
+
+def test_smooth_retraining_variations_are_crops_and_flips_of_the_input(small):
+    """SoK §VI / App. XIII-C: the variations are random crops and horizontal flips of the image."""
+    x = small.train_x[:64].float() / 255
+    attack = SmoothRetraining(crop_padding=4)
     g = torch.Generator().manual_seed(0)
-    a, b = random_affine(x, g, 10, 0.1, 0.1), random_affine(x, g, 10, 0.1, 0.1)
-    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
-    assert (a - x).abs().mean() > 0.01 and (a - b).abs().mean() > 0.01
-    assert torch.allclose(random_affine(x, g, 0, 0, 0), x, atol=1e-5)
+    a, b = attack.variations(x, g, flip=True), attack.variations(x, g, flip=True)
+    assert a.shape == x.shape and not torch.equal(a, b)
+    found = [crop_flip_of(v, image, 4) for v, image in zip(a, x)]
+    assert None not in found
+    assert len({(dy, dx) for dy, dx, _ in found}) > 10  # offsets vary from image to image
+    assert 0 < sum(flipped for _, _, flipped in found) < len(found)  # about half are flipped
+    assert torch.equal(SmoothRetraining(crop_padding=0).variations(x, g, flip=False), x)
+    unflipped = [crop_flip_of(v, image, 1) for v, image in zip(SmoothRetraining().variations(x, g, flip=False), x)]
+    assert None not in unflipped and not any(flipped for _, _, flipped in unflipped)
+    # flip: null follows the dataset's training augmentation (Fashion-MNIST's: no flips)
+    victim = RecordingVictim(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
+    assert not small.flip
+    SmoothRetraining(crop_padding=0, queries=2).targets(victim, small.train_x[:64], make_ctx(small))
+    assert all(torch.equal(seen.cpu(), x) for seen in victim.inputs)
+    victim.inputs.clear()
+    SmoothRetraining(crop_padding=0, queries=2, flip=True).targets(victim, small.train_x[:64], make_ctx(small))
+    assert not any(torch.equal(seen.cpu(), x) for seen in victim.inputs)
+    with pytest.raises(InvalidParameter, match="attack.crop_padding"):
+        SmoothRetraining(crop_padding=28).targets(None, small.train_x[:4], make_ctx(small))
 
 
 def test_adversarial_training_from_scratch_mixes_pgd_examples(small, fmnist_source):
@@ -211,6 +255,15 @@ def test_natural_transfer_set_has_the_tasks_shape_and_nothing_of_glyphs_or_the_t
         assert distance.min() > 255
     with pytest.raises(ValueError, match="channels=2"):
         natural_crops(1, channels=2)
+    # larger crops (a photograph's whole shorter side) shrink more of it into 28 px: more detail per pixel
+    detail = lambda x: x.float().diff(dim=-1).abs().mean()
+    wide = natural_crops(300, 28, 1, torch.Generator().manual_seed(0), crop_side=(0.9, 1.0))
+    narrow = natural_crops(300, 28, 1, torch.Generator().manual_seed(0), crop_side=(0.1, 0.15))
+    assert detail(wide) > 1.2 * detail(narrow)
+    with pytest.raises(ValueError, match="crop_side"):
+        natural_crops(1, crop_side=(0.5, 0.2))
+    with pytest.raises(InvalidParameter, match="attack.crop_side"):
+        KnockoffNets(crop_side=[0, 0.5])
 
 
 def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_source, tmp_path):

@@ -5,6 +5,7 @@ fine-tuning runs about one epoch at batch size 64 (the tests must be fast on 2 b
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from functools import partial
 
@@ -139,6 +140,28 @@ def test_weight_pruning_at_0_9_zeroes_90_percent_and_costs_accuracy(small, fmnis
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             assert (module.weight == 0).float().mean() >= 0.9, name
     assert ctx.trainer.accuracy(surrogate, small.test_x, small.test_y) < source_acc - 0.1
+
+
+def test_weight_pruning_is_random_by_default_and_magnitude_on_request(fmnist_source, small):
+    """SoK §V-B: random pruning zeroes ⌈ρ·n⌉ weights of each layer drawn at random, as many above
+    the layer's median magnitude as below it; `magnitude` zeroes exactly the smallest ones."""
+    before = {name: m.weight.detach().clone() for name, m in fmnist_source.named_modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear))}
+    pruned = dict(WeightPruning(rate=0.5)(copy.deepcopy(fmnist_source), small_cnn_ctx(small)).named_modules())
+    by_size = dict(WeightPruning(rate=0.5, method="magnitude")(copy.deepcopy(fmnist_source),
+                                                                small_cnn_ctx(small)).named_modules())
+    big = 0
+    for name, w in before.items():
+        zeroed = pruned[name].weight == 0
+        assert zeroed.sum() >= math.ceil(0.5 * w.numel()), name
+        kept = ~zeroed
+        assert torch.equal(pruned[name].weight[kept], w[kept]), name
+        if w.numel() >= 1000:  # enough weights for the share above the median to be near ½
+            big += 1
+            above = w.abs() > w.abs().median()
+            assert 0.4 < above[zeroed].float().mean() < 0.6, name
+            assert not above[by_size[name].weight == 0].any(), name
+    assert big >= 2
 
 
 def test_fine_pruning_kills_the_dormant_channels_of_the_last_conv_layer(small, fmnist_source):

@@ -209,10 +209,10 @@ class Run:
         self.role = role_of(cfg)
         self.source_trainer = self.trainer(cfg.budget.source_trainer)
         self.finetune_trainer = self.trainer(cfg.budget.trainer)
-        # cheap attacks (fine-tuning on the attacker's third) may run at more of the paper's epochs
-        cheap_scale = cfg.budget.get("cheap_attack_epoch_scale")
-        self.attack_trainer = (self.trainer(cfg.budget.trainer, epoch_scale=cheap_scale)
-                               if attack.cheap and cheap_scale is not None else self.finetune_trainer)
+        # Table V's rows and the cheap fine-tuning attacks may run at the paper's epochs
+        paper_scale = cfg.budget.get("paper_epoch_scale")
+        self.attack_trainer = (self.trainer(cfg.budget.trainer, epoch_scale=paper_scale)
+                               if attack.paper_epochs and paper_scale is not None else self.finetune_trainer)
 
     def trainer(self, node, **overrides) -> Trainer:
         return build(node, device=self.device, precision=self.cfg.precision, progress=self.cfg.progress,

@@ -156,9 +156,10 @@ class Attack(Configurable):
 
     group = "attack"
     category: ClassVar[str] = "none"
-    # True for attacks that only fine-tune on the attacker's third for a few paper epochs: budgets
-    # may run them at more of the paper's epochs (`budget.cheap_attack_epoch_scale`)
-    cheap: ClassVar[bool] = False
+    # True for the attacks that a budget's `paper_epoch_scale` runs at (1.0: the paper's epochs)
+    # instead of `trainer.epoch_scale`: Table V's rows (SoK §VII) and the cheap attacks that only
+    # fine-tune on the attacker's third
+    paper_epochs: ClassVar[bool] = False
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         raise NotImplementedError

@@ -16,7 +16,8 @@ is used. Knockoff Nets instead queries images of another domain (the transfer se
 - Distillation [22] (Hinton et al. 2015): the student learns the victim's logits softened at
   temperature T, with its own logits divided by T during training (loss × T²).
 - Smooth retraining (SoK's adaptive attack against DAWN): each label is the mean of the answers
-  (softmax outputs, or one-hot top-1 labels) returned for n = 3 random affine variations.
+  (softmax outputs, or one-hot top-1 labels) returned for n = 3 random variations of the image,
+  each a random crop and horizontal flip (SoK §VI and App. XIII-C: "cropping, horizontal flipping").
 - Adversarial training from scratch [41]: retraining where every batch is extended by PGD
   examples (ε, step 0.01, 40 iterations) of about 10 % of its size, each repeated twice,
   crafted against the surrogate being trained (Madry et al.).
@@ -30,7 +31,6 @@ Transfer learning, the remaining extraction attack, lives in `wrt.attacks.transf
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +44,7 @@ from wrt.attacks.base import Attack, AttackContext
 from wrt.attacks.toolkit import ANSWERS, domain_data, victim_answers
 from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
 from wrt.data.natural import natural_crops
-from wrt.data.loader import to_float
+from wrt.data.loader import augment_batch, to_float
 from wrt.models import unwrap
 from wrt.params import param
 from wrt.train import Batch, Callback, LossTerm, classification_loss
@@ -149,43 +149,37 @@ class Distillation(Extraction):
                                    logits, batch.targets))])
 
 
-def random_affine(images: torch.Tensor, generator: torch.Generator, rotation: float,
-                  translation: float, scale: float) -> torch.Tensor:
-    """Random affine variations of float images [N, C, H, W] in [0, 1]: rotation by up to
-    ±`rotation` degrees, shifts by up to ±`translation` of the image size, zoom by up to
-    ±`scale`; borders are filled by replication."""
-    n = len(images)
-    u = torch.rand(n, 4, generator=generator) * 2 - 1
-    angle = u[:, 0] * math.radians(rotation)
-    zoom = 1 + u[:, 1] * scale
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 2 * translation], 1),
-                         torch.stack([sin, cos, u[:, 3] * 2 * translation], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
 @dataclass(eq=False)
 class SmoothRetraining(Retraining):
-    """Each image's target is the mean of the victim's answers (softmax outputs, or one-hot
-    top-1 labels with `labels: top1`) for `queries` random affine variations of it; the
-    surrogate is retrained on these smoothed targets."""
+    """Smooth retraining (SoK §VI "adaptive attacks" and Appendix XIII-C): each image's target is
+    the mean of the victim's answers (softmax outputs, or one-hot top-1 labels with `labels:
+    top1`) for `queries` random variations of it, the SoK's "cropping, horizontal flipping": a
+    random crop (`crop_padding` pixels of reflect padding, one offset per image) and, with
+    `flip`, a horizontal flip with probability ½. `flip: null` flips where the dataset's own
+    training augmentation does (CIFAR-10, ImageNet; not Fashion-MNIST, whose source model is
+    trained without flips). The surrogate is retrained on these smoothed targets."""
 
     queries: int = param(3, low=1)
-    rotation: float = param(10.0, low=0, high=180)
-    translation: float = param(0.1, low=0, high=0.5)
-    scale: float = param(0.1, low=0, high=0.5, high_open=True)
+    crop_padding: int = param(1, low=0)
+    flip: bool | None = param(None, null="as the dataset's training augmentation")
     chunk: int = param(4096, low=1)
 
+    def variations(self, images: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
+        """One random crop (and, with `flip`, random flip) of each float image [N, C, H, W]."""
+        return augment_batch(images, crop_padding=self.crop_padding, flip=flip, generator=generator)
+
     def targets(self, model, images, ctx):
+        size = min(images.shape[-2:])
+        require(self.crop_padding < size, "attack.crop_padding", self.crop_padding,
+                f"below the image size ({size} px)")
+        flip = ctx.data.flip if self.flip is None else self.flip
         generator = ctx.generator()
         num_classes = ctx.data.num_classes
         targets = torch.zeros(len(images), num_classes)
         for start in range(0, len(images), self.chunk):
             x = to_float(images[start:start + self.chunk])
             for _ in range(self.queries):
-                varied = random_affine(x, generator, self.rotation, self.translation, self.scale)
-                answers = victim_answers(model, varied, ctx, self.labels)
+                answers = victim_answers(model, self.variations(x, generator, flip), ctx, self.labels)
                 if self.labels == "top1":
                     answers = F.one_hot(answers, num_classes).float()
                 targets[start:start + len(x)] += answers
@@ -245,15 +239,27 @@ class KnockoffNets(Retraining):
 
     queries: int | None = param(None, low=1, null="as many as the training set has images")
     transfer_set: str = param("natural", choices=TRANSFER_SETS)
+    crop_side: tuple[float, ...] = (0.1, 0.6)  # natural only: a crop's side, as fractions of the photo's shorter side
     transfer_per_class: int = param(300, low=1)
     transfer_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
     seed: int = param(1)
+
+    def __post_init__(self):
+        self.crop_side = list(self.crop_side)
+        super().__post_init__()
+
+    def check(self):
+        super().check()
+        side = self.crop_side
+        self.require(len(side) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in side)
+                     and 0 < side[0] <= side[1] <= 1, "crop_side", "[low, high] with 0 < low <= high <= 1")
 
     def transfer_images(self, ctx: AttackContext) -> torch.Tensor:
         channels, size, _ = ctx.data.image_shape
         wanted = len(ctx.data.train_x) if self.queries is None else self.queries
         if self.transfer_set == "natural":
-            return natural_crops(wanted, size=size, channels=channels, generator=ctx.generator())
+            return natural_crops(wanted, size=size, channels=channels, generator=ctx.generator(),
+                                 crop_side=tuple(self.crop_side))
         pool, _, _ = glyph_dataset(self.transfer_classes, self.transfer_per_class, size=size,
                                    channels=channels, seed=self.seed)
         return pool[torch.randperm(len(pool), generator=ctx.generator())[:min(wanted, len(pool))]]

@@ -34,7 +34,7 @@ class FineTuning(FineTuningParams, Attack):
     """Fine-tune (FT) or re-initialise and retrain (RT) all layers (AL) or the last layer (LL)."""
 
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
     name = "fine_tuning"
     last_layer_only = False
     reinitialize = False
@@ -71,7 +71,7 @@ class LabelSmoothing(FineTuningParams, Attack):
     """Fine-tune all layers on the source's predicted labels smoothed with weight ε."""
 
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
 
     epsilon: float = param(0.3, low=0, high=1, low_open=True, high_open=True)
 
@@ -90,7 +90,7 @@ class Regularization(FineTuningParams, Attack):
     predicted labels (domain data, SoK Table III)."""
 
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
 
     weight_decay: float = param(0.1, low=0, high=10, low_open=True)
     finetune_epochs: float = param(5, **EPOCHS)

@@ -128,6 +128,7 @@ class TriggerReversalParams:
 @dataclass(eq=False)
 class NeuralCleanse(TriggerReversalParams, FineTuningParams, Attack):
     category = "model_modification"
+    paper_epochs = True  # a Table V row (budget.paper_epoch_scale)
 
     method: str = param("unlearning", choices=METHODS)
     rate: float = param(0.9, low=0, high=1, low_open=True, high_open=True)

@@ -1,7 +1,9 @@
 """Pruning attacks (SoK §V-B, Appendix XIII-B).
 
-- Weight pruning (Zhu & Gupta 2017): zero the fraction `rate` of smallest-magnitude weights
-  of every layer, 0.1 ≤ ρ ≤ 0.95.
+- Weight pruning (Zhu & Gupta 2017): zero the fraction `rate` of every layer's weights, 0.1 ≤
+  ρ ≤ 0.95. As in the SoK (§V-B: it "randomly prunes the weights in the source model until a
+  given sparsity ρ is reached in each layer") the pruned weights are drawn at random by
+  default (`method: random`); `method: magnitude` prunes the smallest-magnitude ones instead.
 - Fine-pruning (Liu et al., RAID 2018): prune the dormant channels of the last convolutional
   layer, 0.8 ≤ ρ ≤ 0.95, then fine-tune (10 epochs at paper budget).
 
@@ -37,19 +39,38 @@ def magnitude_prune_(weight: torch.Tensor, rate: float) -> None:
     weight[weight.abs() <= threshold] = 0
 
 
+@torch.no_grad()
+def random_prune_(weight: torch.Tensor, rate: float, generator: torch.Generator) -> None:
+    """Zero `⌈rate · numel⌉` entries of `weight` drawn uniformly at random with `generator`, in
+    place (any memory format)."""
+    k = math.ceil(rate * weight.numel() - 1e-9)
+    mask = torch.zeros(weight.numel(), dtype=torch.bool)
+    mask[torch.randperm(weight.numel(), generator=generator)[:k]] = True
+    weight[mask.view(weight.shape).to(weight.device)] = 0
+
+
+PRUNING_METHODS = ("random", "magnitude")
 RATE = dict(low=0.0, high=1.0, low_open=True, high_open=True)  # the fraction of weights or units pruned
 
 
 @dataclass(eq=False)
 class WeightPruning(Attack):
+    """Weight pruning: the fraction `rate` of each conv/linear layer's weights set to zero, drawn
+    at random (`random`, the SoK's) or the smallest in magnitude (`magnitude`); no fine-tuning."""
+
     category = "model_modification"
 
     rate: float = param(0.9, **RATE)
+    method: str = param("random", choices=PRUNING_METHODS)
 
     def __call__(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        generator = ctx.generator()
         for module in model.modules():
             if isinstance(module, PRUNABLE):
-                magnitude_prune_(module.weight, self.rate)
+                if self.method == "random":
+                    random_prune_(module.weight, self.rate, generator)
+                else:
+                    magnitude_prune_(module.weight, self.rate)
         return model
 
 
@@ -61,7 +82,7 @@ class FinePruning(FineTuningParams, Attack):
     on the labels the source model predicts. 0.8 ≤ ρ ≤ 0.95."""
 
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
 
     rate: float = param(0.9, **RATE)
     epochs: float = param(10, **EPOCHS)

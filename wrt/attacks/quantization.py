@@ -46,7 +46,7 @@ class StraightThroughQuantizer(nn.Module):
 @dataclass(eq=False)
 class WeightQuantization(FineTuningParams, Attack):
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
 
     bits: int = param(5, low=1, high=16)
     epochs: float = param(1, **EPOCHS)

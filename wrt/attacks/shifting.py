@@ -36,7 +36,7 @@ def shift_filters_(weight: torch.Tensor, lambda1: float, lambda2: float, generat
 @dataclass(eq=False)
 class WeightShifting(FineTuningParams, Attack):
     category = "model_modification"
-    cheap = True  # fine-tunes on the attacker's third only
+    paper_epochs = True  # fine-tunes on the attacker's third only
 
     lambda1: float = param(1.5, low=0, high=10)
     lambda2: float = param(1.0, low=0, high=10)

@@ -11,9 +11,10 @@ as for every extraction attack that is the whole training set without labels (Ap
 No pre-trained network of another domain is available offline, so the attacker pre-trains the
 source architecture on the other-domain glyph dataset (`wrt.data.glyphs`: every character of
 six non-Latin alphabets, rendered at the dataset's image size) once; the result is cached in
-the artifact store, like a downloaded checkpoint. Budgets scale the paper's epochs and the
-300 frozen batches by the fine-tuning trainer's `epoch_scale`; the lr milestones are scaled
-with the epochs so that they keep their place in the schedule.
+the artifact store, like a downloaded checkpoint. Budgets scale the paper's epochs, the 300
+frozen batches and the pre-training epochs by the attack trainer's `epoch_scale` (a Table V
+row: `budget.paper_epoch_scale` where the budget sets it, 1.0 at `budget=demo`); the lr
+milestones are scaled with the epochs so that they keep their place in the schedule.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def trainer_spec(trainer: Trainer) -> dict:
 @dataclass(eq=False)
 class TransferLearning(FineTuningParams, Attack):
     category = "model_extraction"
+    paper_epochs = True  # a Table V row
 
     freeze_batches: int = param(300, low=1)
     milestones: tuple[float, ...] = (3, 4)  # epochs at which the learning rate decays by `gamma`

@@ -5,8 +5,9 @@ images of another domain. None can be downloaded here, so the transfer set is ra
 the photographs that installed packages ship: matplotlib's `grace_hopper.jpg` and fourteen of
 scikit-image's bundled `skimage.data` images (photographs, micrographs and textures; its
 text, logo and synthetic images are left out). The files are read with PIL (scikit-image is
-not imported). Each crop covers 10–60 % of the shorter side of its image at a random place, is
-flipped horizontally with probability ½ and resized to the task's image size and channels.
+not imported). Each crop's side is a random fraction in `crop_side` (default 10–60 %) of the
+shorter side of its image, at a random place; it is flipped horizontally with probability ½ and
+resized to the task's image size and channels.
 Nothing in it is a glyph, a Fashion-MNIST image or any scheme's key.
 """
 
@@ -44,12 +45,17 @@ def photos(mode: str) -> tuple[Image.Image, ...]:
     return tuple(Image.open(path).convert(mode) for path in photo_files())
 
 
-def natural_crops(n: int, size: int = 28, channels: int = 1,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def natural_crops(n: int, size: int = 28, channels: int = 1, generator: torch.Generator | None = None,
+                  crop_side: tuple[float, float] = CROP_SIDE) -> torch.Tensor:
     """`n` random crops (uint8 [n, channels, size, size]) of the photographs, drawn with
-    `generator`: which photograph, the crop's side and place, and a horizontal flip."""
+    `generator`: which photograph, the crop's side (a fraction in `crop_side` of the shorter
+    side) and place, and a horizontal flip."""
     if channels not in (1, 3):
         raise ValueError(f"natural_crops: channels={channels} is not allowed: must be 1 or 3")
+    low, high = crop_side
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"natural_crops: crop_side={list(crop_side)} is not allowed: must be [low, high] "
+                         f"with 0 < low <= high <= 1")
     images = photos("L" if channels == 1 else "RGB")
     u = torch.rand(n, 4, generator=generator).double().numpy()
     which = torch.randint(len(images), (n,), generator=generator).numpy()
@@ -57,7 +63,7 @@ def natural_crops(n: int, size: int = 28, channels: int = 1,
     for i in range(n):
         image = images[which[i]]
         width, height = image.size
-        side = max(2, int(min(width, height) * (CROP_SIDE[0] + u[i, 0] * (CROP_SIDE[1] - CROP_SIDE[0]))))
+        side = max(2, int(min(width, height) * (low + u[i, 0] * (high - low))))
         left, top = int(u[i, 1] * (width - side)), int(u[i, 2] * (height - side))
         crop = image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
         if u[i, 3] < 0.5:
