@@ -43,8 +43,8 @@ class Scheme(Configurable):
     match_rate: bool = True
     exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
     while_training: bool = False  # embeds while training a fresh model with the source setup
-    active: bool = False  # answers queries through its own wrapper (`wrap`), which input-preprocessing and
-    # model-modification attacks keep: they cannot touch it (SoK Table V: not applicable)
+    active: bool = False  # answers queries through its own wrapper (`wrap`): a white-box attack first extracts a
+    # model from it and attacks that (SoK Fig. 3; `wrt.pipeline.EXTRACT_FIRST`)
     max_null_keys: int | None = None  # at most this many key draws per null run (an expensive keygen)
     embedding: dict | None = None  # how the last `embed` stopped (`embedding_record`); None: no training
 
