@@ -281,12 +281,14 @@ class Run:
                 "trainer": as_dict(trainer), "embedding_version": EMBEDDING_VERSION}
 
     def artifacts(self) -> list[tuple[str, dict]]:
-        """(kind, spec) of the stored models this run uses: its source model(s) and, for a marked
-        run, its marked model (for the sweep plan, wrt/plan.py)."""
+        """(kind, spec) of the stored models this run uses: its source model(s), for a marked run its
+        marked model, and the model extracted before a white-box attack on an active scheme (for the
+        sweep plan, wrt/plan.py)."""
+        extracted = [("extracted", self.extraction_spec())] if self.extracts_first() else []
         if self.role == "null":
             return [("source", source_spec(self.cfg, self.cfg.seed)),
-                    ("source", source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset))]
-        return [("source", source_spec(self.cfg, self.cfg.seed)), ("marked", self.embed_spec())]
+                    ("source", source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset)), *extracted]
+        return [("source", source_spec(self.cfg, self.cfg.seed)), ("marked", self.embed_spec()), *extracted]
 
     def embed(self, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, dict, bool]:
         """(marked model, its stored meta: embed time and how it stopped, cached): the scheme fine-tunes

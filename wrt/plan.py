@@ -159,6 +159,8 @@ def make_plan(cfgs: list[DictConfig]) -> Plan:
                 plan.sources_stored += stored
                 plan.sources += not stored
                 images += 0 if stored else s.defender * source_epochs
+            elif kind == "extracted":  # retraining on the whole training set (an active scheme's white-box rows)
+                images += 0 if stored else (s.defender + s.attacker) * source_epochs
             else:
                 plan.embeddings_stored += stored
                 plan.embeddings += not stored
