@@ -6,7 +6,8 @@
 #     grids, λ = 0.1 against input smoothing only (enough to record whether it embeds);
 #   - every Table V attack; the attacker's grids of the cheap attacks are played (13 configurations),
 #     the 5 extraction attacks run at their defaults;
-#   - DAWN only against the extraction attacks (its preprocessing and modification cells are n.a.);
+#   - DAWN only against the extraction attacks (its preprocessing and modification cells were shown n.a.,
+#     wrongly: since #29 they run on a model extracted from DAWN's wrapper, docs/schemes.md);
 #   - thresholds: 20 null models × 100 key draws, of each scheme's default config.
 # Rerunning skips finished runs. Extra arguments are passed to every wrt-run (e.g. budget=smoke);
 # RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/reproduce_lib.sh).

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wrt.analysis.load import read_run, run_files
 
-STAGES = ("data", "source", "keygen", "embed", "evaluate", "attack")
+STAGES = ("data", "source", "keygen", "embed", "evaluate", "extract", "attack")
 
 
 def cost(results_dir: Path) -> dict:

@@ -166,25 +166,63 @@ def test_blackmarks_clusters_and_bits(fmnist_source, keys):
     assert scheme.extract(fmnist_source, key, trainer) > 0.9  # targeted keys fool the source model
 
 
-def test_dawn_wrapper_answers_the_key_falsely_and_deterministically(small, fmnist_source, null_model):
+def test_dawn_wrapper_answers_the_key_with_its_labels_and_deterministically(small, fmnist_source, null_model):
     scheme = build_scheme("dawn", rate=0.02)
     key = scheme.keygen(fmnist_source, small, torch.Generator().manual_seed(0))
     assert 0 < scheme.key_length(key) <= 100 and key.tensors["secret"].dtype == torch.uint8
+    again = scheme.keygen(fmnist_source, small, torch.Generator().manual_seed(0))
+    assert all(torch.equal(key.tensors[k], again.tensors[k]) for k in key.tensors)  # deterministic per seed
     trainer = Trainer(progress=False)
     assert scheme.embed(fmnist_source, small, key, trainer) is fmnist_source
     wrapped = scheme.wrap(fmnist_source, key)
     assert wrapped.model is fmnist_source
     assert scheme.extract(wrapped, key, trainer) == 1.0
-    assert scheme.extract(fmnist_source, key, trainer) == 0.0  # the labels are false ones
-    assert scheme.extract(null_model, key, trainer) < 0.3
-    # about r of all queries are answered falsely, the same way each time
+    assert scheme.extract(null_model, key, trainer) < 0.4  # random labels: ~1/C by chance
+    wrong = build_scheme("dawn", rate=0.02, labels="wrong")
+    assert wrong.extract(fmnist_source, wrong.keygen(fmnist_source, small, torch.Generator().manual_seed(0)),
+                         trainer) == 0.0  # `wrong`: never the model's own label
+    # about r of all queries are relabelled (a random label differs from the prediction (C-1)/C of the time),
+    # the same way each time
     x = small.test_x
     inner, outer = trainer.predict(fmnist_source, x).argmax(1), trainer.predict(wrapped, x).argmax(1)
     rate = (inner != outer).float().mean().item()
-    assert 0.005 < rate < 0.05
+    assert 0.003 < rate < 0.05
     assert torch.equal(outer, trainer.predict(wrapped, x).argmax(1))
     other = scheme.wrap(fmnist_source, Key({**key.tensors, "secret": key.tensors["secret"].flip(0)}, key.meta))
     assert not torch.equal(outer, trainer.predict(other, x).argmax(1))  # the secret selects the queries
+
+
+class Constant(torch.nn.Module):
+    """Predicts `label` for every input."""
+
+    def __init__(self, label: int, classes: int = 10):
+        super().__init__()
+        self.logits = torch.nn.functional.one_hot(torch.tensor(label), classes).float()
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def test_dawn_relabels_uniformly_over_the_classes_including_the_prediction():
+    """SoK §III-C: relabelled queries get labels "assigned randomly": uniform over all C classes, so 1/C of
+    them keep the model's prediction (`labels: wrong`: uniform over the other C − 1); fixed per key and input."""
+    from wrt.schemes.dawn import DawnWrapper
+
+    images = torch.randint(256, (20000, 1, 6, 6), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    secret = bytes(range(32))
+    wrapper = DawnWrapper(Constant(3), secret, rate=0.5)
+    flagged, _ = wrapper.selected(images)
+    assert 0.45 < flagged.float().mean() < 0.55
+    labels = wrapper(images).argmax(1)
+    assert torch.equal(labels[~flagged], torch.full(((~flagged).sum().item(),), 3))  # unselected: the model's
+    share = torch.bincount(labels[flagged], minlength=10).float() / flagged.sum()
+    assert ((0.08 < share) & (share < 0.12)).all()  # uniform over all 10 classes, the prediction (3) included
+    assert torch.equal(labels, DawnWrapper(Constant(3), secret, rate=0.5)(images).argmax(1))  # deterministic
+    other = DawnWrapper(Constant(3), bytes(range(1, 33)), rate=0.5)(images).argmax(1)
+    assert (other != labels).float().mean() > 0.3  # another key relabels other queries, other labels
+    wrong = DawnWrapper(Constant(3), secret, rate=0.5, labels="wrong")(images).argmax(1)
+    share = torch.bincount(wrong[flagged], minlength=10).float() / flagged.sum()
+    assert share[3] == 0 and ((0.09 < share[share > 0]) & (share[share > 0] < 0.13)).all() and (share > 0).sum() == 9
 
 
 def test_deepsigns_decision_threshold_is_eq4():

@@ -9,7 +9,7 @@ import pandas as pd
 from fixtures.analysis_runs import run_record, write, write_active_scheme, write_sweep
 
 from wrt.analysis.report import Options, analyze
-from wrt.analysis.tables import MARKED_ROW, NOT_APPLICABLE, NOT_EMBEDDED, REMOVED, ROBUST, UNDECIDED
+from wrt.analysis.tables import MARKED_ROW, NOT_EMBEDDED, REMOVED, ROBUST, UNDECIDED
 from wrt.analysis.thresholds import threshold_interval
 
 ADI_NULLS = (0.05, 0.08, 0.10, 0.12, 0.15, 0.20)  # θ ≈ 0.2 (empirical/normal, above the binomial floor)
@@ -72,21 +72,22 @@ def test_threshold_interval_covers_theta_and_shrinks_with_more_null_models():
     assert np.isnan(threshold_interval([0.3], 0.05, "normal")[0])
 
 
-def test_attacks_that_keep_an_active_schemes_wrapper_do_not_apply(tmp_path):
-    """An active scheme (scheme.active) against input preprocessing and model modification is n.a. and out of
-    the game: those attacks edit the inner model and keep the wrapper (SoK Table V: –)."""
+def test_an_active_schemes_white_box_cells_are_decided_like_any_other(tmp_path):
+    """An active scheme (scheme.active) against input preprocessing and model modification: its runs attacked a
+    model extracted from the wrapper (attack.extracted, SoK Fig. 3), so the cells are decided and in the game."""
     write_sweep(tmp_path)
     write_active_scheme(tmp_path)
     analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
     out = tmp_path / "analysis"
     robustness = pd.read_csv(out / "robustness.csv").set_index("attack")
-    assert robustness.loc["input_smoothing", "wrapped"] == NOT_APPLICABLE
-    assert robustness.loc["weight_pruning", "wrapped"] == NOT_APPLICABLE
+    assert robustness.loc["input_smoothing", "wrapped"] == REMOVED  # wm acc 0.05 on the attacked extracted model
+    assert robustness.loc["weight_pruning", "wrapped"] == REMOVED
     assert robustness.loc["transfer_learning", "wrapped"] == ROBUST
     # other schemes keep their cells: adi at ρ 0.5 keeps 0.90, at ρ 0.9 falls to 0.05 for 20 points of accuracy
     assert robustness.loc["weight_pruning", "adi"] == ROBUST
+    assert "n.a." not in robustness.to_numpy()
     nash = pd.read_json(out / "nash.json")
     per_category = nash.loc["per_category"].iloc[0]["wrapped"]
-    assert set(per_category) == {"model_extraction"}
+    assert {"input_preprocessing", "model_modification", "model_extraction"} <= set(per_category)
     dominant = pd.read_csv(out / "dominant_attacks.csv").set_index("attack")
-    assert dominant.loc["weight_pruning", "scheme_configs"] == 4  # adi's and uchida's configs, not wrapped's
+    assert dominant.loc["weight_pruning", "scheme_configs"] == 5  # adi's, uchida's and wrapped's configs

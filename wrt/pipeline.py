@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import wrt
 from wrt.attacks.base import Attack, AttackContext, AttackerData
 from wrt.config import ablated_of, as_dict, build, params_of
 from wrt.data import Dataset
 from wrt.hardware import cpu_model, resolve_precision
-from wrt.record import (AttackData, AttackRecord, AttackUsage, Embedding, Evaluation, MarkedEvaluation, NullKeys, PeakMemory,
-                        RunRecord, SchemeRecord, SourceRecord, Versions, to_json)
+from wrt.record import (AttackData, AttackRecord, AttackUsage, Embedding, Evaluation, Extracted, MarkedEvaluation, NullKeys,
+                        PeakMemory, RunRecord, SchemeRecord, SourceRecord, Versions, to_json)
 from wrt.schemes.base import Key, KeyMismatch, Scheme
 from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
 from wrt.train import Trainer
@@ -38,6 +38,12 @@ from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, requir
 
 VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every",
                  "dry_run", "precision")  # do not change results (`precision` enters resolved, as `numerics`)
+# An active scheme (`Scheme.active`, DAWN) answers only through its wrapper: attacks of these categories need
+# the model's weights or its inputs before the wrapper, so the attacker first extracts a model from the wrapper
+# with the retraining attack's config (the Table V retraining row) and attacks that (SoK Fig. 3: "For DAWN,
+# the attacker has to obtain white-box access by extracting the source model before using other attacks").
+EXTRACT_FIRST = ("input_preprocessing", "model_modification", "obfuscation")
+EXTRACTION_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "attack" / "retraining.yaml"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -283,12 +289,14 @@ class Run:
                 "trainer": as_dict(trainer), "embedding_version": EMBEDDING_VERSION}
 
     def artifacts(self) -> list[tuple[str, dict]]:
-        """(kind, spec) of the stored models this run uses: its source model(s) and, for a marked
-        run, its marked model (for the sweep plan, wrt/plan.py)."""
+        """(kind, spec) of the stored models this run uses: its source model(s), for a marked run its
+        marked model, and the model extracted before a white-box attack on an active scheme (for the
+        sweep plan, wrt/plan.py)."""
+        extracted = [("extracted", self.extraction_spec())] if self.extracts_first() else []
         if self.role == "null":
             return [("source", source_spec(self.cfg, self.cfg.seed)),
-                    ("source", source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset))]
-        return [("source", source_spec(self.cfg, self.cfg.seed)), ("marked", self.embed_spec())]
+                    ("source", source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset)), *extracted]
+        return [("source", source_spec(self.cfg, self.cfg.seed)), ("marked", self.embed_spec()), *extracted]
 
     def embed(self, source: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, dict, bool]:
         """(marked model, its stored meta: embed time and how it stopped, cached): the scheme fine-tunes
@@ -308,6 +316,42 @@ class Run:
         state, meta, cached = self.store.get_or_create("marked", spec, embed)
         load_state(model, state, self.store.path("marked", spec))
         return model.eval(), meta, cached
+
+    def extracts_first(self) -> bool:
+        """Whether the attacker must extract a model from the deployed one before its attack (`EXTRACT_FIRST`)."""
+        return self.scheme.active and self.attack.category in EXTRACT_FIRST
+
+    def extraction_spec(self) -> dict:
+        """What determines the model extracted from the deployed one (its store key): the deployed model, the
+        wrapper's key, the extraction's config, the attacker's data budget, the source training setup, the seed."""
+        deployed = (self.embed_spec() if self.role == "marked"
+                    else {"source": source_spec(self.cfg, self.cfg.seed + self.cfg.null_seed_offset)})
+        return {"deployed": deployed, "role": self.role, "attack": as_dict(OmegaConf.load(EXTRACTION_CONFIG)),
+                "attacker_data": dataclasses.asdict(attacker_data(self.cfg)), "seed": self.cfg.seed}
+
+    def extract_model(self, deployed: torch.nn.Module, key: Key) -> tuple[torch.nn.Module, Extracted]:
+        """The model the attacker extracts from `deployed` (cached per `extraction_spec`, so all white-box rows of
+        a (scheme config, seed) share one), with its record: test and watermark accuracy, queries, time."""
+        spec = self.extraction_spec()
+        extraction = build(spec["attack"])
+
+        def extract():
+            start = time.perf_counter()
+            ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
+                                lambda: self.new_model(self.cfg.seed + 1), self.scheme, self.cfg.seed,
+                                store=self.store, attacker_data=attacker_data(self.cfg))
+            model = extraction(copy.deepcopy(deployed), ctx)
+            seconds = time.perf_counter() - start
+            evaluation = self.evaluate(model, key)
+            return model.state_dict(), {"time_s": round(seconds, 3), "queries": ctx.usage["queries"],
+                                        "test_acc": evaluation.test_acc, "wm_acc": evaluation.wm_acc}
+
+        state, meta, cached = self.store.get_or_create("extracted", spec, extract)
+        model = self.new_model(self.cfg.seed + 1)
+        load_state(model, state, self.store.path("extracted", spec))
+        return self.source_trainer.prepare(model).eval(), Extracted(
+            attack=spec["attack"]["name"], params=params_of(spec["attack"]), test_acc=meta["test_acc"],
+            wm_acc=meta["wm_acc"], queries=meta["queries"], time_s=meta["time_s"], cached=cached)
 
     def evaluate(self, model, key) -> Evaluation:
         """Test accuracy and watermark accuracy; a key that no longer fits the model (its layer
@@ -346,11 +390,15 @@ class Run:
                                         embedding=Embedding(**embedding) if embedding else None)
             if self.role == "null" and r.marked.wm_acc is not None:
                 r.null = self.null_scores(source, marked, key, r.marked.wm_acc)
+        victim = deployed
+        if self.extracts_first():  # timed apart: the attack's time excludes it, as in the SoK (Fig. 3)
+            with stages.timed("extract"):
+                victim, r.attack.extracted = self.extract_model(deployed, key)
         with stages.timed("attack"):
             ctx = AttackContext(self.data, self.attack_trainer, self.source_trainer,
                                 lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
                                 store=self.store, attacker_data=attacker_data(cfg))
-            surrogate = self.attack(copy.deepcopy(deployed), ctx)
+            surrogate = self.attack(copy.deepcopy(victim), ctx)
             r.attack_usage = AttackUsage(**ctx.usage)
             r.attack.data = AttackData(**ctx.record())
             r.attack.result = ctx.result

@@ -249,6 +249,8 @@ def make_plan(cfgs: list[DictConfig], n_jobs: int = 1) -> Plan:
                 plan.sources_stored += stored
                 plan.sources += not stored
                 images["source"] += 0 if stored else s.defender * source_epochs
+            elif kind == "extracted":  # retraining on the whole training set (an active scheme's white-box rows)
+                images["attack"] += 0 if stored else (s.defender + s.attacker) * source_epochs
             else:
                 plan.embeddings_stored += stored
                 plan.embeddings += not stored

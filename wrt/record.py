@@ -58,6 +58,20 @@ class AttackData:
 
 
 @dataclass
+class Extracted:
+    """The model an attack on an active scheme ran on: extracted from the deployed wrapper first
+    (`wrt.pipeline.EXTRACT_FIRST`), by `attack` with `params`; its accuracies before the attack, the queries
+    it cost and how long it took when it was made (`cached`: taken from the store)."""
+    attack: str = entry(form="name")
+    params: dict = entry(factory=dict, form="params")
+    test_acc: float = entry(**FRACTION)
+    wm_acc: float | None = entry(**FRACTION)
+    queries: int = entry(low=0)
+    time_s: float = entry(low=0.0)
+    cached: bool | None = entry()
+
+
+@dataclass
 class AttackRecord:
     name: str = entry(required=True, form="name")
     category: str = entry(required=True, choices=CATEGORIES)
@@ -65,6 +79,7 @@ class AttackRecord:
     ablated: list[str] | None = entry()
     data: AttackData | None = entry()
     result: dict | None = entry()  # what the attack reported (`AttackContext.report`): JSON values
+    extracted: Extracted | None = entry(omitted=True)  # the attack ran on a model extracted first (active schemes)
 
 
 @dataclass
@@ -125,6 +140,7 @@ class Timing:
     keygen: float | None = entry(low=0.0)
     embed: float | None = entry(low=0.0)
     evaluate: float | None = entry(low=0.0)
+    extract: float | None = entry(omitted=True, low=0.0)  # extracting a model from an active scheme's wrapper
     attack: float | None = entry(low=0.0)
     total: float | None = entry(low=0.0)
 
@@ -188,8 +204,8 @@ class RunRecord:
     traceback: str | None = entry(omitted=True)  # of a failed run
 
 
-RECORDS = (RunRecord, SchemeRecord, AttackRecord, AttackData, Evaluation, MarkedEvaluation, Embedding, NullKeys, SourceRecord,
-           AttackUsage, Timing, PeakMemory, Memory, Versions)
+RECORDS = (RunRecord, SchemeRecord, AttackRecord, AttackData, Extracted, Evaluation, MarkedEvaluation, Embedding, NullKeys,
+           SourceRecord, AttackUsage, Timing, PeakMemory, Memory, Versions)
 OMITTED = {f.name for cls in RECORDS for f in dataclasses.fields(cls) if f.metadata["omitted"]}
 
 

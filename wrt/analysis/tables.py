@@ -20,10 +20,6 @@ CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "mod
 AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and forge a claim (wrt.analysis.forgery)
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
 NOT_EMBEDDED = "n/e"  # no config of the scheme verifies on its own marked model: no defender strategy
-NOT_APPLICABLE = "n.a."  # an active scheme against an attack that keeps its wrapper (ACTIVE_EXEMPT)
-# An active scheme (`scheme.active`) answers every query through its own wrapper; these attacks edit the inner
-# model or its inputs and keep the wrapper, so they do not apply to it (SoK Table V shows –) and leave the game.
-ACTIVE_EXEMPT = ("input_preprocessing", "model_modification")
 UNDECIDED = "?"  # the equilibrium's surrogate wm acc lies inside θ's 95 % interval
 # an expected run is missing, or a failed run's payoff could change the mark (wrt.analysis.grid): never ✓ or ✗
 INCOMPLETE = "inc"
@@ -147,17 +143,10 @@ def matrices(cells: pd.DataFrame, max_stealing_loss: float,
     return V, T.loc[V.index, V.columns]
 
 
-def applicable(frame: pd.DataFrame) -> pd.Series:
-    """Per cell (or scored run), whether the attack applies to the scheme: not an ACTIVE_EXEMPT category
-    against an active scheme."""
-    column = "active" if "active" in frame else "scheme.active"
-    active = frame[column].fillna(False).astype(bool) if column in frame else pd.Series(False, index=frame.index)
-    return ~(active & frame["category"].isin(ACTIVE_EXEMPT))
-
-
 def game_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells that enter the game: every attack except `none` and the ones that do not apply (`applicable`)."""
-    return cells[(cells["attack"] != "none") & applicable(cells)]
+    """The cells that enter the game: every attack except `none` (white-box attacks on an active scheme ran on a
+    model extracted from its wrapper first, `wrt.pipeline.EXTRACT_FIRST`, so they count like any other)."""
+    return cells[cells["attack"] != "none"]
 
 
 def strategy_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -353,19 +342,13 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
     """SoK Table V, one block of rows per setting: each scheme's mean marked wm acc, then attacks (grouped by
     category) × schemes; ✓ robust, ✗ removed at the Eq. 6 equilibrium of the scheme's embedded configs against
     the attack's configs, ±(k of n) the seeds disagree (k of n remove it), ? undecided (wm acc inside θ's
-    interval), n/e no config embedded, n.a. the attack does not apply to an active scheme (`ACTIVE_EXEMPT`),
-    inc incomplete (`incomplete`: `slots`, the expected runs of `wrt.analysis.grid.expected_slots`), – not
-    run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's cells; `seeds_agree` is
+    interval), n/e no config embedded, inc incomplete (`incomplete`: `slots`, the expected runs of
+    `wrt.analysis.grid.expected_slots`), – not run, ! only failed runs. `seeds` gives the fewest and most seeds of the row's cells; `seeds_agree` is
     false when any cell of the row is ±, and empty when no cell has two seeds; runs_present / runs_expected:
     the expected runs of the row's cells (with `slots`) and how many of them are there."""
     attacked, gc, gr = cells[cells["attack"] != "none"], game_cells(cells), game_cells(scored)
     schemes = sorted(attacked["scheme"].unique())
     failed_pairs = set(zip(failed["setting"], failed["scheme.name"], failed["attack.name"]))
-    active = set(zip(attacked.loc[attacked["active"], "setting"], attacked.loc[attacked["active"], "scheme"])
-                 if "active" in attacked else [])
-    if "scheme.active" in failed:
-        flagged = failed[failed["scheme.active"].fillna(False).astype(bool)]
-        active |= set(zip(flagged["setting"], flagged["scheme.name"]))
     rows = []
     for setting, every in attacked.groupby("setting", sort=True):
         sg = gc[gc["setting"] == setting]
@@ -378,9 +361,6 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
             present = expected = 0
             for scheme in schemes:
                 sub, expect = _select(sg, setting, scheme, attack), _cell_slots(slots, setting, scheme, attack)
-                if (setting, scheme) in active and category in ACTIVE_EXEMPT:
-                    row[scheme] = NOT_APPLICABLE
-                    continue
                 if expect is not None:
                     present, expected = present + int((expect["state"] == "ok").sum()), expected + len(expect)
                 if len(sub):
@@ -431,8 +411,6 @@ def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.
     gc = strategy_cells(cells)
     for (setting, category, attack), sub in gc.groupby(["setting", "category", "attack"], sort=True):
         here = gc[gc["setting"] == setting]
-        if category in ACTIVE_EXEMPT and "active" in here:  # the attack does not apply to active schemes
-            here = here[~here["active"].astype(bool)]
         all_configs = sorted(here["scheme_config"].unique())
         V, T = matrices(sub, max_stealing_loss)
         V, T = V.reindex(all_configs).fillna(0.0), T.reindex(all_configs).fillna(np.inf)

@@ -43,8 +43,8 @@ class Scheme(Configurable):
     match_rate: bool = True
     exact_verification: bool = False  # a claim must match every bit (signature-bound keys)
     while_training: bool = False  # embeds while training a fresh model with the source setup
-    active: bool = False  # answers queries through its own wrapper (`wrap`), which input-preprocessing and
-    # model-modification attacks keep: they cannot touch it (SoK Table V: not applicable)
+    active: bool = False  # answers queries through its own wrapper (`wrap`): a white-box attack first extracts a
+    # model from it and attacks that (SoK Fig. 3; `wrt.pipeline.EXTRACT_FIRST`)
     # key draws per null run: `null_keys` may not exceed this default bound; a scheme with a costly keygen
     # declares a lower one, to which larger `null_keys` are capped (docs/analysis.md)
     max_null_keys: int = 1000

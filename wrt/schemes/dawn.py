@@ -1,23 +1,30 @@
 """Szyller et al., "DAWN: Dynamic Adversarial Watermarking of Neural Networks" (ACM MM 2021),
-§4; SoK §III-C and Appendix XII-D.
+§4; SoK §III-C (line ~702: a fraction r of queries is "randomly relabeled", the key's "labels are
+assigned randomly") and Appendix XII-D.
 
 DAWN is active: it leaves the model as it is and wraps its prediction API. For every query x
 the wrapper computes a keyed hash, HMAC-SHA256(K_w, x) over the input's bytes (quantised to
 8 bits per pixel) with a secret key K_w drawn from the key's seed. If the hash's first 64 bits,
 read as a fraction of 2^64, fall below r (r ∈ {0.01, 0.02}, SoK ablation) the wrapper answers
-with a false label, (ŷ + 1 + h mod (C − 1)) mod C for the model's prediction ŷ and the hash's
-next 64 bits h — always wrong and deterministic per input, so repeating a query yields the same
-answer. Otherwise it answers as the model does. Answers are logits (a one-hot-like large logit
-for a false label), so the wrapper is a drop-in model.
+with a label drawn from the hash's next 56 bits h. `labels: random` (the SoK's rule, default):
+h mod C, uniform over the C classes, so it equals the model's prediction ŷ with probability 1/C;
+`labels: wrong`: (ŷ + 1 + h mod (C − 1)) mod C, uniform over the other C − 1 classes. Either is
+deterministic per input, so repeating a query yields the same answer; otherwise the wrapper
+answers as the model does. Answers are logits (a one-hot-like large logit for a relabelled
+query), so the wrapper is a drop-in model. (The SoK toolbox's wrapper instead shuffles the
+probabilities of the classes above 0.2, or of the top 3, by a permutation other than the
+identity; its label is one of those classes and can also equal ŷ.)
 
-The watermark is the set of queries answered falsely. Attackers query the API with their data,
+The watermark is the set of relabelled queries. Attackers query the API with their data,
 so `keygen` collects it from the attacker's part of the training set: the (up to 100) images
-there that the hash selects, with the false label the wrapper returns for them. `extract`
-measures how often a model reproduces those false labels: the deployed wrapper does so 100 %,
-an unmarked model rarely, and a surrogate distilled from the wrapper's answers to the extent
-that it learned them — which is how DAWN verifies ownership. `embed` returns the model
-unchanged. Not implemented: DAWN's optional detection of near-duplicate queries (answering
-similar inputs alike); identical inputs are answered alike through the hash.
+there that the hash selects, with the label the wrapper returns for them. `extract`
+measures how often a model reproduces those labels: the deployed wrapper does so 100 %, an
+unmarked model by chance (1/C per entry with `random` labels, the binomial bound θ follows from;
+docs/schemes.md), and a surrogate distilled from the wrapper's answers to the extent that it
+learned them — which is how DAWN verifies ownership. `embed` returns the model unchanged.
+White-box attacks on DAWN run on a model extracted from the wrapper first (SoK Fig. 3,
+`wrt.pipeline`). Not implemented: DAWN's optional detection of near-duplicate queries
+(answering similar inputs alike); identical inputs are answered alike through the hash.
 """
 
 from __future__ import annotations
@@ -36,6 +43,16 @@ from wrt.schemes.base import Key, Scheme
 from wrt.validation import require
 
 FALSE_LOGIT = 20.0
+LABEL_RULES = ("random", "wrong")
+
+
+def relabel(predicted: torch.Tensor, h: torch.Tensor, classes: int, rule: str) -> torch.Tensor:
+    """The label answered for relabelled queries with predictions `predicted` and hashes `h`: `random`
+    h mod C (uniform over all C classes, may equal the prediction), `wrong` a class other than the
+    prediction (uniform over the other C − 1)."""
+    if rule == "random":
+        return h % classes
+    return (predicted + 1 + h % (classes - 1)) % classes
 
 
 def input_hashes(secret: bytes, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,9 +69,9 @@ def input_hashes(secret: bytes, images: torch.Tensor) -> tuple[torch.Tensor, tor
 class DawnWrapper(nn.Module):
     """The defender's API around `model` (kept as `.model`, see `wrt.models.unwrap`)."""
 
-    def __init__(self, model: nn.Module, secret: bytes, rate: float):
+    def __init__(self, model: nn.Module, secret: bytes, rate: float, labels: str = "random"):
         super().__init__()
-        self.model, self.secret, self.rate = model, secret, rate
+        self.model, self.secret, self.rate, self.labels = model, secret, rate, labels
 
     def selected(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, h = input_hashes(self.secret, x)
@@ -67,20 +84,21 @@ class DawnWrapper(nn.Module):
             return logits
         flagged = flagged.to(logits.device)
         classes = logits.shape[1]
-        false = (logits.argmax(1) + 1 + h.to(logits.device) % (classes - 1)) % classes
-        one_hot = torch.full_like(logits, -FALSE_LOGIT).scatter(1, false[:, None], FALSE_LOGIT)
+        label = relabel(logits.argmax(1), h.to(logits.device), classes, self.labels)
+        one_hot = torch.full_like(logits, -FALSE_LOGIT).scatter(1, label[:, None], FALSE_LOGIT)
         return torch.where(flagged[:, None], one_hot, logits)
 
 
 @dataclass(eq=False)
 class Dawn(Scheme):
-    active = True  # the wrapper answers every query; attacks on the inner model keep it
+    active = True  # the wrapper answers every query: white-box attacks need an extracted model first
     rate: float = param(0.01, low=0, high=1, low_open=True, high_open=True)
     key_size: int = param(100, low=1)
+    labels: str = param("random", choices=LABEL_RULES)
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
         secret = torch.randint(256, (32,), generator=generator, dtype=torch.uint8)
-        wrapper = DawnWrapper(model, bytes(secret.tolist()), self.rate)
+        wrapper = DawnWrapper(model, bytes(secret.tolist()), self.rate, self.labels)
         images, _ = data.attacker()
         flagged, _ = wrapper.selected(images)
         chosen = flagged.nonzero().flatten()[:self.key_size]
@@ -104,7 +122,7 @@ class Dawn(Scheme):
         return model
 
     def wrap(self, model, key):
-        return DawnWrapper(model, bytes(key.tensors["secret"].tolist()), self.rate)
+        return DawnWrapper(model, bytes(key.tensors["secret"].tolist()), self.rate, self.labels)
 
     def extract(self, model, key, trainer) -> float:
         return trainer.accuracy(model, key.tensors["images"], key.tensors["labels"])
