@@ -108,6 +108,15 @@ def test_table5_game_size():
     assert sweep_options(THRESHOLDS).ablate == ("scheme", "attack")  # null runs for every scheme config
 
 
+def test_thresholds_measure_every_configuration_of_the_max_over_configs_schemes():
+    """θ of content, noise, frontier stitching and blackmarks is the largest over their configurations
+    (wrt.analysis.thresholds.MAX_OVER_CONFIGS): experiment=thresholds makes null runs of each one."""
+    options = sweep_options(THRESHOLDS)
+    for scheme, size in {"content": 2, "noise": 4, "frontier_stitching": 2, "blackmarks": 3}.items():
+        cfg = composed("experiment=thresholds", f"scheme={scheme}")
+        assert len(configuration_overrides(cfg, [], options)) == size
+
+
 def test_derived_configs_equal_composed_ones():
     """The plan derives each configuration's config from its job's; the run must get the same run name."""
     job = ["scheme=uchida", "attack=input_smoothing", "budget=smoke"]

@@ -135,7 +135,7 @@ def test_unknown_layer_names_fail_with_the_valid_ones_listed():
 
 def test_whitebox_keys_that_no_longer_fit_raise_key_mismatch(fmnist):
     model = SmallCNN(mean=fmnist.mean, std=fmnist.std).eval()
-    # the weight schemes on conv2 (their default, conv1, has 1×3×3 filters whatever its width)
+    # the weight schemes on conv2 (their default: its mean filter holds their 100 and 133 bits)
     schemes = {type(s).__name__: s for s in (Uchida(layer="features.conv2.0"), DeepMarks(layer="features.conv2.0"),
                                              DeepSigns(), GreedyResiduals())}
     keys = {name: s.keygen(model, fmnist, torch.Generator().manual_seed(0)) for name, s in schemes.items()}
@@ -149,13 +149,13 @@ def test_whitebox_keys_that_no_longer_fit_raise_key_mismatch(fmnist):
         else:  # the shape still fits (Greedy Residuals pools any weight tensor): it reads the new weights
             assert 0 <= accuracy <= 1
     assert set(messages) == {"Uchida", "DeepMarks", "DeepSigns"}
-    assert messages["Uchida"] == ("layer 'features.conv2.0': the key projects mean filters of 288 "
-                                  "weights, the layer's filters have 360 (40×3×3)")
+    assert messages["Uchida"] == ("layer 'features.conv2.0': the key projects a mean_filter of 288 values, "
+                                  "the layer's weights (80×40×3×3) give 360")
     assert messages["DeepSigns"] == "layer 'features.fc1': the key projects 128 activations, the layer outputs 160"
     # widening only the marked layer's outputs keeps its filter size: the mean filter changes
     only = DummyNeurons(layers=["features.conv2.0"])(copy.deepcopy(model), CTX)
     assert 0 <= schemes["Uchida"].extract(only, keys["Uchida"], None) <= 1
-    missing = Key(keys["Uchida"].tensors, {"layer": "features.conv9"})
+    missing = Key(keys["Uchida"].tensors, {**keys["Uchida"].meta, "layer": "features.conv9"})
     with pytest.raises(KeyMismatch, match="'features.conv9': .* no such layer"):
         schemes["Uchida"].extract(model, missing, None)
 

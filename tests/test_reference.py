@@ -71,3 +71,27 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
     lines.clear()
     analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
     assert not any(line.startswith("agreement") for line in lines)
+
+
+def test_thresholds_table_sets_our_theta_beside_the_papers_table4(tmp_path):
+    """With a reference, thresholds.csv and the report carry the SoK's Table IV θ (`paper_threshold`) after our
+    θ and its interval; a scheme the SoK lacks gets none; without a reference the column is absent."""
+    from fixtures.analysis_runs import write_sweep
+    from wrt.analysis.reference import beside_table4
+    from wrt.analysis.report import Options, analyze
+
+    write_sweep(tmp_path)
+    analyze(Options(results_dir=str(tmp_path), reference="sok_cifar10"), out=lambda line: None)
+    table = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index("scheme")
+    columns = list(table.columns)
+    assert columns.index("paper_threshold") == columns.index("threshold_hi") + 1
+    assert table.loc["adi", "paper_threshold"] == pytest.approx(0.1504)
+    assert table.loc["uchida", "paper_threshold"] == pytest.approx(0.5798)
+    assert table.loc["adi", "threshold_lo"] <= table.loc["adi", "threshold"] <= table.loc["adi", "threshold_hi"]
+    assert "paper_threshold" in (tmp_path / "analysis" / "report.html").read_text()
+    ours = pd.DataFrame({"setting": "s", "scheme": ["imagenet_only", "blackmarks"], "threshold": 0.5,
+                         "threshold_lo": 0.4, "threshold_hi": 0.6})
+    beside = beside_table4(ours, "sok_imagenet").set_index("scheme")["paper_threshold"]
+    assert pd.isna(beside["imagenet_only"]) and beside["blackmarks"] == pytest.approx(0.8073)
+    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    assert "paper_threshold" not in pd.read_csv(tmp_path / "analysis" / "thresholds.csv").columns

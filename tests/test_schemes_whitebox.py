@@ -2,8 +2,8 @@
 embedding reaches the bits (DeepMarks: a correlation near 1) while an unmarked model matches
 about half of them (DeepMarks: a correlation near 0), the embedding records how it stopped,
 extraction reacts to the weights it reads, keys are data reproducible from the seed, layers
-resolve on every architecture (the weight schemes: the first conv, as the SoK) and bad names
-fail with the valid ones listed."""
+resolve on every architecture (the weight schemes: the first conv whose carrier holds the key)
+and bad names fail with the valid ones listed."""
 
 from __future__ import annotations
 
@@ -48,8 +48,7 @@ def embedded(scheme, fmnist, fmnist_source, batch_size=128):
 
 @pytest.fixture(scope="module")
 def uchida_marked(fmnist, fmnist_source):
-    # 9 bits on a 9-value carrier: X is square and ill-conditioned; this key has 8 of 9 after one
-    # epoch and after three (θ = 8/9)
+    # 100 bits (the SoK's N) on the 288-value mean filter of conv2
     scheme = Uchida(epochs=1)
     return (scheme, *embedded(scheme, fmnist, fmnist_source))
 
@@ -81,8 +80,8 @@ def test_marked_model_carries_the_bits_and_unmarked_models_do_not(name, request,
                                                                    null_model, trainer):
     scheme, key, marked = request.getfixturevalue(name)
     assert scheme.bits == scheme.match_rate == (name != "deepmarks_marked")
-    # θ at p = 0.05: the binomial bound for bits (uchida's 9 bits: 8 of 9); DeepMarks' correlation
-    # of 7 values: 0.62 (`correlation_level`); the marked model clears it by a margin
+    # θ at p = 0.05: the binomial bound for bits (uchida's 100 bits: 0.59); DeepMarks' correlation
+    # of 133 values: about 0.14 (`correlation_level`); the marked model clears it by a margin
     level = binomial_threshold(scheme.key_length(key), 0.05, 0.5) if scheme.bits else \
         correlation_level(scheme.key_length(key), 0.05)
     assert scheme.extract(marked, key, trainer) >= max(level, 0.85)
@@ -102,16 +101,39 @@ def test_marked_model_carries_the_bits_and_unmarked_models_do_not(name, request,
 def test_uchida_extraction_reads_the_filters_it_marked(uchida_marked, fmnist, trainer):
     scheme, key, marked = uchida_marked
     net = copy.deepcopy(marked)
-    conv1 = net.features.conv1[0]
-    assert key.meta == {"layer": "features.conv1.0", "carrier_size": 9} and scheme.key_length(key) == 9
+    conv2 = net.features.conv2[0]
+    assert key.meta == {"layer": "features.conv2.0", "carrier": "mean_filter", "carrier_size": 288}
+    assert scheme.key_length(key) == 100
     # permuting the marked layer's own filters keeps the mean filter: the bits stay
     own = copy.deepcopy(net)
-    own.features.conv1[0].weight.data = conv1.weight.data[torch.randperm(conv1.out_channels)]
+    own.features.conv2[0].weight.data = conv2.weight.data[torch.randperm(conv2.out_channels)]
     assert scheme.extract(own, key, trainer) == scheme.extract(marked, key, trainer)
     # negating the marked filters negates X·w̄: every bit flips
     negated = copy.deepcopy(net)
-    negated.features.conv1[0].weight.data = -conv1.weight.data
+    negated.features.conv2[0].weight.data = -conv2.weight.data
     assert scheme.extract(negated, key, trainer) == pytest.approx(1 - scheme.extract(marked, key, trainer))
+
+
+def test_uchida_carrier_is_a_config_choice_that_must_hold_the_key(fmnist_source, trainer):
+    """`carrier: weights` projects the first conv's 288 weights, so permuting its filters moves the
+    bits (the mean filter would keep them); a carrier smaller than N is a one-line error."""
+    scheme = Uchida(carrier="weights")
+    key = scheme.keygen(fmnist_source, None, torch.Generator().manual_seed(0))
+    assert key.meta == {"layer": "features.conv1.0", "carrier": "weights", "carrier_size": 288}
+    assert scheme.key_length(key) == 100
+    conv1 = fmnist_source.features.conv1[0]
+    projected = scheme.projected(fmnist_source, key)
+    assert torch.allclose(projected, key.tensors["projection"] @ conv1.weight.detach().flatten())
+    permuted = copy.deepcopy(fmnist_source)
+    permuted.features.conv1[0].weight.data = conv1.weight.data[torch.randperm(conv1.out_channels)]
+    assert not torch.allclose(scheme.projected(permuted, key), projected)
+    with pytest.raises(InvalidParameter) as err:  # conv1's mean filter has 9 values
+        Uchida(layer="features.conv1.0").keygen(fmnist_source, None, torch.Generator().manual_seed(0))
+    assert "\n" not in str(err.value) and "scheme.carrier=mean_filter" in str(err.value) and "9" in str(err.value)
+    assert Uchida(layer="features.conv1.0", key_bits=9).keygen(
+        fmnist_source, None, torch.Generator().manual_seed(0)).meta["carrier_size"] == 9
+    with pytest.raises(InvalidParameter, match="scheme.carrier"):
+        Uchida(carrier="filters")
 
 
 def test_deepmarks_code_is_a_bibd_and_traces_the_embedded_user(deepmarks_marked):
@@ -122,8 +144,9 @@ def test_deepmarks_code_is_a_bibd_and_traces_the_embedded_user(deepmarks_marked)
     pairs = incidence @ incidence.T  # points p ≠ p' share exactly λ = 1 line
     assert (pairs[~torch.eye(v, dtype=torch.bool)] == 1).all()
     scheme, key, marked = deepmarks_marked
-    assert scheme.key_length(key) == key.meta["bibd"]["v"] == 7  # q = 2: the largest code with v ≤ M = 9
-    assert DeepMarks.largest_order(9) == 2 and DeepMarks.largest_order(27) == 3 and DeepMarks.largest_order(147) == 11
+    # q = 11: the shortest code with the SoK's N = 100 bits, on conv2's 288-value mean filter
+    assert scheme.key_length(key) == key.meta["bibd"]["v"] == DeepMarks.code_length(11) == 133
+    assert key.meta["layer"] == "features.conv2.0" and key.meta["carrier"] == "mean_filter"
     assert int(scheme.correlations(marked, key).argmax()) == key.meta["user"]
     with pytest.raises(InvalidParameter, match="scheme.order"):
         DeepMarks(order=8)
@@ -173,11 +196,12 @@ def test_keys_are_data_reproducible_from_the_seed(scheme, fmnist, fmnist_source,
     loaded = Key(tensors, meta)
     assert meta == key.meta
     assert scheme.extract(fmnist_source, loaded, None) == scheme.extract(fmnist_source, key, None)
-    assert scheme.key_length(loaded) >= 7  # DeepMarks' 7-bit code on SmallCNN's 9-value carrier
+    assert scheme.key_length(loaded) >= 100  # Uchida's N = 100, DeepMarks' 133-bit code
 
 
 def test_default_layers_exist_for_every_model():
-    """The SoK's toolbox layer for the weight schemes: the first conv."""
+    """`conv_layer`'s default: the first conv (Greedy Residuals'); the weight schemes take the first
+    whose carrier holds their key (SmallCNN conv2's mean filter, LeNet conv2's 6·5·5 = 150)."""
     expected = {SmallCNN(): ("features.conv1.0", "features.fc1"),
                 LeNet(): ("features.conv1", "features.fc2"),
                 ResNet18(): ("features.0", "features"),
@@ -187,6 +211,8 @@ def test_default_layers_exist_for_every_model():
     for model, (conv, hidden) in expected.items():
         assert conv_layer(model, None, "scheme.layer")[0] == conv
         assert activation_layer(model, None, "scheme.layer")[0] == hidden
+    assert Uchida().resolve_layer(SmallCNN(), 100)[0] == "features.conv2.0"
+    assert Uchida().resolve_layer(LeNet(), 100)[0] == "features.conv2"
 
 
 def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_source):
@@ -208,9 +234,10 @@ def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_so
 def test_null_role_runs_through_the_pipeline(compose_cfg, fmnist_full):
     result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none"))
     assert result["status"] == "ok", result.get("error")
-    assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 9
-    wm_acc = result["marked"]["wm_acc"]  # bits of 9 that the unmarked model happens to match
-    assert wm_acc * 9 == pytest.approx(round(wm_acc * 9)) and wm_acc < 8 / 9  # below θ = 8/9 (docs/schemes.md)
+    assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 100
+    wm_acc = result["marked"]["wm_acc"]  # bits of 100 that the unmarked model happens to match
+    # chance matches: Binomial(100, 1/2), so outside [0.3, 0.7] has probability < 1e-4
+    assert wm_acc * 100 == pytest.approx(round(wm_acc * 100)) and 0.3 <= wm_acc <= 0.7
     assert result["marked"]["embed_time_s"] is None and result["marked"]["embedding"] is None
 
 

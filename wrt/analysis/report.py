@@ -375,8 +375,13 @@ def threshold_sections(a: Analysis) -> list[Section]:
             "θ. binomial: the chance bound for a key whose entries an unmarked model matches with probability "
             "`chance` each (½ per bit, 1/C per trigger label); sok and auto never go below it. n_null: null "
             "models, n_scores: their key scores, pooled (sok: the normal fit once there are ≥ 1/p null models).")
-    return [Section("Decision thresholds (SoK Table IV)", text, a.thresholds,
-                    a.table("thresholds", a.thresholds, f"Decision thresholds, p = {o.p:g}", text))]
+    shown = a.thresholds
+    if o.reference not in (None, "none"):
+        shown = reference.beside_table4(a.thresholds, o.reference)
+        text += (f" paper_threshold: the SoK's Table IV θ for {reference.REFERENCES[o.reference]} ({o.reference}; "
+                 "CIFAR-10/ImageNet models, 100-entry keys, 30/20 null models), beside ours and its interval.")
+    return [Section("Decision thresholds (SoK Table IV)", text, shown,
+                    a.table("thresholds", shown, f"Decision thresholds, p = {o.p:g}", text))]
 
 
 MODEL_COLUMNS = ["setting", "scheme_config", "attack_config", "n_seeds", "marked_test_acc", "marked_wm_acc", "theta",

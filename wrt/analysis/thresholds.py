@@ -19,6 +19,13 @@ empirical/normal when there are enough null runs); trigger-set keys need `min_nu
 binomial bound (when `num_classes` is known) is their floor — unmarked models that never match the key's
 labels still get θ above chance.
 
+For Content, Noise, Frontier Stitching and Blackmarks (`MAX_OVER_CONFIGS`) the SoK observed that the
+parameters change θ and reports the largest θ over the scheme's configurations (§VII-A, Appendix XV): θ is
+computed per configuration (`scheme_label`) from that configuration's null runs, and the largest one is kept,
+with its own interval and estimates (`threshold_config` names it, `n_configs` counts the configurations that
+had a θ; one without enough null runs for θ is left out). The other schemes pool the null runs of all their
+configurations into one θ (`threshold_config`: `pooled`; `n_configs`: the configurations of those null runs).
+
 θ comes with a 95 % interval (`threshold_lo`, `threshold_hi`): a bootstrap over the null MODELS (each
 resampled model brings all its key scores: keys measured on one model are correlated) for the empirical and
 normal estimates, θ itself for the exact binomial bound. Table V marks a cell whose watermark accuracy falls
@@ -33,6 +40,10 @@ import pandas as pd
 from wrt.stats import ThresholdError, binomial_threshold, empirical_threshold, normal_threshold
 
 METHODS = ("sok", "auto", "empirical", "normal", "binomial")
+# schemes whose θ is the largest over their configurations (SoK §VII-A: "the choice of parameters affects their
+# decision thresholds. In these cases, Table IV shows the largest computed decision threshold")
+MAX_OVER_CONFIGS = ("content", "noise", "frontier_stitching", "blackmarks")
+POOLED = "pooled"
 
 
 ESTIMATORS = {"empirical": empirical_threshold, "normal": normal_threshold}
@@ -127,6 +138,29 @@ def _choose(est: dict, method: str) -> tuple[str, float] | None:
     return (method, est[method]) if not np.isnan(est[method]) else None
 
 
+def _theta(group: pd.DataFrame, p: float, method: str, min_null_runs: int, setting: str, scheme: str,
+           config: str) -> dict | str:
+    """θ with its estimates and interval from one group of runs (a scheme, or one of its configurations), or
+    why there is none."""
+    est = _estimates(group, p, min_null_runs)
+    name = scheme if config == POOLED else config
+    chosen = _choose(est, method)
+    if chosen is None:
+        return _shortage(est, method, min_null_runs, setting, name)
+    used, theta = chosen
+    base = used.split(": ")[-1].split(" ")[0]
+    lo, hi = (threshold_interval(null_scores_of(group), p, base) if base in ESTIMATORS
+              else (theta, theta))  # the binomial bound is exact
+    if used.startswith("sok") and not np.isnan(est["binomial"]):  # the floor holds for the interval too
+        lo, hi = max(lo, est["binomial"]), max(hi, est["binomial"])
+    if theta >= 1.0:
+        return (f"{name} on {setting}: θ={theta:.4f} ≥ 1 ({used}); unmarked models reach full watermark "
+                f"accuracy, so the watermark cannot be verified")
+    est.pop("binomial_error"), est.pop("sok_ready")
+    return {**est, "method": used, "threshold": theta, "threshold_lo": lo, "threshold_hi": hi,
+            "threshold_from": setting, "threshold_config": config}
+
+
 def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "sok",
                         min_null_runs: int = 5, thresholds_from: str | None = None,
                         skipped: dict | None = None) -> pd.DataFrame:
@@ -151,25 +185,24 @@ def decision_thresholds(runs: pd.DataFrame, p: float = 0.05, method: str = "sok"
                              f"{', '.join(sorted(set(ok['setting'])))}")
     own, problems = {}, {}
     for (setting, dataset, scheme), group in ok.groupby(["setting", "dataset", "scheme.name"], sort=True):
-        est = _estimates(group, p, min_null_runs)
-        chosen = _choose(est, method)
-        if chosen is None:
-            problems[(setting, scheme)] = _shortage(est, method, min_null_runs, setting, scheme)
+        labels = group["scheme_label"].fillna(scheme) if "scheme_label" in group else pd.Series(scheme, group.index)
+        if scheme in MAX_OVER_CONFIGS:
+            configs = [_theta(g, p, method, min_null_runs, setting, scheme, label)
+                       for label, g in group.groupby(labels, sort=True)]
+            found = [c for c in configs if isinstance(c, dict)]
+            if found:
+                row = max(found, key=lambda c: c["threshold"])
+                own[(setting, scheme)] = {"setting": setting, "dataset": dataset, "scheme": scheme, **row,
+                                          "n_configs": len(found)}
+            else:
+                problems[(setting, scheme)] = "; ".join(configs)
             continue
-        used, theta = chosen
-        base = used.split(": ")[-1].split(" ")[0]
-        lo, hi = (threshold_interval(null_scores_of(group), p, base) if base in ESTIMATORS
-                  else (theta, theta))  # the binomial bound is exact
-        if used.startswith("sok") and not np.isnan(est["binomial"]):  # the floor holds for the interval too
-            lo, hi = max(lo, est["binomial"]), max(hi, est["binomial"])
-        if theta >= 1.0:
-            problems[(setting, scheme)] = (f"{scheme} on {setting}: θ={theta:.4f} ≥ 1 ({used}); unmarked models "
-                                           f"reach full watermark accuracy, so the watermark cannot be verified")
-            continue
-        est.pop("binomial_error"), est.pop("sok_ready")
-        own[(setting, scheme)] = {"setting": setting, "dataset": dataset, "scheme": scheme, **est, "method": used,
-                                  "threshold": theta, "threshold_lo": lo, "threshold_hi": hi,
-                                  "threshold_from": setting}
+        result = _theta(group, p, method, min_null_runs, setting, scheme, POOLED)
+        if isinstance(result, str):
+            problems[(setting, scheme)] = result
+        else:
+            own[(setting, scheme)] = {"setting": setting, "dataset": dataset, "scheme": scheme, **result,
+                                      "n_configs": labels[group["role"] == "null"].nunique()}
     rows = dict(own)
     for setting, scheme in list(problems):
         donor = own.get((thresholds_from, scheme))

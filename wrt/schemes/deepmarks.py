@@ -7,18 +7,22 @@ of the incidence matrix of a (v, k, 1)-BIBD, one column per user. We construct t
 the projective plane PG(2, q) for a prime q — points and lines are the normalised non-zero
 vectors of GF(q)³, point p lies on line l iff p·l ≡ 0 (mod q) — which gives
 v = q² + q + 1 points and as many users, k = q + 1 points per line and every pair of points
-on exactly one line; the code resists collusions of up to k − 1 = q users. The default
-(`order: null`) is the largest q whose code fits the carrier, v ≤ M (as Uchida's N ≤ M): on
-SmallCNN's grayscale first conv (M = 9) q = 2, a 7-bit code for 7 users; on RGB 3×3 stems
-(M = 27) q = 3, 13 bits. With q = 7 (57 bits) on M = 9 the projection X·w̄ spans only 9 of
-the 57 dimensions and the correlation cannot exceed √(9/57) ≈ 0.40 (measured 0.35,
-docs/schemes.md).
+on exactly one line; the code resists collusions of up to k − 1 = q users. The default order
+q = 11 gives v = 133 bits, the shortest such code with at least the SoK's N = 100 bits (its
+toolbox embeds `keylength: 100`; q = 7 gives 57). The code must fit the carrier, v ≤ M (as
+Uchida's N ≤ M; with q = 7 on a 9-value carrier the correlation could not exceed √(9/57)), so
+the default layer is the first conv whose carrier holds v values: SmallCNN's conv2 mean filter
+(288 values).
 
 The owner's fingerprint c ∈ {0, 1}^v (the column of the user drawn from the key's seed) is
-mapped to b = 2c − 1 ∈ {±1}^v and embedded like Uchida's watermark into the mean filter w̄
-of the same target layer: fine-tuning adds γ · ‖X·w̄ − b‖² (the squared error summed over the
-v code bits) with a secret projection X ~ N(0, 1)^{v×M}; γ ∈ {0.1, 10} (SoK ablation).
-Extraction computes X·w̄ and correlates it with the code vectors (`correlations`, used to
+mapped to b = 2c − 1 ∈ {±1}^v and embedded like Uchida's watermark into the same carrier w
+(SoK: "the same target layer as in Uchida"): fine-tuning adds γ · ‖X·w − b‖² (the squared
+error summed over the v code bits, as the SoK's toolbox) with a secret projection
+X ~ N(0, 1)^{v×M}; γ ∈ {0.1, 10} (SoK ablation). On the whole weights (`carrier: weights`)
+γ = 10 diverges (the loss's curvature, about 2γ(√v + √M)² ≈ 16,000, is far above 2/lr at lr
+0.01); the mean filter divides it by the n filters averaged.
+
+Extraction computes X·w and correlates it with the code vectors (`correlations`, used to
 trace colluders); the watermark accuracy is its correlation with the owner's code vector,
 ≤ 0 counted as 0, as in the SoK's toolbox. It is a score, not a rate of matching bits
 (`bits`/`match_rate` false), so its decision threshold comes from null runs (the empirical or
@@ -36,7 +40,7 @@ import torch
 from wrt.data import Dataset
 from wrt.params import param
 from wrt.schemes.base import Key
-from wrt.schemes.uchida import MeanFilterScheme
+from wrt.schemes.uchida import ConvProjectionScheme
 
 
 def is_prime(q: int) -> bool:
@@ -60,43 +64,38 @@ def and_acc_codebook(q: int) -> torch.Tensor:
 
 
 @dataclass(eq=False)
-class DeepMarks(MeanFilterScheme):
+class DeepMarks(ConvProjectionScheme):
     bits = False  # verified by correlation, not by matching bits
     match_rate = False  # θ from null runs, not the binomial bound
 
-    order: int | None = param(None, null="the largest prime q with q² + q + 1 ≤ M (N ≤ M, as Uchida)",
-                              what="a prime q (the BIBD is the projective plane PG(2, q))")
+    order: int = param(11, low=2, what="a prime q (the BIBD is the projective plane PG(2, q))")
     gamma: float = param(10.0, low=0, high=1e4, low_open=True)
     user: int | None = param(None, low=0, null="drawn from the seed")
 
     def check(self):
         super().check()
-        self.require(self.order is None or is_prime(self.order), "order")
-        if self.order is not None:
-            self.check_user(self.order * self.order + self.order + 1)
+        self.require(is_prime(self.order), "order")
+        self.check_user(self.code_length(self.order))
 
     def check_user(self, users: int) -> None:
         self.require(self.user is None or self.user < users, "user",
                      f"null (drawn from the seed) or an integer in [0, {users - 1}]")
 
     @staticmethod
-    def largest_order(m: int) -> int:
-        """The largest prime q whose code length q² + q + 1 fits a carrier of M values (at least 2)."""
-        return max([q for q in range(2, m) if is_prime(q) and q * q + q + 1 <= m], default=2)
+    def code_length(q: int) -> int:
+        """v = q² + q + 1: the code length (and number of users) of PG(2, q)."""
+        return q * q + q + 1
 
     def keygen(self, model, data: Dataset, generator: torch.Generator) -> Key:
-        name, conv = self.resolve_layer(model)
-        m = conv.weight[0].numel()
-        order = self.order or self.largest_order(m)
-        codebook = and_acc_codebook(order)
+        name, _, m = self.resolve_layer(model, self.code_length(self.order))
+        codebook = and_acc_codebook(self.order)
         v, users = codebook.shape
-        self.check_user(users)
         projection = torch.randn(v, m, generator=generator)
         user = self.user if self.user is not None else int(torch.randint(users, (1,), generator=generator))
         return Key({"projection": projection, "codebook": codebook,
                     "fingerprint": codebook[:, user].float()},
-                   {"layer": name, "carrier_size": m, "user": user,
-                    "bibd": {"v": v, "k": order + 1, "lambda": 1}})
+                   {"layer": name, "carrier": self.carrier, "carrier_size": m, "user": user,
+                    "bibd": {"v": v, "k": self.order + 1, "lambda": 1}})
 
     def embedding_loss(self, model, key) -> torch.Tensor:
         projected = self.projected(model, key)
@@ -104,7 +103,7 @@ class DeepMarks(MeanFilterScheme):
         return self.gamma * ((projected - target) ** 2).sum()
 
     def extract(self, model, key, trainer) -> float:
-        """The correlation of X·w̄ with the owner's ±1 code vector (cosine of the two), ≤ 0
+        """The correlation of X·w with the owner's ±1 code vector (cosine of the two), ≤ 0
         counted as 0 (the SoK's toolbox): 1 when the projection points along the code."""
         with torch.no_grad():
             projected = self.projected(model, key).cpu()
@@ -124,7 +123,7 @@ class DeepMarks(MeanFilterScheme):
         return key
 
     def correlations(self, model, key) -> torch.Tensor:
-        """Normalised correlation of X·w̄ with every user's ±1 code vector (colluder tracing)."""
+        """Normalised correlation of X·w with every user's ±1 code vector (colluder tracing)."""
         with torch.no_grad():
             projected = self.projected(model, key).cpu()
         codes = 2 * key.tensors["codebook"].float() - 1

@@ -4,10 +4,11 @@ A scheme config's `layer:` names a submodule of the classifier (`features.conv2.
 `model.named_modules()`); `layer: null` picks the model's default from its own structure, so
 every architecture in `configs/model/` gets one without a table:
 
-- weight schemes (Uchida, DeepMarks) mark the first convolution, as the SoK's toolbox does
-  (Appendix XII-C): its mean filter has c·kh·kw values — 9 on SmallCNN's grayscale 3×3
-  `features.conv1.0`, 25 on LeNet, 27 on the RGB 3×3 stems of ResNet-18 and WRN, 147 on the
-  7×7 stems of ResNet-50 and DenseNet-121.
+- weight schemes (Uchida, DeepMarks) mark the first convolution whose carrier (`carrier:
+  weights`, the whole weight tensor, or `mean_filter`, the mean over output filters) holds the
+  key's N values (`wrt.schemes.uchida`): SmallCNN's `features.conv1.0` has 288 weights and a
+  9-value mean filter, so N = 100 takes its weights, or the 288-value mean filter of
+  `features.conv2.0`.
 - Greedy Residuals marks the first convolution (its authors' released setting).
 - DeepSigns marks the activations of the last hidden `nn.Linear` inside `features`
   (SmallCNN `features.fc1`, LeNet `features.fc2`) or, without one, the output of `features`.
@@ -61,18 +62,23 @@ def key_layer(model: nn.Module, name: str, kind: type = nn.Module) -> nn.Module:
     return layer
 
 
-def conv_layer(model: nn.Module, name: str | None, key: str, min_fan_in: int = 1) -> tuple[str, nn.Conv2d]:
-    """(name, conv): the named convolution, or by default the first whose filters have at least
-    `min_fan_in` weights (the one with the largest filters if none has)."""
+def fan_in(conv: nn.Conv2d) -> int:
+    return conv.weight[0].numel()
+
+
+def conv_layer(model: nn.Module, name: str | None, key: str, min_size: int = 1,
+               size=fan_in) -> tuple[str, nn.Conv2d]:
+    """(name, conv): the named convolution, or by default the first whose `size` (default: the
+    weights of one filter) is at least `min_size` (the largest one if none is)."""
     if name is not None:
         return name, named_layer(model, name, (nn.Conv2d,), key)
     convs = conv_layers(model)
     if not convs:
         raise InvalidParameter(f"{key}: {type(unwrap(model)).__name__} has no convolution to mark")
     for n, m in convs:
-        if m.weight[0].numel() >= min_fan_in:
+        if size(m) >= min_size:
             return n, m
-    return max(convs, key=lambda nm: nm[1].weight[0].numel())
+    return max(convs, key=lambda nm: size(nm[1]))
 
 
 def activation_layer(model: nn.Module, name: str | None, key: str) -> tuple[str, nn.Module]:
@@ -103,10 +109,17 @@ class Activations:
         self.handle.remove()
 
 
-def mean_over_filters(weight: torch.Tensor) -> torch.Tensor:
-    """The mean over a convolution's output filters, flattened (Uchida's permutation-invariant
-    carrier, SoK §V-D): [n, c, kh, kw] → [c·kh·kw]."""
-    return weight.float().mean(0).flatten()
+# a weight-projection scheme's carrier: conv weight [n, c, kh, kw] → flat vector
+CARRIERS = {
+    # the mean over the output filters (Uchida's permutation-invariant carrier, SoK §V-D): c·kh·kw values
+    "mean_filter": lambda weight: weight.float().mean(0).flatten(),
+    # the whole weight tensor (the SoK's "target layer has 432 weights" on CIFAR-10): n·c·kh·kw values
+    "weights": lambda weight: weight.float().flatten(),
+}
+
+
+def carrier_size(conv: nn.Conv2d, carrier: str) -> int:
+    return fan_in(conv) if carrier == "mean_filter" else conv.weight.numel()
 
 
 def random_bits(n: int, generator: torch.Generator) -> torch.Tensor:

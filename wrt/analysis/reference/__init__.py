@@ -4,7 +4,8 @@
 ImageNet (✓ robust, ✗ removed, – not run); `sok_table4.csv`: Table IV's decision thresholds
 (p = 0.05, unscaled). Both are transcribed from the paper's text (../shared/seeds/003_*, Tables IV
 and V) with wrt's config names for attacks and schemes. `compare` sets a computed Table V beside
-one of them: `wrt-analyze reference=sok_cifar10` (or `sok_imagenet`, or `none`).
+one of them, `beside_table4` the computed thresholds beside Table IV: `wrt-analyze reference=sok_cifar10`
+(or `sok_imagenet`, or `none`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def table4(name: str) -> pd.Series:
     """Table IV of reference `name`: the decision threshold θ per scheme."""
     check_reference(name)
     return pd.read_csv(DATA / "sok_table4.csv").set_index("scheme")[REFERENCES[name]]
+
+
+def beside_table4(thresholds: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The thresholds table (`wrt.analysis.thresholds.decision_thresholds`) with the reference's Table IV θ
+    of each scheme (`paper_threshold`, empty for schemes the SoK lacks) after our θ and its interval."""
+    out = thresholds.copy()
+    out.insert(out.columns.get_loc("threshold_hi") + 1, "paper_threshold", out["scheme"].map(table4(name)))
+    return out
 
 
 def compare(robustness: pd.DataFrame, name: str) -> pd.DataFrame:
