@@ -1,35 +1,42 @@
 #!/usr/bin/env bash
-# The committed Table V reproduction (docs/results/table5_demo/): budget=demo, 3 seeds, restricted so that
-# it fits 2 CPU cores in about two hours. What is restricted, and why, is in docs/results/table5_demo/README.md:
-#   - 4 schemes (adi, content, uchida, dawn), each at its default config, except uchida, whose λ grid
-#     (0.1, 1, 10; the SoK's example of the defender's choice) is played: λ = 10 against the cheap attacks'
-#     grids, λ = 0.1 against input smoothing only (enough to record whether it embeds);
-#   - every Table V attack; the attacker's grids of the cheap attacks are played (13 configurations),
-#     the 5 extraction attacks run at their defaults;
-#   - DAWN only against the extraction attacks (its preprocessing and modification cells were shown n.a.,
-#     wrongly: since #29 they run on a model extracted from DAWN's wrapper, docs/schemes.md);
-#   - thresholds: 20 null models × 100 key draws, of each scheme's default config.
-# Rerunning skips finished runs. Extra arguments are passed to every wrt-run (e.g. budget=smoke);
-# RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/reproduce_lib.sh).
+# Table V on Fashion-MNIST, the whole configuration game (issue #29; docs/results/table5_demo/README.md):
+# budget=demo, every scheme configuration × every attack configuration of experiment=table5, seeds 0, 1, 2,
+# and the thresholds the game needs (experiment=thresholds: 20 null models × 100 key draws of every scheme
+# configuration). It costs tens of core-hours, so it is a campaign: stop it at any time and rerun it, on this or
+# another machine; it computes only the runs that are missing (the committed ones included).
+#
+# Order: the thresholds, then seed 0 of every scheme, then seeds 1 and 2. One sweep per (seed, scheme) block,
+# so the blocks finish whole; seed 0's analysis comes after its last block.
+# One numerics for every machine: fp32, one thread per job, two jobs (the run names record all three).
+#
+#   WRT_STORE=/var/tmp/wrt-store nice -n 10 bash scripts/reproduce_table5_demo.sh > table5.log 2>&1 &
+#   bash scripts/reproduce_table5_demo.sh dry_run=true        # the plans and one total, no analysis
+#
+# Environment: RESULTS (default docs/results/table5_demo: run JSONs land in its runs/, the analysis in its
+# analysis/), SCHEMES (space-separated, default all 13), RESTRICT=extraction (the extraction attacks at each
+# scheme's default configuration only). Extra arguments are passed to every wrt-run; `seed=a,b` replaces the
+# seed list (and limits the null models to those seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/reproduce_lib.sh
-RESULTS=${RESULTS:-results/table5_demo}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per job, two jobs: the run names the thread count
-COMMON=(budget=demo results_dir="$RESULTS" progress=false hydra/launcher=local hydra.launcher.n_jobs=2)
-EXTRACTION=knockoff_nets,retraining,smooth_retraining,cross_architecture_retraining,transfer_learning
-
-sweep experiment=thresholds "${COMMON[@]}" 'hydra.sweeper.ablate=[]' \
-    scheme=adi,content,uchida,dawn "$@"
-for scheme in adi content uchida; do
-    sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-        "hydra.sweeper.defaults_only=[$EXTRACTION]" scheme=$scheme seed=0,1,2 "$@"
+ARGS=() SEEDS="0,1,2" NULL_SEEDS=()
+for arg in "$@"; do
+    if [[ $arg == seed=* ]]; then SEEDS=${arg#seed=} NULL_SEEDS=("$arg"); else ARGS+=("$arg"); fi
 done
-CHEAP=input_smoothing,regularization,neural_cleanse,feature_permutation,weight_shifting
-sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-    scheme=uchida scheme.lam=10 attack=$CHEAP seed=0,1,2 "$@"
-sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-    scheme=uchida scheme.lam=0.1 attack=input_smoothing seed=0,1,2 "$@"
-sweep experiment=table5 "${COMMON[@]}" 'hydra.sweeper.ablate=[attack]' \
-    scheme=dawn attack=$EXTRACTION seed=0,1,2 "$@"
+source scripts/reproduce_lib.sh "${ARGS[@]}"
+RESULTS=${RESULTS:-docs/results/table5_demo}
+SCHEMES=${SCHEMES:-adi content noise unrelated jia frontier_stitching blackmarks dawn deepsigns_bb uchida deepmarks deepsigns greedy_residuals}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+COMMON=(budget=demo precision=fp32 results_dir="$RESULTS" progress=false hydra/launcher=local hydra.launcher.n_jobs=2)
+EXTRACTION=knockoff_nets,retraining,smooth_retraining,cross_architecture_retraining,transfer_learning
+[[ ${RESTRICT:-} == extraction ]] && COMMON+=("hydra.sweeper.defaults_only=[$EXTRACTION]")
+
+sweep experiment=thresholds "${COMMON[@]}" "scheme=${SCHEMES// /,}" "${NULL_SEEDS[@]}" "${ARGS[@]}"
+for seed in ${SEEDS//,/ }; do
+    for scheme in $SCHEMES; do
+        sweep experiment=table5 "${COMMON[@]}" scheme="$scheme" seed="$seed" "${ARGS[@]}"
+    done
+    if [[ $seed == 0 ]] && ! $DRY_RUN; then
+        .venv/bin/wrt-analyze results_dir="$RESULTS" reference=sok_cifar10 || echo "seed 0's analysis failed" >&2
+    fi
+done
 analyze results_dir="$RESULTS" reference=sok_cifar10

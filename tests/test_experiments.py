@@ -83,12 +83,13 @@ SCRIPTS = sorted(p.name for p in (Path(CONFIG_DIR).parent / "scripts").glob("rep
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, tmp_path, fmnist_full):
-    """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed):
+    """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed; the
+    Table V campaign with SCHEMES=adi dawn):
     every sweep's plan, then one total instead of the analysis (nothing ran)."""
     root = Path(CONFIG_DIR).parent
     proc = subprocess.run(["bash", str(root / "scripts" / script), "dry_run=true", "budget=smoke", "seed=0",
                            f"store_dir={tmp_path}/store"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "RESULTS": str(tmp_path / "results")}, timeout=600)
+                          env={**os.environ, "RESULTS": str(tmp_path / "results"), "SCHEMES": "adi dawn"}, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     plans = re.findall(r"wrt-run:   (\d+) run\(s\): \d+ finished earlier \(reused\), (\d+) to run", proc.stdout)
     total = re.fullmatch(r"total: (\d+) run\(s\) in (\d+) sweep\(s\), (\d+) to run \(dry run: no analysis\)",
