@@ -239,7 +239,7 @@ class KnockoffNets(Retraining):
 
     queries: int | None = param(None, low=1, null="as many as the training set has images")
     transfer_set: str = param("natural", choices=TRANSFER_SETS)
-    crop_side: tuple[float, ...] = (0.1, 0.6)  # natural only: a crop's side, as fractions of the photo's shorter side
+    crop_side: tuple[float, ...] = (0.05, 0.3)  # natural only: a crop's side, as fractions of the photo's shorter side
     transfer_per_class: int = param(300, low=1)
     transfer_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
     seed: int = param(1)
