@@ -6,11 +6,14 @@
    (λ = 0.01) that looks for the smallest such trigger.
 2. Detection: a class whose trigger is much smaller than the others' is backdoored. With the
    median absolute deviation (MAD, ×1.4826 for consistency), the anomaly index of class t is
-   (median − |m_t|) / MAD; classes with an index > 2 are flagged. If none is flagged, the
-   attacker — who knows the model is watermarked — takes the class with the smallest trigger.
+   (median − |m_t|) / MAD; classes with an index > 2 are flagged (a detection). If none is
+   flagged, the attacker — who knows the model is watermarked — still removes the smallest
+   trigger, as the SoK's toolbox does (its `neural_cleanse_partial_*` configs never apply the
+   anomaly test and always take the smallest trigger); the record keeps the two apart:
+   `flagged` (detected, possibly empty) and `removed` (the classes whose triggers step 3 uses).
 3. Removal, either
    - `unlearning`: fine-tune on the attacker's images, 20 % of them stamped with the
-     flagged classes' triggers but keeping their own (source-predicted) labels, so the model
+     removed classes' triggers but keeping their own (source-predicted) labels, so the model
      unlearns the trigger → target mapping (lr 1e-3 … 1e-2); or
    - `pruning`: prune the fraction ρ (0.8 … 0.99) of the last convolutional layer's channels
      whose activation rises most under the triggers, then fine-tune to regain accuracy.
@@ -89,7 +92,9 @@ def anomaly_indices(norms: torch.Tensor) -> torch.Tensor:
 
 def detect_triggers(ctx: AttackContext, net: nn.Module, images: torch.Tensor, *, epochs: float,
                     samples: int, lam: float) -> tuple[list[Trigger], dict]:
-    """Reverse-engineer a trigger for every class and return the flagged ones (≥ 1)."""
+    """Reverse-engineer a trigger for every class; return the triggers to remove and the record:
+    `flagged` (anomaly index > 2, empty when nothing is detected), `removed` (the flagged
+    classes, else the smallest trigger's class) and `detected` (whether any class was flagged)."""
     generator = ctx.generator()
     subset = images[torch.randperm(len(images), generator=generator)[:samples]]
     subset = to_float(subset)
@@ -97,9 +102,11 @@ def detect_triggers(ctx: AttackContext, net: nn.Module, images: torch.Tensor, *,
                 for t in range(net.num_classes)]
     norms = torch.stack([t.mask().detach().sum() for t in triggers])
     index = anomaly_indices(norms)
-    flagged = [int(i) for i in torch.nonzero(index > 2).flatten()] or [int(norms.argmin())]
-    info = {"mask_l1": norms.tolist(), "anomaly_index": index.tolist(), "flagged": flagged}
-    return [triggers[i] for i in flagged], info
+    flagged = [int(i) for i in torch.nonzero(index > 2).flatten()]
+    removed = flagged or [int(norms.argmin())]
+    info = {"mask_l1": norms.tolist(), "anomaly_index": index.tolist(), "flagged": flagged,
+            "removed": removed, "detected": bool(flagged)}
+    return [triggers[i] for i in removed], info
 
 
 def stamp_fraction(images: torch.Tensor, triggers: list[Trigger], fraction: float,

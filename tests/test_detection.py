@@ -1,0 +1,101 @@
+"""Neural Cleanse's detection can fail: a planted backdoor is flagged, a clean model is not.
+
+A narrow SmallCNN is trained on 2,000 Fashion-MNIST images, once clean and once with a white 6×6
+patch in the bottom-right corner stamped on 20 % of the images, relabelled to class 1 (trouser; the
+backdoor then sends ≈ 100 % of the stamped test images there). Both models go through the same
+trigger reverse-engineering (`detect_triggers`, used by Neural Cleanse and Neural Laundering):
+64 attacker images, 60 epochs of 2 Adam steps per class.
+
+Measured (one CPU: an Intel Xeon with AMX, bf16 autocast by cpu_bf16=auto): the backdoored
+model's target has anomaly index 6.2
+(margin 4.2 over the threshold 2); the clean model's largest index is 0.8 (margin 1.2 under it), in
+a run with 1 torch thread; the suite's 2 threads pass too (their indices were not recorded). With
+model seed 0 instead of 1 the clean model's largest index was 1.6: NC's false positives are real,
+which is why the seed is fixed here.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+
+from wrt.attacks.neural_cleanse import detect_triggers
+from wrt.attacks.neural_laundering import NeuralLaundering
+from wrt.models import SmallCNN
+from wrt.train import Trainer
+
+from conftest import make_ctx
+
+TARGET, PATCH, POISON, SEED = 1, 6, 0.2, 1
+
+
+def stamp(images: torch.Tensor) -> torch.Tensor:
+    out = images.clone()
+    out[:, :, -PATCH - 1:-1, -PATCH - 1:-1] = 255
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(fmnist):
+    return fmnist.subset(3000, 300, seed=1)
+
+
+def train(data, poison: float):
+    x, y = data.defender()
+    x, y = x.clone(), y.clone()
+    chosen = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:int(poison * len(x))]
+    x[chosen], y[chosen] = stamp(x[chosen]), TARGET
+    torch.manual_seed(SEED)
+    model = SmallCNN(mean=data.mean, std=data.std, width=8, hidden=32)
+    Trainer(batch_size=64, progress=False, seed=0, channels_last=False,
+            optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True)).fit(
+        model, x, y, epochs=6, scale_epochs=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def clean(data):
+    return train(data, 0.0)
+
+
+@pytest.fixture(scope="module")
+def backdoored(data):
+    return train(data, POISON)
+
+
+def ctx_of(data):
+    return make_ctx(data, {"channels_last": False, "batch_size": 32}, seed=SEED)
+
+
+def detect(data, model):
+    images, _ = data.attacker()
+    return detect_triggers(ctx_of(data), model, images, epochs=60, samples=64, lam=0.01)
+
+
+def test_a_planted_backdoor_is_flagged(data, backdoored):
+    trainer = ctx_of(data).trainer
+    assert trainer.accuracy(backdoored, stamp(data.test_x), torch.full_like(data.test_y, TARGET)) > 0.9
+    triggers, info = detect(data, backdoored)
+    assert info["anomaly_index"][TARGET] > 2 and TARGET in info["flagged"]
+    assert info["detected"] is True and info["removed"] == info["flagged"] and len(triggers) == len(info["flagged"])
+
+
+def test_a_clean_model_flags_no_class_and_the_smallest_trigger_is_removed_without_a_detection(data, clean):
+    triggers, info = detect(data, clean)
+    assert max(info["anomaly_index"]) < 2
+    assert info["flagged"] == [] and info["detected"] is False
+    # the attacker still removes the smallest trigger (as the SoK's toolbox does), recorded apart
+    smallest = min(range(10), key=lambda c: info["mask_l1"][c])
+    assert info["removed"] == [smallest] and len(triggers) == 1
+
+
+def test_neural_laundering_flags_the_planted_backdoor_and_prunes_what_its_trigger_excites(data, backdoored):
+    ctx = ctx_of(data)
+    attack = NeuralLaundering(epochs=1, reverse_epochs=60, reverse_samples=64)
+    attack(copy.deepcopy(backdoored), ctx)
+    detection = ctx.result["detection"]
+    assert TARGET in detection["flagged"] and detection["detected"] is True
+    assert detection["removed"] == detection["flagged"] and sum(ctx.result["pruned"].values()) > 0

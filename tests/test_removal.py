@@ -1,0 +1,103 @@
+"""Attacks remove a watermark that verifies, and leave alone what they do not remove: one pair per
+attack category and per adaptive attack, through the whole pipeline (`wrt.pipeline.run`: source →
+key → embedding → attack → evaluation of the key on the surrogate).
+
+The pairs are cells that the committed Table V reproduction (docs/results/table5_demo/
+robustness.md) or the SoK marks ✗ (removed) or ✓ (robust) with a wide margin. The runs use a small
+dedicated budget (conftest.REMOVAL_BUDGET: budget=smoke with a 4-epoch source model, three embedding
+epochs, attacks at their paper epochs) and share one store, so each model trains once.
+
+Success is the SoK's (Eq. 5/6): surrogate wm acc < θ and stealing loss ≤ 0.05. θ is each scheme's
+decision threshold as the analysis computes it here, the binomial bound at p = 0.05
+(docs/results/table5_demo/thresholds.md; wrt.stats.binomial_threshold). Margins were measured on one
+CPU (an Intel Xeon with AMX, where cpu_bf16=auto trains in bf16; other CPUs train in fp32) and are
+stated per test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from wrt.pipeline import run
+
+from conftest import CONFIG_DIR, REMOVAL_BUDGET
+
+RULE = 0.05          # the stealing-loss rule: a removal may cost at most 5 points of test accuracy
+# binomial bounds (wrt.stats.binomial_threshold): 9 random bits, 100 random bits, 100 labels of 10 classes
+THETA = {"uchida": 8 / 9, "deepsigns": 0.59, "noise": 0.16, "dawn": 0.2}
+UCHIDA = ["scheme=uchida", "scheme.lam=10"]  # λ = 10: Table V's uchida config against the cheap attacks
+
+
+@pytest.fixture
+def attack_run(removal_store, tmp_path, fmnist_full):
+    """One run at REMOVAL_BUDGET in the shared store; checks that the marked model verifies."""
+
+    def _run(*overrides: str) -> dict:
+        with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=[*REMOVAL_BUDGET, f"results_dir={tmp_path}", f"store_dir={removal_store}",
+                                               "progress=false", *overrides])
+        result, _ = run(cfg)
+        assert result["status"] == "ok", result.get("error")
+        assert result["marked"]["wm_acc"] >= THETA[result["scheme"]["name"]], "the watermark did not embed"
+        return result
+    return _run
+
+
+def success(result: dict) -> bool:
+    return result["surrogate"]["wm_acc"] < THETA[result["scheme"]["name"]] and result["stealing_loss"] <= RULE
+
+
+def test_input_smoothing_removes_a_noise_trigger_but_not_a_weight_watermark(attack_run):
+    """Input preprocessing. Table V has no ✗ for it on Fashion-MNIST (nor in the SoK but for frontier
+    stitching); noise's trigger is Gaussian pixel noise (σ = 0.4), which a 3×3 median filter takes out.
+    uchida (✓ in Table V: 1.00) lives in the weights, which preprocessing never touches.
+    Measured: noise 1.00 → 0.00 (0.16 under θ); the filter costs 3.7–4.7 points of accuracy, at the
+    rule's edge (0.05), so the loss is bounded at 0.1 here, not at the rule. uchida stays 1.00 (θ 0.89)."""
+    removed = attack_run("scheme=noise", "attack=input_smoothing", "attack.kernel=median")
+    assert removed["surrogate"]["wm_acc"] < THETA["noise"] and removed["stealing_loss"] < 0.1
+    kept = attack_run(*UCHIDA, "attack=input_smoothing", "attack.kernel=median")
+    assert kept["surrogate"]["wm_acc"] >= THETA["uchida"] and not success(kept)
+
+
+def test_weight_shifting_removes_uchida_and_feature_permutation_leaves_it(attack_run):
+    """Model modification, and two adaptive attacks. Table V: uchida × weight shifting ✗ (0.00),
+    × feature permutation ✓ (1.00: the mean filter of conv1, uchida's carrier, is the same under any
+    order of the filters). Measured: weight shifting 1.00 → 0.11 (0.78 under θ), loss 0.016 with the
+    suite's 2 threads (0.034 under the rule; 0.039 with 1 thread); feature permutation keeps 1.00 at
+    no loss."""
+    shifted = attack_run(*UCHIDA, "attack=weight_shifting")
+    assert success(shifted)
+    permuted = attack_run(*UCHIDA, "attack=feature_permutation")
+    assert permuted["surrogate"]["wm_acc"] >= THETA["uchida"] and not success(permuted)
+
+
+def test_feature_permutation_removes_deepsigns(attack_run):
+    """The adaptive attack the SoK designed against DeepSigns (SoK Table V ✗): DeepSigns reads the
+    activations of fc1's units in their order, which the permutation shuffles; the function is
+    unchanged (loss 0). θ = 0.59 (100 bits). Measured: marked 0.90–0.92 (0.31 over θ), surrogate
+    0.47–0.52 (0.07 under θ)."""
+    result = attack_run("scheme=deepsigns", "attack=feature_permutation")
+    assert success(result) and abs(result["stealing_loss"]) < 1e-6
+
+
+def test_retraining_removes_uchida_but_not_from_five_percent_of_the_data(attack_run):
+    """Model extraction. Table V: uchida × retraining ✗ (0.48): a model trained anew on the marked
+    model's answers has none of its bits. With 5 % of the attacker's data (50 images) the same attack
+    leaves a surrogate far below the marked model's accuracy: no success. Measured: 1.00 → 0.33
+    (0.56 under θ) for 3.7–4.3 points of accuracy, at the rule's edge, so the loss is bounded at 0.1
+    here; from 5 %: loss 0.48 (0.43 over the rule)."""
+    removed = attack_run(*UCHIDA, "attack=retraining")
+    assert removed["surrogate"]["wm_acc"] < THETA["uchida"] and removed["stealing_loss"] < 0.1
+    starved = attack_run(*UCHIDA, "attack=retraining", "attacker_data.fraction=0.05")
+    assert starved["stealing_loss"] > RULE and not success(starved)
+
+
+def test_smooth_retraining_removes_dawn(attack_run):
+    """The adaptive attack against DAWN (SoK Table V ✗): DAWN answers a keyed 1 % of queries falsely,
+    and a surrogate trained on answers averaged over affine variations of each query does not learn
+    those false answers. Measured: DAWN's key 1.00 → 0.00 (0.20 under θ). Its stealing loss (0.025
+    here, 0.044 with a 2-epoch source) is over the rule in table5_demo, where the cell is ✓, so only
+    the key and a working surrogate (0.74) are asserted."""
+    result = attack_run("scheme=dawn", "attack=smooth_retraining")
+    assert result["surrogate"]["wm_acc"] < THETA["dawn"] and result["surrogate"]["test_acc"] > 0.5
