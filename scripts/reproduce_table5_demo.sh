@@ -24,7 +24,7 @@ ARGS=() SEEDS="0,1,2" NULL_SEEDS=()
 for arg in "$@"; do
     if [[ $arg == seed=* ]]; then SEEDS=${arg#seed=} NULL_SEEDS=("$arg"); else ARGS+=("$arg"); fi
 done
-source scripts/reproduce_lib.sh "${ARGS[@]}"
+source scripts/sweep_lib.sh "${ARGS[@]}"
 RESULTS=${RESULTS:-docs/results/table5_demo}
 SCHEMES=${SCHEMES:-adi content noise unrelated jia frontier_stitching blackmarks dawn deepsigns_bb uchida deepmarks deepsigns greedy_residuals}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -24,7 +24,7 @@ def test_smoke_run_writes_a_complete_json_and_reuses_the_source(wrt_run, fmnist_
     assert all(field in result for field in REQUIRED)
     assert result["status"] == "ok" and result["error"] is None and result["role"] == "marked"
     assert result["scheme"] == {**result["scheme"], "name": "adi", "bits": False, "key_size": 100}
-    assert result["attack"]["category"] == "model_modification" and result["attack"]["params"] == {"rate": 0.9}
+    assert result["attack"]["category"] == "model_modification" and result["attack"]["params"] == {"rate": 0.9, "method": "random"}
     for stage in ("source", "marked", "surrogate"):
         assert 0.0 <= result[stage]["test_acc"] <= 1.0
     assert result["source"]["cached"] is False and result["source"]["test_acc"] > 0.5
