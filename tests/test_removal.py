@@ -2,14 +2,14 @@
 attack category and per adaptive attack, through the whole pipeline (`wrt.pipeline.run`: source →
 key → embedding → attack → evaluation of the key on the surrogate).
 
-The pairs are cells that the committed Table V reproduction (docs/results/table5_demo/
+The pairs are cells that the committed Table V reproduction (docs/results/table5_restricted/
 robustness.md) or the SoK marks ✗ (removed) or ✓ (robust) with a wide margin. The runs use a small
 dedicated budget (conftest.REMOVAL_BUDGET: budget=smoke with a 4-epoch source model, three embedding
 epochs, attacks at their paper epochs) and share one store, so each model trains once.
 
 Success is the SoK's (Eq. 5/6): surrogate wm acc < θ and stealing loss ≤ 0.05. θ is each scheme's
 decision threshold as the analysis computes it here, the binomial bound at p = 0.05
-(docs/results/table5_demo/thresholds.md; wrt.stats.binomial_threshold). Margins were measured on one
+(docs/results/table5_restricted/thresholds.md; wrt.stats.binomial_threshold). Margins were measured on one
 CPU (an Intel Xeon with AMX, where cpu_bf16=auto trains in bf16; other CPUs train in fp32) and are
 stated per test.
 """
