@@ -95,6 +95,17 @@ class Analysis:
     def game(self) -> bool:
         return self.cells is not None
 
+    @property
+    def thresholds_only(self) -> bool:
+        """Null runs and no marked run yet (a campaign's first stage): θ, but no game."""
+        return self.thresholds is not None and not self.game
+
+    def relative_paths(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` with its `path` column relative to results_dir, so that a written table does not depend on
+        where the results folder lies."""
+        root = Path(self.options.results_dir)
+        return frame.assign(path=[_relative(p, root) for p in frame["path"]])
+
     @cached_property
     def removal(self) -> pd.DataFrame:
         return tables.removal_runs(self.runs)
@@ -195,8 +206,9 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
                               f"JSON files' error field)")
     if not a.forged.empty and not _has_removal_runs(a.removal):  # only forging runs: a claim table, no game
         return a
-    if not ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any():
-        raise ResultsDirError(f"no successful role=marked run under {results_dir} (only null runs or forging runs "
+    marked = ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any()
+    if not marked and not ((a.removal["status"] == "ok") & (a.removal["role"] == "null")).any():
+        raise ResultsDirError(f"no successful role=marked or role=null run under {results_dir} (only forging runs "
                               "without a claim); nothing to analyze")
     skipped: dict = {}
     a.thresholds = decision_thresholds(a.removal, options.p, options.threshold_method, options.min_null_runs,
@@ -207,6 +219,8 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
              f" (no θ): {reasons}")
     if skipped:
         a.removal = a.removal[[(s, x) not in skipped for s, x in zip(a.removal["setting"], a.removal["scheme.name"])]]
+    if not marked:  # only null runs so far: the thresholds, no game
+        return a
     a.scored = tables.score_runs(a.removal, a.thresholds, options.theta_prime, options.max_stealing_loss)
     if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
@@ -221,19 +235,36 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     return a
 
 
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether folders `a` and `b` hold the same files with the same bytes."""
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all(
+        (a / n).is_file() and (b / n).is_file() and (a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
 def publish(link: Path, version: Path) -> None:
     """Point `link` (`results_dir/analysis`) at the complete analysis in `version` by replacing the link
     atomically (a rename), then remove the older versions (a newer one may be an analysis still being
-    written). An `analysis/` folder of an earlier wrt is moved into the versions folder first; a link is
-    replaced, never followed."""
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.relpath(version, link.parent), tmp)
-    if link.is_dir() and not link.is_symlink():
-        os.rename(link, version.parent / f"before-{version.name}")
-    os.replace(tmp, link)
+    written). When `version` holds the same bytes as the published analysis, the link stays as it is and
+    `version` is removed, so a re-analysis of unchanged runs changes no file (nor a committed link). An
+    `analysis/` folder of an earlier wrt is moved into the versions folder first; a link is replaced, never
+    followed."""
+    current = link.parent / os.readlink(link) if link.is_symlink() else None
+    if current is not None and current.is_dir() and _same_files(current, version):
+        shutil.rmtree(version)
+        keep = current.resolve()
+    else:
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(os.path.relpath(version, link.parent), tmp)
+        if link.is_dir() and not link.is_symlink():
+            os.rename(link, version.parent / f"before-{version.name}")
+        os.replace(tmp, link)
+        keep = version.resolve()
     for old in version.parent.iterdir():
+        if old.resolve() == keep:
+            continue
         if old.name.startswith("before-") or old.name < version.name:
             if old.is_symlink() or not old.is_dir():
                 old.unlink()
@@ -254,9 +285,11 @@ def analyze(options: Options, out=print) -> Path:
     if a.game:
         (a.out_dir / "nash.json").write_text(json.dumps(a.nash, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
-        a.runs.drop(columns=[c for c in a.runs.columns if a.runs[c].map(lambda v: isinstance(v, list)).any()]) \
+        runs = a.relative_paths(a.runs)
+        runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
             .to_csv(a.out_dir / "runs.csv", index=False)
-    sections = [s for make in (SECTIONS if a.game else FORGING_ONLY_SECTIONS) for s in make(a)]
+    kind = SECTIONS if a.game else THRESHOLDS_ONLY_SECTIONS if a.thresholds_only else FORGING_ONLY_SECTIONS
+    sections = [s for make in kind for s in make(a)]
     _write_report(sections, a)
     publish(link, a.out_dir)
     report = link / "report.html"
@@ -266,6 +299,9 @@ def analyze(options: Options, out=print) -> Path:
         out(forgery.summary(a.forged))
     for line in a.agreement_lines() + a.no_reference_lines():
         out(line)
+    if a.thresholds_only:
+        out(f"thresholds only: {int((a.removal['role'] == 'null').sum())} null run(s) and no role=marked run yet, "
+            f"so no game; θ of {len(a.thresholds)} scheme(s) in {link / 'thresholds.md'}")
     out(str(report))
     return report
 
@@ -277,6 +313,13 @@ def _has_removal_runs(removal: pd.DataFrame) -> bool:
 
 
 # ---------------------------------------------------------------- sections, in report order
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
 
 def _values(series: pd.Series) -> str:
     values = sorted({str(v) for v in series.dropna()})
@@ -576,12 +619,12 @@ def setting_sections(a: Analysis) -> list[Section]:
 
 def failure_sections(a: Analysis) -> list[Section]:
     """The failed runs (failed_runs.csv) and the skipped files."""
-    failed = tables.failed_runs_table(a.runs)
+    failed = tables.failed_runs_table(a.relative_paths(a.runs))
     failed.to_csv(a.out_dir / "failed_runs.csv", index=False)
     sections = [Section("Failed runs", f"{len(failed)} run(s) failed; never counted as successes.", failed,
                         [a.out_dir / "failed_runs.csv"])]
     if a.loaded.skipped:
-        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in a.loaded.skipped])
+        skipped = a.relative_paths(pd.DataFrame([{"path": str(p), "reason": r} for p, r in a.loaded.skipped]))
         sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
     if a.notes:
         sections.append(Section("Runs counted once and settings skipped",
@@ -594,6 +637,7 @@ SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness
             model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
             setting_sections, failure_sections]
 FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
+THRESHOLDS_ONLY_SECTIONS = [measured_sections, glossary_sections, threshold_sections, failure_sections]
 CHECKS = [forgery.check_claim]  # what the analyses read beyond the run record (`load_runs`)
 
 
@@ -639,7 +683,6 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 8px
 def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, out_dir: Path) -> str:
     """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
     if options.merge_numerics:
         extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
@@ -647,7 +690,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
-            f"{html.escape(extra)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
+            f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give the same "
+            f"bytes; the runs' dates are under \"What was measured\").</p>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:
