@@ -39,8 +39,33 @@ def test_comparison_counts_only_cells_decided_in_both():
     assert pd.isna(by_cell[("smooth_retraining", "adi")])  # the SoK did not run it
     assert agreement_line(cells) == "agreement 2/3 cells"  # adi×retraining, dawn×smooth_retraining agree
     rows = agreement_per_attack(cells).set_index("attack")
-    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3}
-    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3}
+    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3, "agreement": "1/2"}
+    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3, "agreement": "1/1"}
+
+
+def test_agreement_per_row_and_in_total_counts_the_soks_eleven_schemes_only():
+    """A hand-made Table V with two settings: per row and in total, k of the n cells decided in both tables
+    agree; our schemes that the SoK lacks (greedy_residuals, deepsigns_bb) are never compared."""
+    ours = pd.DataFrame([
+        # SoK CIFAR-10: input smoothing ✓ for adi, uchida, dawn; retraining ✗ adi, ✗ uchida, ✓ dawn, ✓ jia
+        {"attack": "input_smoothing", "adi": "✓", "uchida": "✗", "dawn": "inc", "jia": "✓",
+         "greedy_residuals": "✗", "deepsigns_bb": "✗"},
+        {"attack": "retraining", "adi": "✗", "uchida": "✗", "dawn": "✗", "jia": "?",
+         "greedy_residuals": "✓", "deepsigns_bb": "✓"},
+    ])
+    cells = pd.concat([compare(ours, "sok_cifar10").assign(setting="fashion_mnist"),
+                       compare(ours[["attack", "adi"]], "sok_cifar10").assign(setting="mnist")], ignore_index=True)
+    assert set(cells["scheme"]) == {"adi", "uchida", "dawn", "jia"}
+    table = agreement_per_attack(cells)
+    assert table[["setting", "attack", "agree", "decided", "compared", "agreement"]].values.tolist() == [
+        ["fashion_mnist", "input_smoothing", 2, 3, 4, "2/3"],  # adi, jia agree; uchida does not; dawn inc
+        ["fashion_mnist", "retraining", 2, 3, 4, "2/3"],  # adi, uchida agree; dawn does not; jia undecided
+        ["fashion_mnist", "total", 4, 6, 8, "4/6"],
+        ["mnist", "input_smoothing", 1, 1, 1, "1/1"],
+        ["mnist", "retraining", 1, 1, 1, "1/1"],
+        ["mnist", "total", 2, 2, 2, "2/2"],
+    ]
+    assert agreement_line(cells[cells["setting"] == "fashion_mnist"]) == "agreement 4/6 cells"
 
 
 def test_unknown_reference_is_a_one_line_error():
@@ -68,6 +93,8 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
     per_attack = pd.read_csv(tmp_path / "analysis" / "reference_rows.csv").set_index("attack")
     assert per_attack.loc["transfer_learning", ["agree", "decided"]].tolist() == [0, 2]
     assert per_attack.loc["input_smoothing", ["agree", "decided"]].tolist() == [2, 2]
+    assert per_attack.loc["total", ["agree", "decided", "agreement"]].tolist() == [2, 4, "2/4"]
+    assert "| fashion_mnist | total | 2 | 4 |" in (tmp_path / "analysis" / "reference_rows.md").read_text()
     lines.clear()
     analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
     assert not any(line.startswith("agreement") for line in lines)

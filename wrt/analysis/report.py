@@ -485,8 +485,10 @@ def reference_sections(a: Analysis) -> list[Section]:
             + ". The table lists the disagreeing cells; reference_cells.csv has all of them.")
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
     rows = reference.agreement_per_attack(cells)
-    rows_text = (f"Per Table V row: agree of the decided cells ({tables.ROBUST} or {tables.REMOVED} in both tables) "
-                 f"carry the mark of {a.options.reference}; compared: the row's cells that both tables have.")
+    rows_text = (f"Per Table V row, then in total per setting: agree of the decided cells ({tables.ROBUST} or "
+                 f"{tables.REMOVED} in both tables) carry the mark of {a.options.reference} (agreement: agree/decided); "
+                 "compared: the row's cells that both tables have. Only the SoK's 11 schemes count; ours that it "
+                 "lacks (greedy_residuals, deepsigns_bb) never do.")
     return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
                     a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text)),
             Section(f"Agreement per attack ({a.options.reference})", rows_text, rows,
