@@ -175,11 +175,15 @@ def describe_nash(nash: dict) -> list[str]:
     for setting, entry in nash.items():
         lines.append(f"Nash equilibrium on {setting}")
         for name, e in [("all schemes", entry["all"]), *entry["per_scheme"].items()]:
-            pure, mixed = e["pure"], e["mixed"]
+            pure, mixed, missing = e["pure"], e["mixed"], e.get("missing_pairs", [])
+            if pure is None:
+                lines.append(f"  {name}: no equilibrium: no sub-game without an unrun pair ({len(missing)} unrun)")
+                continue
+            left_out = f"; {len(missing)} unrun pair(s) left out (nash.json)" if missing else ""
             lines.append(f"  {name}: pure (Eq. 6) defender {pure['scheme']} vs attacker {pure['attack']}, "
                          f"payoff {pure['payoff']:.4f} ({'robust' if pure['payoff'] == 0 else 'removed'}); "
                          f"mixed value {mixed['value']:.4f}, defender {tables.support(mixed['defender'])}; "
-                         f"attacker {tables.support(mixed['attacker'])}")
+                         f"attacker {tables.support(mixed['attacker'])}{left_out}")
     return lines
 
 
@@ -525,8 +529,10 @@ def roc_sections(a: Analysis) -> list[Section]:
 
 def nash_sections(a: Analysis) -> list[Section]:
     per_scheme = tables.nash_per_scheme_table(a.cells, a.nash)
-    text = ("Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). Full detail in "
-            "nash.json.")
+    text = ("Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program), on the complete "
+            "sub-game: an unrun (scheme config, attack config) pair is missing, not 0, so the scheme configs that "
+            "did not face every attack config are left out (when none did: the attack configs that every scheme "
+            "config faced). missing_pairs: how many; nash.json lists them (missing_pairs, left_out).")
     cat_text = (f"Each scheme against each attack category; rescaled wm acc and stealing loss at the equilibrium. "
                 f"{a.crit}.")
     return [
@@ -542,7 +548,9 @@ def nash_sections(a: Analysis) -> list[Section]:
 def attack_sections(a: Analysis) -> list[Section]:
     dominant = tables.dominant_attacks_table(a.cells, a.options.max_stealing_loss)
     fastest = tables.fastest_attacks_table(a.cells)
-    dom_text = "An attack is dominant when its configs remove every scheme config (not run: not removed)."
+    dom_text = ("An attack is dominant when its configs remove every scheme config. An unrun pair is missing, not 0: "
+                "dominant is empty (undecided) when a scheme config that no run config removed has unrun pairs "
+                "(missing_pairs); nash_payoff: Eq. 6 on the scheme configs that faced every config of the attack.")
     fast_text = "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %."
     return [Section("Dominant attacks (SoK §VIII-H)", dom_text, dominant,
                     a.table("dominant_attacks", dominant, "Dominant attacks", dom_text)),
@@ -589,7 +597,7 @@ def setting_sections(a: Analysis) -> list[Section]:
         if setting in a.nash:
             raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
             pay_text = ("V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; blank: not "
-                        "run (the game counts it as 0).")
+                        "run, a missing pair (the equilibria are computed on the complete sub-game: nash.json).")
             sections += [
                 Section(f"Payoff matrix — {setting}", pay_text, raw.reset_index(),
                         a.table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}", pay_text),
