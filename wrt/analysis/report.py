@@ -490,9 +490,9 @@ def reference_sections(a: Analysis) -> list[Section]:
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
     rows = reference.agreement_per_attack(cells)
     rows_text = (f"Per Table V row, then in total per setting: agree of the decided cells ({tables.ROBUST} or "
-                 f"{tables.REMOVED} in both tables) carry the mark of {a.options.reference} (agreement: agree/decided); "
-                 "compared: the row's cells that both tables have. Only the SoK's 11 schemes count; ours that it "
-                 "lacks (greedy_residuals, deepsigns_bb) never do.")
+                 f"{tables.REMOVED} in both tables) carry the mark of {a.options.reference} "
+                 "(agreement: agree/decided); compared: the row's cells that both tables have. Only the SoK's 11 "
+                 "schemes count; ours that it lacks (greedy_residuals, deepsigns_bb) never do.")
     return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
                     a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text)),
             Section(f"Agreement per attack ({a.options.reference})", rows_text, rows,
@@ -700,8 +700,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
-            f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give the same "
-            f"bytes; the runs' dates are under \"What was measured\").</p>"]
+            f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give "
+            "the same bytes; the runs' dates are under \"What was measured\").</p>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:
