@@ -16,8 +16,9 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from fixtures.analysis_runs import write_sweep
+from fixtures.analysis_runs import run_record, write, write_sweep
 
 from conftest import ROOT
 from wrt.analysis import load
@@ -91,3 +92,18 @@ def test_committed_runs_reanalyse_to_the_committed_tables(tmp_path):
     assert sorted(written) == sorted(expected)
     for name in sorted(expected):
         assert written[name] == expected[name], f"{name} differs from tests/fixtures/table5_demo_subset/analysis"
+
+
+def test_null_runs_alone_give_the_thresholds_beside_table4_and_no_game(tmp_path):
+    """A campaign's first stage: θ (beside the SoK's Table IV θ) and the settings, one line saying there is no game
+    yet, and no game table."""
+    for i, wm in enumerate((0.05, 0.08, 0.10, 0.12, 0.15, 0.20)):
+        write(tmp_path, run_record(run_name=f"null_adi_{i}", scheme="adi", scheme_params={"size": 50},
+                                   attack="none", attack_params={}, seed=100 + i, role="null", marked_wm=wm))
+    printed = _analyze(tmp_path)
+    assert printed[-2] == (f"thresholds only: 6 null run(s) and no role=marked run yet, so no game; θ of 1 scheme(s) "
+                           f"in {tmp_path / 'analysis' / 'thresholds.md'}")
+    thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv")
+    assert thresholds[["scheme", "paper_threshold"]].values.tolist() == [["adi", 0.1504]]
+    assert {p.name for p in (tmp_path / "analysis").glob("*.csv")} == {"settings.csv", "thresholds.csv",
+                                                                       "failed_runs.csv"}
