@@ -550,7 +550,7 @@ def attack_sections(a: Analysis) -> list[Section]:
     fastest = tables.fastest_attacks_table(a.cells)
     dom_text = ("An attack is dominant when its configs remove every scheme config. An unrun pair is missing, not 0: "
                 "dominant is empty (undecided) when a scheme config that no run config removed has unrun pairs "
-                "(missing_pairs); nash_payoff: Eq. 6 on the scheme configs that faced every config of the attack.")
+                "(missing_pairs); nash_payoff: Eq. 6 on the complete sub-game, as in nash.json.")
     fast_text = "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %."
     return [Section("Dominant attacks (SoK §VIII-H)", dom_text, dominant,
                     a.table("dominant_attacks", dominant, "Dominant attacks", dom_text)),
