@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from wrt.analysis.reference import agreement_line, agreement_per_attack, compare, table4, table5
+from wrt.analysis.reference import agreement_line, agreement_per_attack, beside_table5, compare, table4, table5
 from wrt.validation import InvalidParameter
 
 
@@ -68,6 +68,29 @@ def test_agreement_per_row_and_in_total_counts_the_soks_eleven_schemes_only():
     assert agreement_line(cells[cells["setting"] == "fashion_mnist"]) == "agreement 4/6 cells"
 
 
+def test_table5_beside_the_soks_marks_in_the_readmes_form():
+    """Our mark alone where it agrees; the SoK's in parentheses where it does not, bold where both are decided;
+    a scheme the SoK lacks and a row it lacks stay bare; agree/decided per row and in total."""
+    ours = pd.DataFrame([
+        {"setting": "fm", "category": "embedding", "attack": "marked wm acc (mean)", "adi": "1.000", "dawn": "0.990",
+         "greedy_residuals": "1.000", "seeds": "3", "seeds_agree": None},
+        {"setting": "fm", "category": "model_extraction", "attack": "retraining", "adi": "✗", "dawn": "✗",
+         "greedy_residuals": "✓", "seeds": "3", "seeds_agree": True},
+        {"setting": "fm", "category": "model_extraction", "attack": "smooth_retraining", "adi": "✓",
+         "dawn": "±(1 of 3)", "greedy_residuals": "✓", "seeds": "3", "seeds_agree": False},
+        {"setting": "fm", "category": "model_modification", "attack": "ftal", "adi": "✓", "dawn": "✓",
+         "greedy_residuals": "✓", "seeds": "3", "seeds_agree": True},
+    ])
+    table = beside_table5(ours, compare(ours, "sok_cifar10").assign(setting="fm"))
+    assert table.values.tolist() == [
+        ["fm", "marked wm acc (mean)", "1.000", "0.990", "1.000", ""],
+        ["fm", "retraining", "✗", "**✗** (✓)", "✓", "1/2"],  # the SoK: DAWN survives retraining
+        ["fm", "smooth_retraining", "✓ (–)", "±(1 of 3) (✗)", "✓", "0/0"],
+        ["fm", "ftal", "✓", "✓", "✓", ""],  # no row of the SoK's Table V
+        ["fm", "total", "", "", "", "1/2"],
+    ]
+
+
 def test_unknown_reference_is_a_one_line_error():
     with pytest.raises(InvalidParameter, match="reference='sok_mnist'.*sok_cifar10, sok_imagenet"):
         table5("sok_mnist")
@@ -95,6 +118,9 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
     assert per_attack.loc["input_smoothing", ["agree", "decided"]].tolist() == [2, 2]
     assert per_attack.loc["total", ["agree", "decided", "agreement"]].tolist() == [2, 4, "2/4"]
     assert "| fashion_mnist | total | 2 | 4 |" in (tmp_path / "analysis" / "reference_rows.md").read_text()
+    beside = pd.read_csv(tmp_path / "analysis" / "robustness_vs_reference.csv", keep_default_na=False)
+    assert beside.set_index("attack").loc["transfer_learning", ["adi", "agreement"]].tolist() == ["**✓** (✗)", "0/2"]
+    assert beside["agreement"].iloc[-1] == "2/4"
     lines.clear()
     analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
     assert not any(line.startswith("agreement") for line in lines)

@@ -493,7 +493,15 @@ def reference_sections(a: Analysis) -> list[Section]:
                  f"{tables.REMOVED} in both tables) carry the mark of {a.options.reference} "
                  "(agreement: agree/decided); compared: the row's cells that both tables have. Only the SoK's 11 "
                  "schemes count; ours that it lacks (greedy_residuals, deepsigns_bb) never do.")
-    return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
+    beside = reference.beside_table5(a.robustness, a.reference_cells)
+    beside_text = (f"Our Table V (robustness) beside {a.options.reference}: our mark, then the SoK's in parentheses "
+                   f"where they do not agree, in bold where both are {tables.ROBUST} or {tables.REMOVED} and differ "
+                   f"(the SoK's {tables.NOT_RUN}: it did not run the cell); a scheme the SoK lacks has no SoK mark. "
+                   "agreement: agree/decided per row, then in total (over the SoK's 11 schemes).")
+    return [Section(f"Table V beside the SoK ({a.options.reference})", beside_text, beside,
+                    a.table("robustness_vs_reference", beside, f"Table V beside {a.options.reference}",
+                            beside_text)),
+            Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
                     a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text)),
             Section(f"Agreement per attack ({a.options.reference})", rows_text, rows,
                     a.table("reference_rows", rows, f"Agreement per attack with {a.options.reference}", rows_text))]

@@ -86,6 +86,33 @@ def agreement_per_attack(cells: pd.DataFrame) -> pd.DataFrame:
     return table[[*keys, "agree", "decided", "compared", "agreement"]]
 
 
+ROBUSTNESS_META = ("setting", "category", "attack", "seeds", "seeds_agree", "runs_present", "runs_expected")
+
+
+def beside_table5(robustness: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The computed Table V (`wrt.analysis.tables.robustness_table`) in the README's form, with the reference's
+    marks (`cells`: `compare` of each setting, with `setting`): per setting its rows, each scheme's mark followed
+    by the reference's in parentheses where the two do not agree, in bold where both are ✓ or ✗ and differ (a
+    disagreement; an agreeing cell is our mark alone); `agreement`: agree/decided of the row
+    (`agreement_per_attack`), then the setting's `total` row."""
+    schemes = [c for c in robustness.columns if c not in ROBUSTNESS_META]
+    paper = {(s, a, x): (p, agrees) for s, a, x, p, agrees in
+             zip(cells["setting"], cells["attack"], cells["scheme"], cells["paper"], cells["agrees"])}
+    counts = agreement_per_attack(cells)
+    agreement = dict(zip(zip(counts["setting"], counts["attack"]), counts["agreement"]))
+    rows = []
+    for setting, block in robustness.groupby("setting", sort=True):
+        for _, row in block.iterrows():
+            out = {"setting": setting, "attack": row["attack"]}
+            for scheme in schemes:
+                mark, (theirs, agrees) = row[scheme], paper.get((setting, row["attack"], scheme), (None, True))
+                out[scheme] = f"{mark} ({theirs})" if pd.isna(agrees) else mark if agrees else f"**{mark}** ({theirs})"
+            rows.append({**out, "agreement": agreement.get((setting, row["attack"]), "")})
+        rows.append({"setting": setting, "attack": TOTAL, **dict.fromkeys(schemes, ""),
+                     "agreement": agreement.get((setting, TOTAL), "")})
+    return pd.DataFrame(rows, columns=["setting", "attack", *schemes, "agreement"])
+
+
 def agreement_line(cells: pd.DataFrame) -> str:
     """`agreement <k>/<n> cells`: k of the n cells decided in both tables carry the same mark."""
     decided = cells["agrees"].dropna()
