@@ -22,7 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(ROOT / "configs")
 WRT_RUN = str(Path(sys.executable).with_name("wrt-run"))
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+def suite_threads(workers: int) -> int:
+    """torch threads of each test process: 2 (the cores of CI's machines), or under pytest-xdist (`make test`:
+    `-n auto`) the cores shared out among its workers, so that they do not oversubscribe the cores. The
+    `wrt-run` processes the tests start get the same through OMP_NUM_THREADS."""
+    return max(1, min(2, os.cpu_count() or 1) // workers)
+
+
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = suite_threads(WORKERS)
+torch.set_num_threads(THREADS)
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(THREADS)
 
 
 def options(group: str) -> list[str]:
@@ -92,8 +103,10 @@ def pytest_sessionstart(session) -> None:
     from wrt import hardware
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(hardware.summary())
+    workers = getattr(session.config.option, "numprocesses", None)
+    if reporter is not None:  # under xdist, the controller's line, and what each worker runs
+        reporter.write_line(hardware.summary() + (f" | xdist: {workers} workers × {suite_threads(workers)} torch thread(s)"
+                                                  if isinstance(workers, int) and workers > 1 else ""))
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

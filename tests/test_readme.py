@@ -1,7 +1,9 @@
 """Every command in README.md's bash blocks runs: `wrt-run` at budget=smoke on a small subset, in a
 temporary folder, then `wrt-analyze` on what they wrote; a command marked `# long` is composed only
-(`dry_run=true` for a sweep: every job composed and checked; `--cfg job` for one run). Any other
-command must be one the test knows (make targets, scripts), so a new kind of example cannot slip by."""
+(`dry_run=true` for a sweep: every job composed and checked; `--cfg job` for one run), and so is a sweep
+through a named launcher (`hydra/launcher=…`): tests/test_launchers.py runs a sweep through each launcher.
+Any other command must be one the test knows (make targets, scripts), so a new kind of example cannot
+slip by."""
 
 from __future__ import annotations
 
@@ -51,11 +53,11 @@ def test_readme_commands_run(tmp_path, fmnist_full):
     for command, long in commands:
         if any(pattern.match(command) for pattern in KNOWN):
             continue
-        if "hydra/launcher=ray" in command and not long and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
-            if IN_CI:  # CI must run every command; elsewhere tests/test_launchers.py's skip names the fix
+        if "hydra/launcher=ray" in command and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
+            if IN_CI:  # CI must compose every command; elsewhere tests/test_launchers.py's skip names the fix
                 missing("the Ray launcher is not installed: pip install -e '.[ray]' (make test does)")
             continue
-        args = rewrite(command, long, tmp_path)
+        args = rewrite(command, long or "hydra/launcher=" in command, tmp_path)
         proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
         assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"

@@ -16,12 +16,15 @@ stated per test.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from wrt.pipeline import run
 
-from conftest import CONFIG_DIR, REMOVAL_BUDGET
+from conftest import CONFIG_DIR, REMOVAL_BUDGET, WRT_RUN
+from test_pipeline import last_line_json
 
 RULE = 0.05          # the stealing-loss rule: a removal may cost at most 5 points of test accuracy
 # binomial bounds (wrt.stats.binomial_threshold): 100 random bits, 100 labels of 10 classes
@@ -105,3 +108,20 @@ def test_smooth_retraining_removes_dawn(attack_run):
     table5 reproduction, where the cell is ✓, so only the key and a working surrogate are asserted."""
     result = attack_run("scheme=dawn", "attack=smooth_retraining")
     assert result["surrogate"]["wm_acc"] < THETA["dawn"] and result["surrogate"]["test_acc"] > 0.5
+
+
+def test_a_marked_model_verifies_and_weight_shifting_removes_the_watermark(removal_store, tmp_path, fmnist_full):
+    """End to end through `wrt-run` at the removal budget (conftest.REMOVAL_BUDGET): uchida with λ = 10
+    verifies (θ = 0.59, the binomial bound for 100 bits at p = 0.05, docs/schemes.md) and weight shifting
+    (Eq. 7, then fine-tuning) removes it. Measured in-process (Intel Xeon with AMX, fp32, 2 threads):
+    marked 1.00 (0.41 over θ), surrogate 0.00 (0.59 under θ), stealing loss 0.001; with 9-bit keys in
+    bf16 the loss was 0.016–0.039 (the thread count changes the models), so the loss is bounded at 0.1,
+    not at the 0.05 rule
+    (the tests above assert the rule where its margin is wide)."""
+    proc = subprocess.run([WRT_RUN, *REMOVAL_BUDGET, "scheme=uchida", "scheme.lam=10", "attack=weight_shifting",
+                           f"results_dir={tmp_path}/results", f"store_dir={removal_store}", "progress=false"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = last_line_json(proc)
+    assert result["marked"]["wm_acc"] >= THETA["uchida"]  # the watermark verifies on the marked model
+    assert result["surrogate"]["wm_acc"] < THETA["uchida"] and result["stealing_loss"] < 0.1  # and is removed
