@@ -79,7 +79,8 @@ def dimensions(attack) -> list[Dimension]:
             continue
         low, high, log = entry.get("low"), entry.get("high"), entry.get("log", False)
         require(is_number(low) and is_number(high) and low < high, at, entry, "numbers low < high")
-        require(isinstance(log, bool) and (not log or low > 0), f"{at}.log", log, "true (with low > 0) or false")
+        require(isinstance(log, bool), f"{at}.log", log, "true or false")
+        require(not log or low > 0, f"{at}.low", low, "a number above 0 on a log scale")
         found.append(Dimension(key, low, high, log, when=tuple(when.items())))
     return found
 
