@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 import json
 import math
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REMOVAL_BUDGET, WRT_RUN, group_config, options
+from conftest import REMOVAL_BUDGET, WRT_RUN, group_config, missing, options
 from fixtures.analysis_runs import run_record, write
 from wrt.analysis.game import attacker_objective
 from wrt.config import as_dict, build
@@ -21,6 +22,11 @@ from wrt.search import dimensions
 from wrt.validation import InvalidParameter
 
 THETA = 0.2
+
+
+def needs_optuna() -> None:
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        missing("the Optuna sweeper is not installed: pip install -e '.[optuna]' (make test does)")
 
 
 def objective(wm: float, loss: float, acc: float = 0.85) -> float:
@@ -73,6 +79,7 @@ def test_search_space_errors_are_one_line():
 
 
 def test_a_search_without_theta_stops_before_training(wrt_run, tmp_path):
+    needs_optuna()
     proc = wrt_run("-m", "experiment=best_response", "budget=smoke", "attack=weight_pruning",
                    "hydra.sweeper.n_trials=2")
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -110,6 +117,7 @@ def test_best_response_search_writes_tagged_trials_and_the_grid_vs_search_row(re
     """`wrt-run -m experiment=best_response` with a seeded TPE sampler, 3 trials of weight pruning's rate against
     uchida (λ = 10) at the removal budget, θ from fixture null runs: one JSON per trial, tagged, with the
     progress lines counting; then wrt-analyze's grid_vs_search table has the study's row."""
+    needs_optuna()
     results = tmp_path / "results"
     null_runs(results)
     proc = subprocess.run([WRT_RUN, "-m", "experiment=best_response", *REMOVAL_BUDGET, "scheme=uchida",
