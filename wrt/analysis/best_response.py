@@ -31,7 +31,8 @@ def searched_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: flo
     searched = searched[[key in with_theta for key in zip(searched["setting"], searched["scheme.name"])]]
     if searched.empty:
         return searched
-    return tables.score_runs(searched.assign(study=searched["attack.study"]), thresholds, theta_prime,
+    study = searched["attack.study"] if "attack.study" in searched else pd.Series(None, searched.index, dtype=object)
+    return tables.score_runs(searched.assign(study=study.fillna("unnamed")), thresholds, theta_prime,
                              max_stealing_loss)
 
 
