@@ -81,8 +81,9 @@ class TrialFailed(RuntimeError):
 
 
 def check_search(config: DictConfig) -> str | None:
-    """Before a sweep: with `hydra/sweeper=optuna` a study name and an attack with a `search:` block; for a
-    search (`study=`), θ (wrt/search.py). Returns the plan's line about θ; raises InvalidParameter."""
+    """Before a sweep: with `hydra/sweeper=optuna` a study name, a valid job config and an attack with a
+    `search:` block; for a search (`study=`), θ (wrt/search.py). Returns the plan's line about the search;
+    raises InvalidParameter."""
     from wrt.search import OPTUNA_SWEEPER, dimensions, threshold
     from wrt.validation import InvalidParameter
 
@@ -93,8 +94,11 @@ def check_search(config: DictConfig) -> str | None:
     if config.get("study") is None:
         return None
     from wrt.hardware import torch_threads
+    from wrt.pipeline import check_run_config
 
     with torch_threads(threads_per_job(config.hydra)):  # the jobs' numerics: their null runs give θ
+        if optuna:  # a config every trial shares fails here once, not in each trial
+            check_run_config(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
         theta = threshold(config)
     if optuna:
         names = ", ".join(f"attack.{d.name}" for d in dimensions(config.attack))
@@ -110,7 +114,6 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         from wrt.plan import sweep_plan
         from wrt.store import error_summary
-
         from wrt.validation import InvalidParameter
 
         self.start = time.perf_counter()
@@ -202,15 +205,17 @@ class CheckOutput(Callback):
 def hydra_main(cfg: DictConfig) -> str | Objective:
     """One run; returns its outcome for the sweep report: computed, reused or failed. A search trial
     (`study=`) returns the attacker's objective (`wrt.analysis.game.attacker_objective`) as an
-    `Objective`, which carries the outcome; its failed run raises `TrialFailed` in a sweep."""
+    `Objective`, which carries the outcome; its failed run raises `TrialFailed` under the Optuna sweeper
+    (a failed trial, not a value)."""
     import torch
 
     from wrt.pipeline import check_run_config, run_or_reuse  # imported here so `--help` stays fast
-    from wrt.search import threshold
+    from wrt.search import OPTUNA_SWEEPER, threshold
     from wrt.validation import InvalidParameter
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    optuna = multirun and hydra_cfg.sweeper.get("_target_") == OPTUNA_SWEEPER  # a failed trial raises
     if os.environ.get(MAIN_PID, str(os.getpid())) != str(os.getpid()):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a launcher worker: Ctrl-C is the main process's to report
     if (threads := threads_per_job(hydra_cfg)) is not None:
@@ -225,7 +230,7 @@ def hydra_main(cfg: DictConfig) -> str | Objective:
             sys.exit(2)
         append_line(Path(hydra_cfg.sweep.dir) / FAILED_LIST,
                     f"invalid-config:{hydra_cfg.job.override_dirname or hydra_cfg.job.num}")
-        if searched:
+        if optuna:
             raise TrialFailed(f"invalid config: {e}")
         return "failed"
     if cfg.dry_run:  # one run (a sweep's plan is printed by SweepReport)
@@ -242,12 +247,12 @@ def hydra_main(cfg: DictConfig) -> str | Objective:
             print(path, flush=True)
             sys.exit(1)
         append_line(Path(hydra_cfg.sweep.dir) / FAILED_LIST, str(path))
-        if searched:
+        if optuna:
             print(path, flush=True)
             raise TrialFailed(f"run failed: {path}")
     print(path, flush=True)
     outcome = "failed" if result["status"] != "ok" else "reused" if reused else "computed"
-    if not searched:
+    if not searched or outcome == "failed":
         return outcome
     from wrt.analysis.game import attacker_objective
     from wrt.analysis.report import Options
