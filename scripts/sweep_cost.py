@@ -1,10 +1,11 @@
-"""What a finished sweep cost: the run JSONs' stage timings summed per role and attack, in core-hours.
+"""What a finished sweep cost: the run JSONs' stage timings in core-hours, per stage, per attack and per CPU.
 
-Each run records its stages' wall seconds (`timing_s`) and its thread count (`cpu_threads`); a stage that
-was reused from the store (a cached source or marked model) costs nothing in that run. Core-seconds are
-seconds × threads, so runs with one thread each on two cores add up to the machine's busy time.
+Each run records its stages' wall seconds (`timing_s`), its thread count (`cpu_threads`) and its CPU (`cpu`); a
+stage that was reused from the store (a cached source or marked model) costs nothing in that run. Core-seconds
+are seconds × threads, so runs with one thread each on two cores add up to the machine's busy time. `other` is
+the part of a run's `total` outside its named stages (loading, writing the record).
 
-    .venv/bin/python scripts/sweep_cost.py results/table5_demo --out docs/results/table5_demo/cost.json
+    .venv/bin/python scripts/sweep_cost.py docs/results/table5_demo --out docs/results/table5_demo/cost.json
 """
 
 from __future__ import annotations
@@ -17,29 +18,61 @@ from pathlib import Path
 
 from wrt.analysis.load import read_run, run_files
 
-STAGES = ("data", "source", "keygen", "embed", "evaluate", "extract", "attack")
+STAGES = ("data", "source", "keygen", "embed", "evaluate", "extract", "attack", "other")
+MEANING = {"data": "loading data", "source": "training the source model", "keygen": "key generation",
+           "embed": "embedding (null runs: training the unmarked model)", "evaluate": "evaluation",
+           "extract": "extracting a model from an active scheme's wrapper", "attack": "the attack",
+           "other": "outside the named stages"}
+
+
+def _empty() -> dict:
+    return {"runs": 0, **{stage: 0.0 for stage in STAGES}}
+
+
+def _hours(run: dict) -> dict:
+    """Core-hours per stage of one run."""
+    threads, timing = run.get("cpu_threads") or 1, run["timing_s"]
+    seconds = {stage: timing.get(stage) or 0.0 for stage in STAGES if stage != "other"}
+    seconds["other"] = max(0.0, (timing.get("total") or 0.0) - sum(seconds.values()))
+    return {stage: s * threads / 3600 for stage, s in seconds.items()}
+
+
+def _totalled(groups: dict) -> dict:
+    return {key: {**group, "core_hours": sum(group[s] for s in STAGES)} for key, group in sorted(groups.items())}
 
 
 def cost(results_dir: Path) -> dict:
-    groups: dict[str, dict] = defaultdict(lambda: {"runs": 0, **{stage: 0.0 for stage in STAGES}})
-    cpus, skipped = set(), []
+    by_group, by_attack, by_cpu = (defaultdict(_empty) for _ in range(3))
+    skipped = []
     for path in run_files(results_dir):
         run = read_run(path)  # the analyzer's reader: a corrupt or incomplete file gives the reason
         if isinstance(run, str):
             skipped.append(f"{path.name}: {run}")
             continue
-        threads = run.get("cpu_threads") or 1
-        group = groups[f"{run['role']}/{(run.get('attack') or {}).get('name', 'none')}"]
-        group["runs"] += 1
-        for stage in STAGES:
-            group[stage] += (run["timing_s"].get(stage) or 0.0) * threads / 3600
-        cpus.add(run.get("cpu") or "unknown")
-    total = {stage: sum(g[stage] for g in groups.values()) for stage in STAGES}
-    return {"results_dir": str(results_dir), "cpus": sorted(cpus), "unit": "core-hours",
-            "runs": sum(g["runs"] for g in groups.values()), "core_hours": sum(total.values()),
-            "by_stage": total, "by_group": {k: {**v, "core_hours": sum(v[s] for s in STAGES)}
-                                             for k, v in sorted(groups.items())},
-            "skipped": skipped}
+        attack = (run.get("attack") or {}).get("name", "none")
+        hours = _hours(run)
+        for group in (by_group[f"{run['role']}/{attack}"], by_attack[attack], by_cpu[run.get("cpu") or "unknown"]):
+            group["runs"] += 1
+            for stage in STAGES:
+                group[stage] += hours[stage]
+    total = {stage: sum(g[stage] for g in by_group.values()) for stage in STAGES}
+    return {"results_dir": Path(results_dir).as_posix(), "cpus": sorted(by_cpu), "unit": "core-hours",
+            "runs": sum(g["runs"] for g in by_group.values()), "core_hours": sum(total.values()),
+            "by_stage": total, "by_attack": _totalled(by_attack), "by_cpu": _totalled(by_cpu),
+            "by_group": _totalled(by_group), "skipped": skipped}
+
+
+def report_lines(summary: dict) -> list[str]:
+    """The printed summary: per stage, per attack (every role), per CPU, then one total line."""
+    lines = ["core-hours per stage:"]
+    lines += [f"  {stage:9s} {summary['by_stage'][stage]:8.3f}  {MEANING[stage]}" for stage in STAGES]
+    lines.append("core-hours per attack (its marked and null runs, every stage):")
+    lines += [f"  {name:45s} {g['runs']:5d} runs {g['core_hours']:8.3f} (attack stage {g['attack']:.3f})"
+              for name, g in summary["by_attack"].items()]
+    lines.append("runs made on:")
+    lines += [f"  {cpu}: {g['runs']} runs, {g['core_hours']:.3f} core-h" for cpu, g in summary["by_cpu"].items()]
+    lines.append(f"{'total':45s} {summary['runs']:4d} runs {summary['core_hours']:8.3f} core-h")
+    return lines
 
 
 def main() -> None:
@@ -50,12 +83,12 @@ def main() -> None:
     if not (args.results_dir / "runs").is_dir():
         sys.exit(f"sweep_cost: no runs/ folder under results_dir={args.results_dir}")
     summary = cost(args.results_dir)
-    for name, group in summary["by_group"].items():
-        print(f"{name:45s} {group['runs']:4d} runs {group['core_hours']:6.2f} core-h")
-    print(f"{'total':45s} {summary['runs']:4d} runs {summary['core_hours']:6.2f} core-h")
+    print("\n".join(report_lines(summary)))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        tmp.replace(args.out)  # atomic: a killed run leaves the previous file
 
 
 if __name__ == "__main__":

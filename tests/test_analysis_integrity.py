@@ -281,3 +281,38 @@ def test_a_reference_without_a_comparable_cell_says_why(tmp_path):
                                                    "fashion_mnist: no Table V row run"), printed
     assert "another dataset's setting (fashion_mnist" in lines[0]
     assert not (tmp_path / "analysis" / "reference.csv").exists()
+
+
+# ---------------------------------------------------------------- issue #29: an unrun pair is missing, not 0
+
+def _game(pairs: dict) -> pd.DataFrame:
+    """Hand-made outcome cells of one attack (ftal, two configs) against scheme configs: (scheme config, attack
+    config) -> payoff (> 0: removed)."""
+    return pd.DataFrame([{"setting": "s", "category": "model_modification", "attack": "ftal", "scheme": "adi",
+                          "scheme_config": s, "attack_config": a, "payoff": v, "payoff_lo": v, "payoff_hi": v,
+                          "stealing_loss": 0.01, "rescaled_wm_acc": 0.1 if v else 0.9, "embedded": True,
+                          "n_seeds": 1} for (s, a), v in pairs.items()])
+
+
+def test_an_unrun_pair_is_missing_in_the_dominant_attacks_and_the_nash_game():
+    removes_x, y_survives_a1 = {("x", "a1"): 0.8, ("x", "a2"): 0.0}, {("y", "a1"): 0.0}  # y never faced a2
+    dominant = tables.dominant_attacks_table(_game({**removes_x, **y_survives_a1}), 0.05).iloc[0]
+    # a2 could remove y: undecided, where a 0 for the unrun pair said "not dominant"
+    assert dominant["dominant"] is None and dominant["missing_pairs"] == 1 and dominant["removed_by_some_config"] == 1
+    assert dominant["nash_payoff"] == pytest.approx(0.8)  # on x, the one scheme config that faced both configs
+    z_faced_both = {("z", "a1"): 0.0, ("z", "a2"): 0.0}
+    assert tables.dominant_attacks_table(_game({**removes_x, **y_survives_a1, **z_faced_both}), 0.05)[
+        "dominant"].tolist() == [False]  # z faced every config and survived: not dominant, whatever a2 does to y
+    y_removed = {("y", "a1"): 0.7}
+    assert tables.dominant_attacks_table(_game({**removes_x, **y_removed}), 0.05)["dominant"].tolist() == [True]
+
+    entry = tables.nash_entry(_game({**removes_x, **y_survives_a1}), 0.05)
+    assert entry["missing_pairs"] == [["y", "a2"]] and entry["left_out"] == {"scheme_configs": ["y"],
+                                                                            "attack_configs": []}
+    assert entry["pure"] == {"scheme": "x", "attack": "a1", "payoff": 0.8}  # with a 0 for (y, a2): y, robust
+    assert list(entry["mixed"]["defender"]) == ["x"]
+    crossed = tables.nash_entry(_game({("x", "a1"): 0.8, ("y", "a2"): 0.0}), 0.05)  # no complete sub-game
+    assert crossed["pure"] is None and crossed["mixed"] is None and len(crossed["missing_pairs"]) == 2
+    per_scheme = tables.nash_per_scheme_table(_game({("x", "a1"): 0.8, ("y", "a2"): 0.0}),
+                                              {"s": {"per_scheme": {"adi": crossed}}})
+    assert per_scheme["robust"].tolist() == [None] and per_scheme["missing_pairs"].tolist() == [2]

@@ -57,7 +57,8 @@ def test_nash_json_shape_and_values(analyzed):
     entries = [entry["all"], *entry["per_scheme"].values(),
                *(e for per_cat in entry["per_category"].values() for e in per_cat.values())]
     for e in entries:
-        assert set(e) == {"pure", "mixed"}
+        assert set(e) == {"pure", "mixed", "missing_pairs", "left_out"}
+        assert e["missing_pairs"] == [] and e["left_out"] == {"scheme_configs": [], "attack_configs": []}  # complete
         assert set(e["pure"]) == {"scheme", "attack", "payoff"}
         assert set(e["mixed"]) == {"value", "defender", "attacker"}
         assert sum(e["mixed"]["defender"].values()) == pytest.approx(1.0)
@@ -186,7 +187,10 @@ def test_tables_that_average_over_runs_report_cis(seeds_and_budgets):
         for m in measures:
             assert {m, f"{m}_lo", f"{m}_hi"} <= set(table.columns), (name, m)
     per_scheme = pd.read_csv(out / "nash_per_scheme.csv")
-    assert (per_scheme["n_seeds"] == 3).all()
+    # the budget runs attack adi(size=50) only: adi(size=100) never faced them, so adi's game leaves it out
+    # (an unrun pair is missing, not 0) and its equilibrium is a budget run of seeds 0 and 1
+    assert per_scheme.set_index("scheme")[["n_seeds", "missing_pairs"]].to_dict("index") == {
+        "adi": {"n_seeds": 2, "missing_pairs": 5}, "uchida": {"n_seeds": 3, "missing_pairs": 0}}
     assert (per_scheme["stealing_loss_lo"] <= per_scheme["stealing_loss"]).all()
     assert (per_scheme["stealing_loss"] <= per_scheme["stealing_loss_hi"]).all()
 

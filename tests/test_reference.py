@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from wrt.analysis.reference import agreement_line, agreement_per_attack, compare, table4, table5
+from wrt.analysis.reference import agreement_line, agreement_per_attack, beside_table5, compare, table4, table5
 from wrt.validation import InvalidParameter
 
 
@@ -39,8 +39,56 @@ def test_comparison_counts_only_cells_decided_in_both():
     assert pd.isna(by_cell[("smooth_retraining", "adi")])  # the SoK did not run it
     assert agreement_line(cells) == "agreement 2/3 cells"  # adi×retraining, dawn×smooth_retraining agree
     rows = agreement_per_attack(cells).set_index("attack")
-    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3}
-    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3}
+    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3, "agreement": "1/2"}
+    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3, "agreement": "1/1"}
+
+
+def test_agreement_per_row_and_in_total_counts_the_soks_eleven_schemes_only():
+    """A hand-made Table V with two settings: per row and in total, k of the n cells decided in both tables
+    agree; our schemes that the SoK lacks (greedy_residuals, deepsigns_bb) are never compared."""
+    ours = pd.DataFrame([
+        # SoK CIFAR-10: input smoothing ✓ for adi, uchida, dawn; retraining ✗ adi, ✗ uchida, ✓ dawn, ✓ jia
+        {"attack": "input_smoothing", "adi": "✓", "uchida": "✗", "dawn": "inc", "jia": "✓",
+         "greedy_residuals": "✗", "deepsigns_bb": "✗"},
+        {"attack": "retraining", "adi": "✗", "uchida": "✗", "dawn": "✗", "jia": "?",
+         "greedy_residuals": "✓", "deepsigns_bb": "✓"},
+    ])
+    cells = pd.concat([compare(ours, "sok_cifar10").assign(setting="fashion_mnist"),
+                       compare(ours[["attack", "adi"]], "sok_cifar10").assign(setting="mnist")], ignore_index=True)
+    assert set(cells["scheme"]) == {"adi", "uchida", "dawn", "jia"}
+    table = agreement_per_attack(cells)
+    assert table[["setting", "attack", "agree", "decided", "compared", "agreement"]].values.tolist() == [
+        ["fashion_mnist", "input_smoothing", 2, 3, 4, "2/3"],  # adi, jia agree; uchida does not; dawn inc
+        ["fashion_mnist", "retraining", 2, 3, 4, "2/3"],  # adi, uchida agree; dawn does not; jia undecided
+        ["fashion_mnist", "total", 4, 6, 8, "4/6"],
+        ["mnist", "input_smoothing", 1, 1, 1, "1/1"],
+        ["mnist", "retraining", 1, 1, 1, "1/1"],
+        ["mnist", "total", 2, 2, 2, "2/2"],
+    ]
+    assert agreement_line(cells[cells["setting"] == "fashion_mnist"]) == "agreement 4/6 cells"
+
+
+def test_table5_beside_the_soks_marks_in_the_readmes_form():
+    """Our mark alone where it agrees; the SoK's in parentheses where it does not, bold where both are decided;
+    a scheme the SoK lacks and a row it lacks stay bare; agree/decided per row and in total."""
+    ours = pd.DataFrame([
+        {"setting": "fm", "category": "embedding", "attack": "marked wm acc (mean)", "adi": "1.000", "dawn": "0.990",
+         "greedy_residuals": "1.000", "seeds": "3", "seeds_agree": None},
+        {"setting": "fm", "category": "model_extraction", "attack": "retraining", "adi": "✗", "dawn": "✗",
+         "greedy_residuals": "✓", "seeds": "3", "seeds_agree": True},
+        {"setting": "fm", "category": "model_extraction", "attack": "smooth_retraining", "adi": "✓",
+         "dawn": "±(1 of 3)", "greedy_residuals": "✓", "seeds": "3", "seeds_agree": False},
+        {"setting": "fm", "category": "model_modification", "attack": "ftal", "adi": "✓", "dawn": "✓",
+         "greedy_residuals": "✓", "seeds": "3", "seeds_agree": True},
+    ])
+    table = beside_table5(ours, compare(ours, "sok_cifar10").assign(setting="fm"))
+    assert table.values.tolist() == [
+        ["fm", "marked wm acc (mean)", "1.000", "0.990", "1.000", ""],
+        ["fm", "retraining", "✗", "**✗** (✓)", "✓", "1/2"],  # the SoK: DAWN survives retraining
+        ["fm", "smooth_retraining", "✓ (–)", "±(1 of 3) (✗)", "✓", "0/0"],
+        ["fm", "ftal", "✓", "✓", "✓", ""],  # no row of the SoK's Table V
+        ["fm", "total", "", "", "", "1/2"],
+    ]
 
 
 def test_unknown_reference_is_a_one_line_error():
@@ -68,6 +116,11 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
     per_attack = pd.read_csv(tmp_path / "analysis" / "reference_rows.csv").set_index("attack")
     assert per_attack.loc["transfer_learning", ["agree", "decided"]].tolist() == [0, 2]
     assert per_attack.loc["input_smoothing", ["agree", "decided"]].tolist() == [2, 2]
+    assert per_attack.loc["total", ["agree", "decided", "agreement"]].tolist() == [2, 4, "2/4"]
+    assert "| fashion_mnist | total | 2 | 4 |" in (tmp_path / "analysis" / "reference_rows.md").read_text()
+    beside = pd.read_csv(tmp_path / "analysis" / "robustness_vs_reference.csv", keep_default_na=False)
+    assert beside.set_index("attack").loc["transfer_learning", ["adi", "agreement"]].tolist() == ["**✓** (✗)", "0/2"]
+    assert beside["agreement"].iloc[-1] == "2/4"
     lines.clear()
     analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
     assert not any(line.startswith("agreement") for line in lines)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from fixtures.analysis_runs import write_sweep
+from fixtures.analysis_runs import run_record, write, write_sweep
 
 
 def test_sweep_cost_sums_stage_seconds_and_reports_corrupt_files(tmp_path):
@@ -26,6 +26,36 @@ def test_sweep_cost_sums_stage_seconds_and_reports_corrupt_files(tmp_path):
     assert summary["core_hours"] == pytest.approx(len(runs) * 17.2 / 3600)
     assert summary["by_stage"]["embed"] == pytest.approx(len(runs) * 10.0 / 3600)
     assert proc.stdout.splitlines()[-1].split()[:2] == ["total", str(len(runs))]
+
+
+def test_sweep_cost_gives_core_hours_per_stage_per_attack_and_names_the_cpus(tmp_path):
+    """Two CPUs, one and two threads, an active scheme's extraction: each stage's seconds × threads, per attack
+    over its marked and null runs, per CPU, and `other` for a total above the named stages."""
+    def run(name, attack_name, params, cpu, threads, role="marked", **timing):
+        record = run_record(run_name=name, scheme="adi", scheme_params={"size": 50}, attack=attack_name,
+                            attack_params=params, seed=0, role=role)
+        record.update(cpu=cpu, cpu_threads=threads)
+        record["timing_s"] = {"data": 0.0, "source": 0.0, "keygen": 0.0, "embed": 0.0, "evaluate": 0.0,
+                              "attack": 0.0, **timing}
+        write(tmp_path, record)
+
+    run("null0", "none", {}, "AMD EPYC 9654", 1, role="null", source=3600, embed=1800, evaluate=360, total=5800)
+    run("tl0", "transfer_learning", {"epochs": 5}, "Intel Xeon", 2, attack=900, evaluate=180, total=1080)
+    run("ws0", "weight_pruning", {"rate": 0.5}, "Intel Xeon", 1, extract=720, attack=36, total=756)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_cost.py"), str(tmp_path),
+                           "--out", str(tmp_path / "cost.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "cost.json").read_text())
+    assert summary["cpus"] == ["AMD EPYC 9654", "Intel Xeon"]
+    assert summary["by_stage"] == pytest.approx({"data": 0.0, "source": 1.0, "keygen": 0.0, "embed": 0.5,
+                                                 "evaluate": 0.1 + 0.1, "extract": 0.2, "attack": 0.5 + 0.01,
+                                                 "other": (5800 - 5760) / 3600})
+    assert summary["by_attack"]["transfer_learning"]["core_hours"] == pytest.approx(2 * 1080 / 3600)
+    assert summary["by_attack"]["weight_pruning"]["extract"] == pytest.approx(0.2)
+    assert {cpu: g["runs"] for cpu, g in summary["by_cpu"].items()} == {"AMD EPYC 9654": 1, "Intel Xeon": 2}
+    assert summary["by_cpu"]["Intel Xeon"]["core_hours"] == pytest.approx(0.6 + 0.21)
+    assert "  Intel Xeon: 2 runs, 0.810 core-h" in proc.stdout.splitlines()
+    assert proc.stdout.splitlines()[-1].split()[:2] == ["total", "3"]
 
 
 def test_sweep_cost_names_a_folder_without_runs(tmp_path):

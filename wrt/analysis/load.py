@@ -392,7 +392,8 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
 
     An unreadable, corrupt, half-written, incomplete, wrong-typed or out-of-range file is skipped with exactly
     one warning line; so is a file on which loading fails unexpectedly. Files that repeat a run_name (a copy)
-    count once, with one warning per run_name. One count line follows when any were skipped.
+    count once, with one warning per run_name. One count line follows when any were skipped. The rows come in
+    run_name order, whatever the folders' layout or listing order.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -425,4 +426,6 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
     if not rows:
         raise ResultsDirError(f"no usable run JSON under {results_dir} (looked for */runs/*.json: "
                               f"{len(files)} found, {len(skipped)} skipped)")
+    # one order whatever the folder layout or listing: the tables' row order and bootstrap draws follow it
+    rows.sort(key=lambda row: (row["run_name"], row["path"]))
     return LoadedRuns(runs=add_data_budgets(add_varied_params(pd.DataFrame(rows))), skipped=skipped)

@@ -22,7 +22,7 @@ SPEED_COLORS = {"fast": "tab:green", "medium": "tab:orange", "slow": "tab:red"}
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=110, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})  # no date: re-analysis is byte for byte
     plt.close(fig)
     return paths
 

@@ -95,6 +95,17 @@ class Analysis:
     def game(self) -> bool:
         return self.cells is not None
 
+    @property
+    def thresholds_only(self) -> bool:
+        """Null runs and no marked run yet (a campaign's first stage): θ, but no game."""
+        return self.thresholds is not None and not self.game
+
+    def relative_paths(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` with its `path` column relative to results_dir, so that a written table does not depend on
+        where the results folder lies."""
+        root = Path(self.options.results_dir)
+        return frame.assign(path=[_relative(p, root) for p in frame["path"]])
+
     @cached_property
     def removal(self) -> pd.DataFrame:
         return tables.removal_runs(self.runs)
@@ -164,11 +175,15 @@ def describe_nash(nash: dict) -> list[str]:
     for setting, entry in nash.items():
         lines.append(f"Nash equilibrium on {setting}")
         for name, e in [("all schemes", entry["all"]), *entry["per_scheme"].items()]:
-            pure, mixed = e["pure"], e["mixed"]
+            pure, mixed, missing = e["pure"], e["mixed"], e.get("missing_pairs", [])
+            if pure is None:
+                lines.append(f"  {name}: no equilibrium: no sub-game without an unrun pair ({len(missing)} unrun)")
+                continue
+            left_out = f"; {len(missing)} unrun pair(s) left out (nash.json)" if missing else ""
             lines.append(f"  {name}: pure (Eq. 6) defender {pure['scheme']} vs attacker {pure['attack']}, "
                          f"payoff {pure['payoff']:.4f} ({'robust' if pure['payoff'] == 0 else 'removed'}); "
                          f"mixed value {mixed['value']:.4f}, defender {tables.support(mixed['defender'])}; "
-                         f"attacker {tables.support(mixed['attacker'])}")
+                         f"attacker {tables.support(mixed['attacker'])}{left_out}")
     return lines
 
 
@@ -195,8 +210,9 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
                               f"JSON files' error field)")
     if not a.forged.empty and not _has_removal_runs(a.removal):  # only forging runs: a claim table, no game
         return a
-    if not ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any():
-        raise ResultsDirError(f"no successful role=marked run under {results_dir} (only null runs or forging runs "
+    marked = ((a.removal["status"] == "ok") & (a.removal["role"] == "marked")).any()
+    if not marked and not ((a.removal["status"] == "ok") & (a.removal["role"] == "null")).any():
+        raise ResultsDirError(f"no successful role=marked or role=null run under {results_dir} (only forging runs "
                               "without a claim); nothing to analyze")
     skipped: dict = {}
     a.thresholds = decision_thresholds(a.removal, options.p, options.threshold_method, options.min_null_runs,
@@ -207,6 +223,8 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
              f" (no θ): {reasons}")
     if skipped:
         a.removal = a.removal[[(s, x) not in skipped for s, x in zip(a.removal["setting"], a.removal["scheme.name"])]]
+    if not marked:  # only null runs so far: the thresholds, no game
+        return a
     a.scored = tables.score_runs(a.removal, a.thresholds, options.theta_prime, options.max_stealing_loss)
     if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
@@ -221,19 +239,36 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     return a
 
 
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether folders `a` and `b` hold the same files with the same bytes."""
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all(
+        (a / n).is_file() and (b / n).is_file() and (a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
 def publish(link: Path, version: Path) -> None:
     """Point `link` (`results_dir/analysis`) at the complete analysis in `version` by replacing the link
     atomically (a rename), then remove the older versions (a newer one may be an analysis still being
-    written). An `analysis/` folder of an earlier wrt is moved into the versions folder first; a link is
-    replaced, never followed."""
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.relpath(version, link.parent), tmp)
-    if link.is_dir() and not link.is_symlink():
-        os.rename(link, version.parent / f"before-{version.name}")
-    os.replace(tmp, link)
+    written). When `version` holds the same bytes as the published analysis, the link stays as it is and
+    `version` is removed, so a re-analysis of unchanged runs changes no file (nor a committed link). An
+    `analysis/` folder of an earlier wrt is moved into the versions folder first; a link is replaced, never
+    followed."""
+    current = link.parent / os.readlink(link) if link.is_symlink() else None
+    if current is not None and current.is_dir() and _same_files(current, version):
+        shutil.rmtree(version)
+        keep = current.resolve()
+    else:
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(os.path.relpath(version, link.parent), tmp)
+        if link.is_dir() and not link.is_symlink():
+            os.rename(link, version.parent / f"before-{version.name}")
+        os.replace(tmp, link)
+        keep = version.resolve()
     for old in version.parent.iterdir():
+        if old.resolve() == keep:
+            continue
         if old.name.startswith("before-") or old.name < version.name:
             if old.is_symlink() or not old.is_dir():
                 old.unlink()
@@ -254,9 +289,11 @@ def analyze(options: Options, out=print) -> Path:
     if a.game:
         (a.out_dir / "nash.json").write_text(json.dumps(a.nash, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
-        a.runs.drop(columns=[c for c in a.runs.columns if a.runs[c].map(lambda v: isinstance(v, list)).any()]) \
+        runs = a.relative_paths(a.runs)
+        runs.drop(columns=[c for c in runs.columns if runs[c].map(lambda v: isinstance(v, list)).any()]) \
             .to_csv(a.out_dir / "runs.csv", index=False)
-    sections = [s for make in (SECTIONS if a.game else FORGING_ONLY_SECTIONS) for s in make(a)]
+    kind = SECTIONS if a.game else THRESHOLDS_ONLY_SECTIONS if a.thresholds_only else FORGING_ONLY_SECTIONS
+    sections = [s for make in kind for s in make(a)]
     _write_report(sections, a)
     publish(link, a.out_dir)
     report = link / "report.html"
@@ -266,6 +303,9 @@ def analyze(options: Options, out=print) -> Path:
         out(forgery.summary(a.forged))
     for line in a.agreement_lines() + a.no_reference_lines():
         out(line)
+    if a.thresholds_only:
+        out(f"thresholds only: {int((a.removal['role'] == 'null').sum())} null run(s) and no role=marked run yet, "
+            f"so no game; θ of {len(a.thresholds)} scheme(s) in {link / 'thresholds.md'}")
     out(str(report))
     return report
 
@@ -277,6 +317,13 @@ def _has_removal_runs(removal: pd.DataFrame) -> bool:
 
 
 # ---------------------------------------------------------------- sections, in report order
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
 
 def _values(series: pd.Series) -> str:
     values = sorted({str(v) for v in series.dropna()})
@@ -442,9 +489,19 @@ def reference_sections(a: Analysis) -> list[Section]:
             + ". The table lists the disagreeing cells; reference_cells.csv has all of them.")
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
     rows = reference.agreement_per_attack(cells)
-    rows_text = (f"Per Table V row: agree of the decided cells ({tables.ROBUST} or {tables.REMOVED} in both tables) "
-                 f"carry the mark of {a.options.reference}; compared: the row's cells that both tables have.")
-    return [Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
+    rows_text = (f"Per Table V row, then in total per setting: agree of the decided cells ({tables.ROBUST} or "
+                 f"{tables.REMOVED} in both tables) carry the mark of {a.options.reference} "
+                 "(agreement: agree/decided); compared: the row's cells that both tables have. Only the SoK's 11 "
+                 "schemes count; ours that it lacks (greedy_residuals, deepsigns_bb) never do.")
+    beside = reference.beside_table5(a.robustness, a.reference_cells)
+    beside_text = (f"Our Table V (robustness) beside {a.options.reference}: our mark, then the SoK's in parentheses "
+                   f"where they do not agree, in bold where both are {tables.ROBUST} or {tables.REMOVED} and differ "
+                   f"(the SoK's {tables.NOT_RUN}: it did not run the cell); a scheme the SoK lacks has no SoK mark. "
+                   "agreement: agree/decided per row, then in total (over the SoK's 11 schemes).")
+    return [Section(f"Table V beside the SoK ({a.options.reference})", beside_text, beside,
+                    a.table("robustness_vs_reference", beside, f"Table V beside {a.options.reference}",
+                            beside_text)),
+            Section(f"Agreement with the SoK ({a.options.reference})", text, disagree,
                     a.table("reference", disagree, f"Cells that disagree with {a.options.reference}", text)),
             Section(f"Agreement per attack ({a.options.reference})", rows_text, rows,
                     a.table("reference_rows", rows, f"Agreement per attack with {a.options.reference}", rows_text))]
@@ -500,8 +557,10 @@ def roc_sections(a: Analysis) -> list[Section]:
 
 def nash_sections(a: Analysis) -> list[Section]:
     per_scheme = tables.nash_per_scheme_table(a.cells, a.nash)
-    text = ("Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program). Full detail in "
-            "nash.json.")
+    text = ("Pure: Eq. 6; mixed: the zero-sum game's value and both strategies (linear program), on the complete "
+            "sub-game: an unrun (scheme config, attack config) pair is missing, not 0, so the scheme configs that "
+            "did not face every attack config are left out (when none did: the attack configs that every scheme "
+            "config faced). missing_pairs: how many; nash.json lists them (missing_pairs, left_out).")
     cat_text = (f"Each scheme against each attack category; rescaled wm acc and stealing loss at the equilibrium. "
                 f"{a.crit}.")
     return [
@@ -517,7 +576,9 @@ def nash_sections(a: Analysis) -> list[Section]:
 def attack_sections(a: Analysis) -> list[Section]:
     dominant = tables.dominant_attacks_table(a.cells, a.options.max_stealing_loss)
     fastest = tables.fastest_attacks_table(a.cells)
-    dom_text = "An attack is dominant when its configs remove every scheme config (not run: not removed)."
+    dom_text = ("An attack is dominant when its configs remove every scheme config. An unrun pair is missing, not 0: "
+                "dominant is empty (undecided) when a scheme config that no run config removed has unrun pairs "
+                "(missing_pairs); nash_payoff: Eq. 6 on the complete sub-game, as in nash.json.")
     fast_text = "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %."
     return [Section("Dominant attacks (SoK §VIII-H)", dom_text, dominant,
                     a.table("dominant_attacks", dominant, "Dominant attacks", dom_text)),
@@ -564,7 +625,7 @@ def setting_sections(a: Analysis) -> list[Section]:
         if setting in a.nash:
             raw = tables.game_cells(sc).pivot(index="scheme_config", columns="attack_config", values="payoff")
             pay_text = ("V[i, j] = surrogate test accuracy if the attack removes the watermark, else 0; blank: not "
-                        "run (the game counts it as 0).")
+                        "run, a missing pair (the equilibria are computed on the complete sub-game: nash.json).")
             sections += [
                 Section(f"Payoff matrix — {setting}", pay_text, raw.reset_index(),
                         a.table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}", pay_text),
@@ -596,12 +657,12 @@ def setting_sections(a: Analysis) -> list[Section]:
 
 def failure_sections(a: Analysis) -> list[Section]:
     """The failed runs (failed_runs.csv) and the skipped files."""
-    failed = tables.failed_runs_table(a.runs)
+    failed = tables.failed_runs_table(a.relative_paths(a.runs))
     failed.to_csv(a.out_dir / "failed_runs.csv", index=False)
     sections = [Section("Failed runs", f"{len(failed)} run(s) failed; never counted as successes.", failed,
                         [a.out_dir / "failed_runs.csv"])]
     if a.loaded.skipped:
-        skipped = pd.DataFrame([{"path": str(p), "reason": r} for p, r in a.loaded.skipped])
+        skipped = a.relative_paths(pd.DataFrame([{"path": str(p), "reason": r} for p, r in a.loaded.skipped]))
         sections.append(Section("Skipped files", f"{len(skipped)} file(s) were not usable run JSON.", skipped))
     if a.notes:
         sections.append(Section("Runs counted once and settings skipped",
@@ -614,6 +675,7 @@ SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness
             search_sections, model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
             setting_sections, failure_sections]
 FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
+THRESHOLDS_ONLY_SECTIONS = [measured_sections, glossary_sections, threshold_sections, failure_sections]
 CHECKS = [forgery.check_claim]  # what the analyses read beyond the run record (`load_runs`)
 
 
@@ -659,7 +721,6 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 8px
 def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, out_dir: Path) -> str:
     """One self-contained page: tables inline, PNGs embedded as base64, links to the CSV/MD/TeX/PDF files."""
     n_ok, n_failed = int((runs["status"] == "ok").sum()), int((runs["status"] == "failed").sum())
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = f", thresholds_from {options.thresholds_from}" if options.thresholds_from else ""
     if options.merge_numerics:
         extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
@@ -667,7 +728,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
-            f"{html.escape(extra)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
+            f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give "
+            "the same bytes; the runs' dates are under \"What was measured\").</p>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:

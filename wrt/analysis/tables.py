@@ -156,9 +156,28 @@ def strategy_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["embedded"]] if "embedded" in cells else cells
 
 
+def complete_subgame(V: pd.DataFrame) -> tuple[list, list]:
+    """The scheme configs (rows) and attack configs (columns) of the largest game without an unrun pair that
+    keeps every attack config: the rows that faced all of them; when no row did, every row and the attack
+    configs that all of them faced; ([], []) when neither has one."""
+    complete_rows = V.index[V.notna().all(axis=1)].tolist()
+    if complete_rows:
+        return complete_rows, V.columns.tolist()
+    complete_columns = V.columns[V.notna().all(axis=0)].tolist()
+    return (V.index.tolist(), complete_columns) if complete_columns else ([], [])
+
+
 def nash_entry(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
-    V, T = matrices(cells, max_stealing_loss)
-    return game.solve_game(V, T)
+    """Both equilibria (`game.solve_game`) of the complete sub-game (`complete_subgame`): an unrun (scheme config,
+    attack config) pair is missing, never a payoff of 0. `missing_pairs` lists the unrun pairs, `left_out` the
+    configs the sub-game leaves out for them; `pure` and `mixed` are null when no sub-game is complete."""
+    V, T = matrices(cells, max_stealing_loss, fill=None)
+    rows, columns = complete_subgame(V)
+    missing = [[s, a] for s in V.index for a in V.columns if pd.isna(V.at[s, a])]
+    left_out = {"scheme_configs": [s for s in V.index if s not in rows],
+                "attack_configs": [a for a in V.columns if a not in columns]}
+    solved = game.solve_game(V.loc[rows, columns], T.loc[rows, columns]) if rows else {"pure": None, "mixed": None}
+    return {**solved, "missing_pairs": missing, "left_out": left_out}
 
 
 def pure_nash_configs(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[str, str, float]:
@@ -196,12 +215,16 @@ def nash_all(cells: pd.DataFrame, max_stealing_loss: float) -> dict:
 
 
 def _pure_summary(cells: pd.DataFrame, entry: dict) -> dict:
-    at = outcome_at(cells, entry)
+    """The pure equilibrium's pair and outcome; `missing_pairs`: the unrun pairs the game left out (no complete
+    sub-game: no pair, robust empty)."""
+    pure = entry["pure"] or {}
+    at = outcome_at(cells, entry) if pure else pd.Series(dtype=object)
     columns = [f"{m}{suffix}" for m in ("rescaled_wm_acc", "stealing_loss") for suffix in ("", "_lo", "_hi")]
     return {
-        "scheme_config": entry["pure"]["scheme"], "attack_config": entry["pure"]["attack"],
-        "payoff": entry["pure"]["payoff"], "robust": entry["pure"]["payoff"] == 0,
+        "scheme_config": pure.get("scheme"), "attack_config": pure.get("attack"),
+        "payoff": pure.get("payoff", np.nan), "robust": pure["payoff"] == 0 if pure else None,
         "n_seeds": at.get("n_seeds", 0), **{c: at.get(c, np.nan) for c in columns},
+        "missing_pairs": len(entry.get("missing_pairs", [])),
     }
 
 
@@ -211,10 +234,10 @@ def nash_per_scheme_table(cells: pd.DataFrame, nash: dict) -> pd.DataFrame:
     for setting, entry in nash.items():
         sc = game_cells(cells)[game_cells(cells)["setting"] == setting]
         for scheme, e in entry["per_scheme"].items():
+            mixed = e["mixed"] or {"value": np.nan, "defender": {}, "attacker": {}}
             rows.append({"setting": setting, "scheme": scheme, **_pure_summary(sc, e),
-                         "mixed_value": e["mixed"]["value"],
-                         "mixed_defender": support(e["mixed"]["defender"]),
-                         "mixed_attacker": support(e["mixed"]["attacker"])})
+                         "mixed_value": mixed["value"], "mixed_defender": support(mixed["defender"]),
+                         "mixed_attacker": support(mixed["attacker"])})
     return pd.DataFrame(rows)
 
 
@@ -226,7 +249,7 @@ def nash_per_category_table(cells: pd.DataFrame, nash: dict) -> pd.DataFrame:
         for scheme, per_cat in entry["per_category"].items():
             for category, e in per_cat.items():
                 rows.append({"setting": setting, "scheme": scheme, "category": category,
-                             **_pure_summary(sc, e), "mixed_value": e["mixed"]["value"]})
+                             **_pure_summary(sc, e), "mixed_value": (e["mixed"] or {}).get("value", np.nan)})
     return pd.DataFrame(rows)
 
 
@@ -404,34 +427,44 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
 
 
 def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
-    """SoK §VIII-H: an attack is dominant when, over every scheme config × the attack's configs, the Eq. 6
-    payoff is positive, i.e. each scheme config the attack applies to is removed by some config of the attack
-    (not run: not removed). Also the single attack config that removes the most scheme configs."""
+    """SoK §VIII-H: an attack is dominant when every scheme config of the setting is removed by some config of the
+    attack (its Eq. 6 payoff is positive). An unrun (scheme config, attack config) pair is missing, not 0: a scheme
+    config counts as removed when a config that was run removes it (payoffs are ≥ 0, so no unrun pair can undo
+    that); `dominant` is yes when every scheme config is removed, no when some scheme config faced every config
+    of the attack and none removed it, and empty (undecided) otherwise; `missing_pairs` counts the unrun pairs.
+    Also the single attack config that removes the most scheme configs, and the Eq. 6 payoff of the complete
+    sub-game (`complete_subgame`; empty when there is none)."""
     rows = []
     gc = strategy_cells(cells)
     for (setting, category, attack), sub in gc.groupby(["setting", "category", "attack"], sort=True):
-        here = gc[gc["setting"] == setting]
-        all_configs = sorted(here["scheme_config"].unique())
-        V, T = matrices(sub, max_stealing_loss)
-        V, T = V.reindex(all_configs).fillna(0.0), T.reindex(all_configs).fillna(np.inf)
-        removed = V > 0
+        all_configs = sorted(gc.loc[gc["setting"] == setting, "scheme_config"].unique())
+        V, T = matrices(sub, max_stealing_loss, fill=None)
+        V, T = V.reindex(all_configs), T.reindex(all_configs).fillna(np.inf)
+        removed, faced_all = V.fillna(0.0) > 0, V.notna().all(axis=1)
+        by_some = removed.any(axis=1)
+        dominant = True if by_some.all() else False if (faced_all & ~by_some).any() else None
         best_config = removed.sum(axis=0).idxmax()
-        i, j = game.pure_nash(V.to_numpy(), T.to_numpy())
-        nash_payoff = float(V.iat[i, j])
-        at = sub[(sub["scheme_config"] == V.index[i]) & (sub["attack_config"] == V.columns[j])]
+        complete_rows, columns = complete_subgame(V)
+        nash_payoff, at = np.nan, sub.iloc[:0]
+        if complete_rows:
+            Vc = V.loc[complete_rows, columns]
+            i, j = game.pure_nash(Vc.to_numpy(), T.loc[complete_rows, columns].to_numpy())
+            nash_payoff = float(Vc.iat[i, j])
+            at = sub[(sub["scheme_config"] == Vc.index[i]) & (sub["attack_config"] == Vc.columns[j])]
         rows.append({
             "setting": setting, "category": category, "attack": attack, "scheme_configs": len(all_configs),
-            "removed_by_some_config": int(removed.any(axis=1).sum()), "best_single_config": best_config,
+            "removed_by_some_config": int(by_some.sum()), "best_single_config": best_config,
             "removed_by_best_config": int(removed[best_config].sum()),
-            "dominant": nash_payoff > 0, "nash_payoff": nash_payoff,
+            "dominant": dominant, "missing_pairs": int(V.isna().to_numpy().sum()), "nash_payoff": nash_payoff,
             "nash_payoff_lo": at["payoff_lo"].iloc[0] if len(at) else np.nan,
             "nash_payoff_hi": at["payoff_hi"].iloc[0] if len(at) else np.nan,
         })
     table = pd.DataFrame(rows, columns=["setting", "category", "attack", "scheme_configs", "removed_by_some_config",
-                                        "best_single_config", "removed_by_best_config", "dominant", "nash_payoff",
-                                        "nash_payoff_lo", "nash_payoff_hi"])
-    return table.sort_values(["setting", "dominant", "removed_by_some_config", "attack"],
-                             ascending=[True, False, False, True])
+                                        "best_single_config", "removed_by_best_config", "dominant", "missing_pairs",
+                                        "nash_payoff", "nash_payoff_lo", "nash_payoff_hi"])
+    rank = table["dominant"].map({True: 0, False: 2}).fillna(1)  # dominant, undecided, not dominant
+    return (table.assign(_rank=rank).sort_values(["setting", "_rank", "removed_by_some_config", "attack"],
+                                                 ascending=[True, True, False, True]).drop(columns="_rank"))
 
 
 def speed_class(ratio: float) -> str:

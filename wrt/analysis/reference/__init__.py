@@ -61,14 +61,56 @@ def compare(robustness: pd.DataFrame, name: str) -> pd.DataFrame:
     return cells.astype({"agrees": "object"}).reset_index(drop=True)
 
 
+TOTAL = "total"  # the agreement table's last row per setting: every row's cells
+
+
 def agreement_per_attack(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per setting and attack (a Table V row): `agree` of the `decided` cells (✓ or ✗ in both tables)
-    carry the same mark, and `compared`, the row's cells that both tables have."""
+    """Per setting and attack (a Table V row), then a `total` row per setting: `agree` of the `decided` cells
+    (✓ or ✗ in both tables) carry the same mark, `compared`: the row's cells that both tables have (only the
+    reference's schemes: `compare` leaves ours that the SoK lacks, greedy_residuals and deepsigns_bb, out), and
+    `agreement`: `k/n` as in `agreement_line`."""
     keys = [key for key in ("setting", "attack") if key in cells]
     decided = cells.assign(decided=cells["agrees"].notna(), agree=cells["agrees"].eq(True))
-    rows = decided.groupby(keys, sort=False).agg(agree=("agree", "sum"), decided=("decided", "sum"),
-                                                  compared=("agrees", "size"))
-    return rows.astype(int).reset_index()
+    counts = {"agree": ("agree", "sum"), "decided": ("decided", "sum"), "compared": ("agrees", "size")}
+    rows = decided.groupby(keys, sort=False).agg(**counts).astype(int).reset_index()
+    if "setting" in cells:
+        totals = decided.groupby("setting", sort=False).agg(**counts).astype(int).reset_index()
+    else:
+        totals = pd.DataFrame([{name: int(decided[column].sum()) if how == "sum" else len(decided)
+                                for name, (column, how) in counts.items()}])
+    table = pd.concat([rows, totals.assign(attack=TOTAL)], ignore_index=True)
+    if "setting" in cells:  # each setting's rows, then its total
+        order = {setting: i for i, setting in enumerate(dict.fromkeys(cells["setting"]))}
+        table = table.sort_values("setting", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    table["agreement"] = [f"{a}/{d}" for a, d in zip(table["agree"], table["decided"])]
+    return table[[*keys, "agree", "decided", "compared", "agreement"]]
+
+
+ROBUSTNESS_META = ("setting", "category", "attack", "seeds", "seeds_agree", "runs_present", "runs_expected")
+
+
+def beside_table5(robustness: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The computed Table V (`wrt.analysis.tables.robustness_table`) in the README's form, with the reference's
+    marks (`cells`: `compare` of each setting, with `setting`): per setting its rows, each scheme's mark followed
+    by the reference's in parentheses where the two do not agree, in bold where both are ✓ or ✗ and differ (a
+    disagreement; an agreeing cell is our mark alone); `agreement`: agree/decided of the row
+    (`agreement_per_attack`), then the setting's `total` row."""
+    schemes = [c for c in robustness.columns if c not in ROBUSTNESS_META]
+    paper = {(s, a, x): (p, agrees) for s, a, x, p, agrees in
+             zip(cells["setting"], cells["attack"], cells["scheme"], cells["paper"], cells["agrees"])}
+    counts = agreement_per_attack(cells)
+    agreement = dict(zip(zip(counts["setting"], counts["attack"]), counts["agreement"]))
+    rows = []
+    for setting, block in robustness.groupby("setting", sort=True):
+        for _, row in block.iterrows():
+            out = {"setting": setting, "attack": row["attack"]}
+            for scheme in schemes:
+                mark, (theirs, agrees) = row[scheme], paper.get((setting, row["attack"], scheme), (None, True))
+                out[scheme] = f"{mark} ({theirs})" if pd.isna(agrees) else mark if agrees else f"**{mark}** ({theirs})"
+            rows.append({**out, "agreement": agreement.get((setting, row["attack"]), "")})
+        rows.append({"setting": setting, "attack": TOTAL, **dict.fromkeys(schemes, ""),
+                     "agreement": agreement.get((setting, TOTAL), "")})
+    return pd.DataFrame(rows, columns=["setting", "attack", *schemes, "agreement"])
 
 
 def agreement_line(cells: pd.DataFrame) -> str:
