@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   – install, fetch Fashion-MNIST, run the demonstration sweep and its analysis
 #                (each run prints its JSON's path; the last line is the path of report.html)
-#   make test  – install (with the Ray launcher extra), fetch Fashion-MNIST (and chromium for the
+#   make test  – install (with the Ray launcher and Optuna sweeper extras), fetch Fashion-MNIST (and chromium for the
 #                report's browser test), run the tests
 # Repeating either skips what is already done.
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml | $(PYTHON)
 	touch $(STAMP)
 
 $(TSTAMP): $(STAMP)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,optuna]'
 	touch $(TSTAMP)
 
 install: $(STAMP)  ## create .venv and install wrt with its pinned dependencies
@@ -48,7 +48,7 @@ browser:  ## install Debian's chromium (report.html's browser test) when missing
 		echo "chromium is missing: run 'sudo apt-get install -y chromium' (else the browser test skips)"; \
 	fi
 
-test: $(TSTAMP) data browser  ## install the test extras (pytest, the Ray launcher), run the test suite
+test: $(TSTAMP) data browser  ## install the test extras (pytest, the Ray launcher, the Optuna sweeper), run the test suite
 	$(PYTHON) -m pytest -q -n auto --dist loadfile
 
 clean:  ## remove cached artifacts and results (keeps .venv)

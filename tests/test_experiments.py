@@ -14,6 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import CONFIG_DIR, options
 from wrt.pipeline import role_of, run
+from wrt.search import dimensions
 
 EXPERIMENTS = options("experiment")
 
@@ -26,8 +27,11 @@ def test_experiment_composes_and_names_existing_options(name):
     for key in ("results_dir", "role"):
         if key in experiment:  # the experiment's settings win over config.yaml's
             assert cfg[key] == experiment[key], f"{name}: {key} is {cfg[key]!r}"
-    params = cfg.hydra.sweeper.params
-    assert params, f"{name} sweeps nothing"
+    params = cfg.hydra.sweeper.params or {}
+    if cfg.hydra.sweeper.get("custom_search_space") == "wrt.search.suggest":  # searches the attack's `search:` block
+        assert dimensions(cfg.attack), f"{name}: attack {cfg.attack.name} has no search space"
+    else:
+        assert params, f"{name} sweeps nothing"
     for group, values in params.items():
         if (Path(CONFIG_DIR) / group).is_dir():
             missing = [v for v in str(values).split(",") if not (Path(CONFIG_DIR) / group / f"{v.strip()}.yaml").exists()]
@@ -61,7 +65,7 @@ def first_of_sweep(name: str) -> list[str]:
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
     parser = OverridesParser.create()
-    sweep = parser.parse_overrides([f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()])
+    sweep = parser.parse_overrides([f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()])
     return [f"{o.key_or_group}={next(iter(o.sweep_string_iterator()))}" for o in sweep]
 
 
@@ -84,12 +88,13 @@ SCRIPTS = sorted(p.name for p in (Path(CONFIG_DIR).parent / "scripts").glob("rep
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, tmp_path, fmnist_full):
     """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed; the
-    Table V campaign with SCHEMES=adi dawn):
+    Table V campaign with SCHEMES=adi dawn; the best-response searches with 3 trials):
     every sweep's plan, then one total instead of the analysis (nothing ran)."""
     root = Path(CONFIG_DIR).parent
     proc = subprocess.run(["bash", str(root / "scripts" / script), "dry_run=true", "budget=smoke", "seed=0",
                            f"store_dir={tmp_path}/store"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "RESULTS": str(tmp_path / "results"), "SCHEMES": "adi dawn"}, timeout=600)
+                          env={**os.environ, "RESULTS": str(tmp_path / "results"), "SCHEMES": "adi dawn", "TRIALS": "3"},
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     plans = re.findall(r"wrt-run:   (\d+) run\(s\): \d+ finished earlier \(reused\), (\d+) to run", proc.stdout)
     total = re.fullmatch(r"total: (\d+) run\(s\) in (\d+) sweep\(s\), (\d+) to run \(dry run: no analysis\)",

@@ -63,6 +63,50 @@ def outcome_counts(progress: Path) -> dict[str, int]:
     return {o: sum(line.split(" ")[0] == o for line in lines) for o in ("computed", "reused", "failed")}
 
 
+class Objective(float):
+    """A search trial's return value (`study=`): the attacker's objective for the Optuna sweeper, carrying
+    the run's outcome (computed or reused) for the `run k/n` lines."""
+
+    def __new__(cls, value: float, outcome: str):
+        objective = super().__new__(cls, value)
+        objective.outcome = outcome
+        return objective
+
+    def __reduce__(self):  # launchers that run jobs in other processes pickle it
+        return Objective, (float(self), self.outcome)
+
+
+class TrialFailed(RuntimeError):
+    """A search trial's run failed: the Optuna sweeper records the trial as failed (not as a value)."""
+
+
+def check_search(config: DictConfig) -> str | None:
+    """Before a sweep: with `hydra/sweeper=optuna` a study name, a valid job config and an attack with a
+    `search:` block; for a search (`study=`), θ (wrt/search.py). Returns the plan's line about the search;
+    raises InvalidParameter."""
+    from wrt.search import OPTUNA_SWEEPER, dimensions, threshold
+    from wrt.validation import InvalidParameter
+
+    optuna = config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER
+    if optuna and config.get("study") is None:
+        raise InvalidParameter("hydra/sweeper=optuna searches an attack's parameters: set study=<name> "
+                               "(experiment=best_response does; docs/attacks.md)")
+    if config.get("study") is None:
+        return None
+    from wrt.hardware import torch_threads
+    from wrt.pipeline import check_run_config
+
+    with torch_threads(threads_per_job(config.hydra)):  # the jobs' numerics: their null runs give θ
+        if optuna:  # a config every trial shares fails here once, not in each trial
+            check_run_config(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+        theta = threshold(config)
+    if optuna:
+        names = ", ".join(f"attack.{d.name}" for d in dimensions(config.attack))
+    else:
+        names = "none (no Optuna sweeper: the runs are tagged searched, nothing is drawn)"
+    return f"search {config.study}: {names}; θ = {theta:.4f}"
+
+
 class SweepReport(Callback):
     """The sweep's plan before it starts, `run k/n` after each run, a summary at the end; exits 1
     when runs failed. `on_job_end` runs in the job's process, whichever launcher started it."""
@@ -70,9 +114,17 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         from wrt.plan import sweep_plan
         from wrt.store import error_summary
+        from wrt.validation import InvalidParameter
 
         self.start = time.perf_counter()
         self.estimate = None
+        try:
+            search = check_search(config)
+        except InvalidParameter as e:
+            if not config.dry_run:
+                say(f"error: {e}")
+                sys.exit(2)
+            search = f"no search: {e}"
         try:
             plan = sweep_plan(config_name, config.hydra)
         except Exception as e:  # advisory only: Hydra reports a bad sweep itself when it starts
@@ -80,7 +132,7 @@ class SweepReport(Callback):
             plan = None
         if plan is not None:
             self.estimate = plan.estimate_s
-            say(*(["sweep plan:"] + [f"  {line}" for line in plan.lines()]),
+            say(*(["sweep plan:"] + [f"  {line}" for line in plan.lines() + ([search] if search else [])]),
                 file=sys.stdout if config.dry_run else sys.stderr)
         if config.dry_run:
             sys.exit(0 if plan is not None and not plan.invalid else 2)
@@ -93,7 +145,8 @@ class SweepReport(Callback):
         if hydra_cfg.mode != RunMode.MULTIRUN:
             return
         progress = Path(hydra_cfg.sweep.dir) / PROGRESS
-        outcome = job_return.return_value if job_return.status == JobStatus.COMPLETED else "failed"
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else "failed"
+        outcome = getattr(value, "outcome", value)  # a search trial's Objective carries it
         header = progress.read_text().splitlines()[0] if progress.exists() else "runs ?"
         k = append_line(progress, f"{outcome} {hydra_cfg.job.num}") - 1
         say(f"run {k}/{header.split()[1]} {outcome} (job #{hydra_cfg.job.num}; "
@@ -149,27 +202,36 @@ class CheckOutput(Callback):
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def hydra_main(cfg: DictConfig) -> str:
-    """One run; returns its outcome for the sweep report: computed, reused or failed."""
+def hydra_main(cfg: DictConfig) -> str | Objective:
+    """One run; returns its outcome for the sweep report: computed, reused or failed. A search trial
+    (`study=`) returns the attacker's objective (`wrt.analysis.game.attacker_objective`) as an
+    `Objective`, which carries the outcome; its failed run raises `TrialFailed` under the Optuna sweeper
+    (a failed trial, not a value)."""
     import torch
 
     from wrt.pipeline import check_run_config, run_or_reuse  # imported here so `--help` stays fast
+    from wrt.search import OPTUNA_SWEEPER, threshold
     from wrt.validation import InvalidParameter
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    optuna = multirun and hydra_cfg.sweeper.get("_target_") == OPTUNA_SWEEPER  # a failed trial raises
     if os.environ.get(MAIN_PID, str(os.getpid())) != str(os.getpid()):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a launcher worker: Ctrl-C is the main process's to report
     if (threads := threads_per_job(hydra_cfg)) is not None:
         torch.set_num_threads(threads)  # before run names: the thread count is part of them
+    searched = cfg.study is not None
     try:
         check_run_config(cfg)
+        theta = threshold(cfg) if searched and not cfg.dry_run else None  # before any training
     except InvalidParameter as e:
         say(f"error: stage config: {e}")
         if not multirun:
             sys.exit(2)
         append_line(Path(hydra_cfg.sweep.dir) / FAILED_LIST,
                     f"invalid-config:{hydra_cfg.job.override_dirname or hydra_cfg.job.num}")
+        if optuna:
+            raise TrialFailed(f"invalid config: {e}")
         return "failed"
     if cfg.dry_run:  # one run (a sweep's plan is printed by SweepReport)
         from wrt.plan import make_plan
@@ -185,8 +247,21 @@ def hydra_main(cfg: DictConfig) -> str:
             print(path, flush=True)
             sys.exit(1)
         append_line(Path(hydra_cfg.sweep.dir) / FAILED_LIST, str(path))
+        if optuna:
+            print(path, flush=True)
+            raise TrialFailed(f"run failed: {path}")
     print(path, flush=True)
-    return "failed" if result["status"] != "ok" else "reused" if reused else "computed"
+    outcome = "failed" if result["status"] != "ok" else "reused" if reused else "computed"
+    if not searched or outcome == "failed":
+        return outcome
+    from wrt.analysis.game import attacker_objective
+    from wrt.analysis.report import Options
+
+    options = Options()  # the analyzer's defaults: θ', the stealing-loss rule
+    value = attacker_objective(result["surrogate"]["wm_acc"], theta, result["stealing_loss"],
+                               result["surrogate"]["test_acc"], options.theta_prime, options.max_stealing_loss)
+    say(f"objective {value:.4f} (θ = {theta:.4f}; study {cfg.study}): {path.name}")
+    return Objective(value, outcome)
 
 
 def suggest_options(args: list[str]) -> None:

@@ -9,7 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from wrt.sweeper import ablated_params
 
-DESCRIPTIVE_KEYS = ("name", "ablation")  # documentation in a group config, not constructor args
+# documentation in a group config, not constructor args: its name, its grid and its search space (wrt/search.py)
+DESCRIPTIVE_KEYS = ("name", "ablation", "search")
 
 
 def as_dict(node) -> dict:
@@ -32,7 +33,12 @@ def params_of(node) -> dict:
     return {k: v for k, v in as_dict(node).items() if k not in DESCRIPTIVE_KEYS and not k.startswith("_")}
 
 
-def ablated_of(node) -> list[str]:
+def ablated_of(node, searched: bool = False) -> list[str]:
     """The parameters the paper ablates over (the config's `ablation` keys): the ones that
-    distinguish one defender or attacker configuration from another."""
-    return ablated_params(as_dict(node).get("ablation"))
+    distinguish one defender or attacker configuration from another; with `searched` (a trial of an
+    adaptive attacker's search), also those its `search:` block varies."""
+    spec = as_dict(node)
+    names = set(ablated_params(spec.get("ablation")))
+    if searched:
+        names |= set(spec.get("search") or {})
+    return sorted(names)

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import platform
+import re
 import resource
 import sys
 import time
@@ -37,7 +38,8 @@ from wrt.train import Trainer
 from wrt.validation import SEED_MAX, InvalidParameter, check_output_dirs, require
 
 VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "checkpoint_every",
-                 "dry_run", "precision")  # do not change results (`precision` enters resolved, as `numerics`)
+                 "dry_run", "precision", "theta")  # do not change results (`precision` enters resolved, as
+                                                   # `numerics`; `theta`: only a search's objective uses it)
 # An active scheme (`Scheme.active`, DAWN) answers only through its wrapper: attacks of these categories need
 # the model's weights or its inputs before the wrapper, so the attacker first extracts a model from the wrapper
 # with the retraining attack's config (the Table V retraining row) and attacks that (SoK Fig. 3: "For DAWN,
@@ -85,6 +87,9 @@ def check_run_config(cfg: DictConfig) -> None:
                 else "auto or cpu (no CUDA GPU is available on this machine)")
     for key in ("force", "progress", "dry_run"):
         require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
+    study = cfg.get("study")
+    require(study is None or (isinstance(study, str) and re.fullmatch(r"[A-Za-z0-9_.+=-]{1,100}", study) is not None),
+            "study", study, "null or a name of at most 100 letters, digits and _ . + = -")
     for node in ("source_trainer", "trainer"):  # the per-trainer settings that `precision` replaced
         for old in ("cpu_bf16", "amp"):
             require(old not in cfg.budget[node], f"budget.{node}.{old}", cfg.budget[node].get(old),
@@ -122,12 +127,23 @@ def numerics(cfg: DictConfig) -> dict:
             "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None}
 
 
+def without_search(node):
+    """A config without its `search:` blocks (an attack's and its steps'): the attacker's search space
+    is no part of a run, so adding one to a config keeps its runs' names."""
+    if isinstance(node, dict):
+        return {k: without_search(v) for k, v in node.items() if k != "search"}
+    return node
+
+
 def run_name(cfg: DictConfig) -> str:
     """A stable file name for a run: the same config and numerics always map to the same file
-    (resume). The default attacker data budget is left out of the hash, so runs from before it
-    existed keep their names."""
+    (resume). The default attacker data budget, and `study` when no search ran it, are left out of
+    the hash, so runs from before they existed keep their names; so are `search:` blocks."""
     stable = {k: v for k, v in as_dict(cfg).items() if k not in VOLATILE_KEYS}
+    stable["attack"], stable["scheme"] = without_search(stable["attack"]), without_search(stable["scheme"])
     stable["numerics"] = numerics(cfg)
+    if stable.get("study") is None:
+        stable.pop("study", None)
     if attacker_data(cfg) == AttackerData():
         stable.pop("attacker_data", None)
     if role_of(cfg) == "marked" or cfg.get("null_keys") == 1:  # changes only null runs; 1 key: as before
@@ -155,11 +171,14 @@ def peak_memory() -> PeakMemory:
 def new_record(cfg: DictConfig) -> RunRecord:
     """A run's record before its first stage: what the config and this machine say (docs/run_json.md)."""
     settings = numerics(cfg)
+    searched = cfg.get("study") is not None  # a trial of an adaptive attacker's search (wrt/search.py)
     return RunRecord(
         run_name=run_name(cfg), dataset=cfg.dataset.name, model=cfg.model.name, budget=cfg.budget.name,
         seed=cfg.seed, role=role_of(cfg),
         scheme=SchemeRecord(name=cfg.scheme.name, params=params_of(cfg.scheme), ablated=ablated_of(cfg.scheme)),
-        attack=AttackRecord(name=cfg.attack.name, params=params_of(cfg.attack), ablated=ablated_of(cfg.attack)),
+        attack=AttackRecord(name=cfg.attack.name, params=params_of(cfg.attack),
+                            ablated=ablated_of(cfg.attack, searched=searched), searched=searched or None,
+                            study=cfg.get("study")),
         device=settings["device"], precision=settings["precision"], cpu_threads=settings["cpu_threads"],
         cpu=cpu_model(), versions=Versions(wrt.__version__, torch.__version__, torchvision.__version__,
                                            platform.python_version()),

@@ -317,13 +317,30 @@ def sweep_jobs(hydra_cfg: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
+def search_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
+    """An Optuna search's trials (wrt/search.py): `n_trials` runs of the job's config. The search draws their
+    parameters as it goes, so each is planned at the attack config's own values, and a rerun's reused trials
+    are not known beforehand."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides([*params, *hydra_cfg.overrides.task])
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    return [compose(config_name, overrides=fixed)] * int(hydra_cfg.sweeper.n_trials)
+
+
 def sweep_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
     """Every job's composed config; with the ablation sweeper (wrt/sweeper.py) one per configuration of its
-    grids, derived from the job's config rather than composed again (composing is the slow part)."""
+    grids, derived from the job's config rather than composed again (composing is the slow part); with the
+    Optuna sweeper its trials (`search_configs`)."""
     from hydra import compose
 
+    from wrt.search import OPTUNA_SWEEPER
     from wrt.sweeper import Options, apply_overrides, expand
 
+    if hydra_cfg.sweeper.get("_target_") == OPTUNA_SWEEPER:
+        return search_configs(config_name, hydra_cfg)
     jobs, options = sweep_jobs(hydra_cfg), Options.from_sweeper(hydra_cfg.sweeper)
     compose_job = lambda job: compose(config_name, overrides=job)  # noqa: E731
     if options is None:

@@ -80,6 +80,8 @@ class AttackRecord:
     data: AttackData | None = entry()
     result: dict | None = entry()  # what the attack reported (`AttackContext.report`): JSON values
     extracted: Extracted | None = entry(omitted=True)  # the attack ran on a model extracted first (active schemes)
+    searched: bool | None = entry(omitted=True)  # a trial of an adaptive attacker's search (`study`), no grid run
+    study: str | None = entry(omitted=True, form="name")  # the search's name (experiment=best_response)
 
 
 @dataclass

@@ -41,6 +41,25 @@ def payoff(success, surrogate_test_acc):
     return np.where(success, np.asarray(surrogate_test_acc, dtype=float), 0.0)
 
 
+def attacker_objective(surrogate_wm_acc: float, theta: float, stealing_loss: float, surrogate_test_acc: float,
+                       theta_prime: float = THETA_PRIME, max_stealing_loss: float = 0.05) -> float:
+    """What an adaptive attacker maximises over an attack's parameters (issue #27; `experiment=best_response`).
+
+    With success (§VII-A: wm acc < θ, stealing loss within the rule) it is the payoff, the surrogate's test
+    accuracy, in [0, 1]. Without success it is −S(wm acc; θ) (Eq. 5) minus the stealing loss beyond the rule:
+    a score below 0, so every success beats every failure; lowering the watermark accuracy raises it, and so
+    does lowering a loss that is over the rule. The penalty is continuous (a loss just over the rule costs
+    little) so that a search can climb to the band between attacks too weak to remove the watermark and
+    attacks that remove it at too high a cost. NaN when the run measured nothing (a failed run)."""
+    if surrogate_wm_acc is None or stealing_loss is None or surrogate_test_acc is None:
+        return float("nan")
+    success = bool(attack_succeeds(surrogate_wm_acc, theta, stealing_loss, max_stealing_loss))
+    if success:
+        return float(payoff(success, surrogate_test_acc))
+    excess = max(0.0, float(stealing_loss) - max_stealing_loss)
+    return -float(rescale(surrogate_wm_acc, theta, theta_prime)) - excess
+
+
 def pure_nash(V: np.ndarray, tiebreak: np.ndarray | None = None) -> tuple[int, int]:
     """(d*, a*) = argmin_i (argmax_j V[i, j]) of Eq. 6: the attacker best-responds to each scheme config,
     the defender picks the config whose best response pays least.

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 import wrt
-from wrt.analysis import budget, forgery, grid, plots, reference, roc, tables
+from wrt.analysis import best_response, budget, forgery, grid, plots, reference, roc, tables
 from wrt.analysis.load import ANALYSIS_DIRNAME, VERSIONS_DIRNAME, LoadedRuns, ResultsDirError, load_runs
 from wrt.analysis.thresholds import METHODS, ThresholdError, decision_thresholds
 
@@ -507,6 +507,26 @@ def reference_sections(a: Analysis) -> list[Section]:
                     a.table("reference_rows", rows, f"Agreement per attack with {a.options.reference}", rows_text))]
 
 
+def search_sections(a: Analysis) -> list[Section]:
+    """Grid vs search (issue #27): the adaptive attacker's best response beside the grid's; none when no run is
+    tagged `attack.searched`."""
+    o = a.options
+    searched = best_response.searched_runs(a.runs, a.thresholds, o.theta_prime, o.max_stealing_loss)
+    if searched.empty:
+        return []
+    frame = best_response.grid_vs_search_table(a.scored, searched, a.slots, o.theta_prime, o.max_stealing_loss)
+    text = ("Beyond the SoK: an adaptive attacker searched the attack's parameters (experiment=best_response, "
+            "Optuna's TPE over the attack config's `search:` block) against one scheme config on one seed. Per "
+            "searched cell, seed and study: the grid's best response (of its grid_configs attack configs on that "
+            "scheme config and seed) and the search's (of its trials), the one with the highest attacker objective "
+            "(the payoff when the watermark is removed, else minus the rescaled wm acc minus the stealing loss "
+            "over the rule); mark: the cell's Table V mark (the grid's; searched runs never enter it); "
+            "mark_with_search: the mark if each study's best configuration joined the attacker's configs (measured "
+            f"on its own seed and scheme config; pairs not run pay 0). {a.crit}.")
+    return [Section("Grid vs search (beyond the SoK)", text, frame,
+                    a.table("grid_vs_search", frame, "Grid vs search: the attacker's best response", text))]
+
+
 FORGERY_TEXT = ("A false claim succeeds when a counterfeit key made without training data verifies on the stolen "
                 "model. Per scheme config: the attempts, the counterfeit key's size, the claim level (the wm acc a "
                 "counterfeit must reach), how many counterfeits verified and their best and mean wm acc (means "
@@ -652,7 +672,7 @@ def failure_sections(a: Analysis) -> list[Section]:
 
 
 SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness_sections, reference_sections,
-            model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
+            search_sections, model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
             setting_sections, failure_sections]
 FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
 THRESHOLDS_ONLY_SECTIONS = [measured_sections, glossary_sections, threshold_sections, failure_sections]
