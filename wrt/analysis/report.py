@@ -31,7 +31,7 @@ from wrt.analysis.thresholds import METHODS, ThresholdError, decision_thresholds
 
 @dataclass
 class Options:
-    results_dir: str = "results"
+    results_dir: str | list[str] = "results"  # a folder, or several analysed as one (`load_runs`)
     p: float = 0.05
     theta_prime: float = 0.5
     max_stealing_loss: float = 0.05
@@ -40,6 +40,11 @@ class Options:
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
     reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
     merge_numerics: bool = False  # average runs of different numerics (precision, threads) into one setting
+    out_dir: str | None = None  # the folder that gets analysis/; None: the first results folder
+
+    @property
+    def folders(self) -> list[Path]:
+        return [Path(d) for d in ([self.results_dir] if isinstance(self.results_dir, str) else self.results_dir)]
 
 
 def check_options(options: Options) -> None:
@@ -57,7 +62,12 @@ def check_options(options: Options) -> None:
                "a setting name"),
               ("reference", options.reference in (None, "none", *reference.REFERENCES),
                f"none or one of {', '.join(reference.REFERENCES)}"),
-              ("results_dir", isinstance(options.results_dir, str) and options.results_dir != "", "a folder"),
+              ("results_dir", isinstance(options.results_dir, (str, list)) and len(options.results_dir) > 0
+               and all(isinstance(d, str) and d for d in ([options.results_dir] if isinstance(options.results_dir, str)
+                                                           else options.results_dir)),
+               "a folder or a list of folders ([mine,docs/results/table5_demo])"),
+              ("out_dir", options.out_dir is None or (isinstance(options.out_dir, str) and options.out_dir != ""),
+               "a folder or null"),
               ("merge_numerics", isinstance(options.merge_numerics, bool), "true or false")]
     for name, ok, allowed in checks:
         if not ok:
@@ -180,8 +190,9 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     """Load the runs and compute thresholds, outcomes and equilibria; raise ResultsDirError or ThresholdError
     (one line each) when there is nothing to analyze. Every ok run counts once (`grid.one_run_each`); a
     setting whose θ cannot be determined is skipped with one warning line and the others are analysed."""
-    results_dir = Path(options.results_dir)
-    loaded = load_runs(results_dir, warn=warn, checks=CHECKS)
+    folders = options.folders
+    results_dir = ", ".join(map(str, folders))  # in messages
+    loaded = load_runs(folders, warn=warn, checks=CHECKS)
     notes: list[str] = []
 
     def note(line: str) -> None:
@@ -189,7 +200,7 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
         warn(line)
 
     runs = grid.one_run_each(tables.add_settings(loaded.runs, options.merge_numerics), note)
-    a = Analysis(options, loaded, runs, results_dir / ANALYSIS_DIRNAME, notes=notes)
+    a = Analysis(options, loaded, runs, Path(options.out_dir or folders[0]) / ANALYSIS_DIRNAME, notes=notes)
     if not (runs["status"] == "ok").any():
         raise ResultsDirError(f"no successful run under {results_dir}: all {len(runs)} run(s) failed (see their "
                               f"JSON files' error field)")
@@ -211,7 +222,7 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
     ok_names = set(loaded.runs.loc[loaded.runs["status"] == "ok", "run_name"])
-    a.slots = grid.expected_slots(a.removal, grid.read_manifests(results_dir, note), ok_names)
+    a.slots = grid.expected_slots(a.removal, [e for f in folders for e in grid.read_manifests(f, note)], ok_names)
     cells = grid.add_counts(tables.outcomes(a.scored, a.failed, options.max_stealing_loss), a.slots)
     if tables.game_cells(cells).empty:
         raise ResultsDirError(f"no successful run under {results_dir} has a removal attack (other than none "
@@ -242,9 +253,9 @@ def publish(link: Path, version: Path) -> None:
 
 
 def analyze(options: Options, out=print) -> Path:
-    """Write every table, plot and report.html to a fresh folder in `${results_dir}/analysis.versions/`, then
-    point `${results_dir}/analysis` at it (`publish`): a killed analysis leaves the previous complete one.
-    Return report.html's path under `analysis/`."""
+    """Write every table, plot and report.html to a fresh folder in `<out>/analysis.versions/`, then point
+    `<out>/analysis` at it (`publish`; out: `out_dir`, else the first results folder): a killed analysis leaves
+    the previous complete one. Return report.html's path under `analysis/`."""
     a = prepare(options)
     link = a.out_dir
     versions = link.parent / VERSIONS_DIRNAME
@@ -644,7 +655,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     if options.merge_numerics:
         extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
                   "into one setting")
-    body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
+    folders = ", ".join(map(str, options.folders))
+    body = [f"<h1>wrt robustness report</h1><p>{html.escape(folders)}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
             f"{html.escape(extra)}. Analysed {now} with wrt {html.escape(wrt.__version__)}.</p>"]
