@@ -165,7 +165,7 @@ def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
     assert robustness.loc["input_smoothing", "uchida"] == "✓"
     assert robustness["seeds_agree"].drop(MARKED_ROW).to_dict() == {"input_smoothing": False, "weight_pruning": True,
                                                    "retraining": True, "transfer_learning": True}
-    assert "±(k of n) the seeds disagree" in html
+    assert "±(k of n)</span> the seeds disagree" in html  # the legend
     assert r"$\pm$(1 of 3)" in (out / "robustness.tex").read_text(encoding="utf-8")
     cell = pd.read_csv(out / "outcomes.csv").set_index(["scheme_config", "attack_config"]).loc[
         ("adi(size=50)", "input_smoothing(sigma=1)")]

@@ -4,29 +4,11 @@ ones by the option check, the sweep's plan, the ablation sweeper and the analyze
 
 from __future__ import annotations
 
-import os
-import re
-
 import pandas as pd
 import pytest
-from conftest import ROOT
+from fixtures.user_project import user_project
 
 from wrt.analysis.report import Options, analyze
-
-
-def user_project(folder):
-    """docs/extending.md's example project written into `folder`: each code block whose first line is a
-    `# mywrt/...` or `# conf/...` path comment becomes that file. Returns wrt-run's extra arguments and env."""
-    text = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```(?:python|yaml)\n# ((?:mywrt|conf)/\S+)\n(.*?)```", text, re.S)
-    assert sorted(path for path, _ in blocks) == ["conf/attack/weight_noise.yaml", "conf/scheme/corner_trigger.yaml",
-                                                  "mywrt/corner_trigger.py", "mywrt/weight_noise.py"]
-    for path, body in blocks:
-        (folder / path).parent.mkdir(parents=True, exist_ok=True)
-        (folder / path).write_text(body, encoding="utf-8")
-    (folder / "mywrt" / "__init__.py").touch()
-    env = {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
-    return [f"hydra.searchpath=[file://{folder / 'conf'}]"], env
 
 
 def test_option_check_reads_the_search_path(wrt_run, tmp_path):
