@@ -196,11 +196,15 @@ def search_path(args: list[str]):
     composes them."""
     from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     folders = OmegaConf.load(Path(CONFIG_DIR) / "config.yaml").get("hydra", {}).get("searchpath") or []
     for arg in args:
         if arg.startswith("hydra.searchpath="):
-            folders = OverridesParser.create().parse_override(arg).value()
+            try:
+                folders = OverridesParser.create().parse_override(arg).value()
+            except HydraException:  # a malformed override: Hydra reports it itself
+                folders = []
     path = create_config_search_path(CONFIG_DIR)
     schema = path.get_path().pop(-1)  # Hydra keeps its structured configs last
     for folder in folders if isinstance(folders, list) else []:
