@@ -376,7 +376,9 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
             row["seeds"] = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
             counted = {"runs_present": present, "runs_expected": expected} if slots is not None else {}
             rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None, **counted})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    counts = [c for c in ("runs_present", "runs_expected") if c in table]  # none in the marked row
+    return table.astype(dict.fromkeys(counts, "Int64"))
 
 
 # every mark a Table V cell can hold, with its meaning (the report's legend and the table's text)
