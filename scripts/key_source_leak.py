@@ -22,7 +22,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from wrt.attacks.base import AttackContext
-from wrt.cli import CONFIG_DIR
+from wrt import CONFIG_DIR
 from wrt.config import build
 from wrt.data.loader import to_float
 from wrt.pipeline import Run, attacker_data, load_data

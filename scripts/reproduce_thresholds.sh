@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the SoK's thresholds experiment on Fashion-MNIST (configs/experiment/thresholds.yaml), then analyse.
+# Reproduce the SoK's thresholds experiment on Fashion-MNIST (wrt/configs/experiment/thresholds.yaml), then analyse.
 # Rerunning skips finished runs; extra arguments are passed to wrt-run (e.g. budget=smoke);
 # RESULTS=<folder> moves the results, dry_run=true prints the plans and a total (scripts/sweep_lib.sh).
 set -euo pipefail

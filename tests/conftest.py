@@ -13,13 +13,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from wrt import CONFIG_DIR
 from wrt.attacks.base import AttackContext, AttackerData
 from wrt.data import DatasetUnavailable
 from wrt.data.sources import fashion_mnist
 from wrt.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = str(ROOT / "configs")
 WRT_RUN = str(Path(sys.executable).with_name("wrt-run"))
 
 def suite_threads(workers: int) -> int:
@@ -37,7 +37,7 @@ if WORKERS > 1:
 
 
 def options(group: str) -> list[str]:
-    """The options of a config group: the names of configs/<group>/*.yaml."""
+    """The options of a config group: the names of wrt/configs/<group>/*.yaml."""
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 

@@ -13,7 +13,7 @@ from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write
 
 from wrt.analysis.load import load_runs
 from wrt.analysis.tables import MARKED_ROW
-from wrt.analysis.report import Options, analyze
+from wrt.analysis.report import Options, analyze, prepare
 from wrt.analysis.thresholds import ThresholdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
     assert robustness.loc["input_smoothing", "uchida"] == "✓"
     assert robustness["seeds_agree"].drop(MARKED_ROW).to_dict() == {"input_smoothing": False, "weight_pruning": True,
                                                    "retraining": True, "transfer_learning": True}
-    assert "±(k of n) the seeds disagree" in html
+    assert "±(k of n)</span> the seeds disagree" in html  # the legend
     assert r"$\pm$(1 of 3)" in (out / "robustness.tex").read_text(encoding="utf-8")
     cell = pd.read_csv(out / "outcomes.csv").set_index(["scheme_config", "attack_config"]).loc[
         ("adi(size=50)", "input_smoothing(sigma=1)")]
@@ -368,6 +368,37 @@ def test_a_copied_run_counts_once(tmp_path):
     assert len(duplicate) == 1 and "is in 3 files" in duplicate[0] and "backup.json" in duplicate[0]
 
 
+def test_two_results_folders_are_analysed_as_one(tmp_path):
+    """Your runs beside a baseline: `results_dir=[mine,base]` plays one game (the same Table V as one folder
+    with every run); the baseline's run copied unchanged into yours counts once without a warning; the
+    analysis goes to the first folder, or to out_dir."""
+    whole = write_sweep(tmp_path / "whole", seeds=(0,))
+    analyze(Options(results_dir=str(whole)), out=lambda line: None)
+    base, mine = tmp_path / "base", tmp_path / "mine"
+    shutil.copytree(whole / "runs", base / "runs")
+    (mine / "runs").mkdir(parents=True)
+    for path in (base / "runs").glob("uchida*.json"):  # "your scheme": uchida's runs are only in mine
+        shutil.move(path, mine / "runs" / path.name)
+    copied = "adi0_transfer_learning5_s0.json"
+    shutil.copy(base / "runs" / copied, mine / "runs" / copied)
+    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir=[{mine},{base}]"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(mine / "analysis" / "report.html")
+    assert not (base / "analysis").exists()
+    table = pd.read_csv(mine / "analysis" / "robustness.csv")
+    assert table.equals(pd.read_csv(whole / "analysis" / "robustness.csv")) and "uchida" in table.columns
+
+    record = json.loads((mine / "runs" / copied).read_text())
+    (mine / "runs" / copied).write_text(json.dumps({**record, "created": "2025-02-01T00:00:00Z"}))  # a rerun
+    warnings = []
+    loaded = load_runs([mine, base], warn=warnings.append)
+    assert (loaded.runs["run_name"] == record["run_name"]).sum() == 1
+    assert any(f"run {record['run_name']} is in 2 files; kept {mine / 'runs' / copied}" in w for w in warnings)
+    assert prepare(Options(results_dir=[str(mine), str(base)], out_dir=str(tmp_path / "out")),
+                   warn=lambda line: None).out_dir == tmp_path / "out" / "analysis"
+
+
 @pytest.mark.parametrize("field, value, reason", [
     ("embedding_loss", 1e300, "embedding_loss is 1e+300, expected a difference of accuracies in [-1, 1]"),
     ("stealing_loss", -1.5, "stealing_loss is -1.5"),
@@ -407,7 +438,7 @@ def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     assert typo.returncode == 2 and typo.stderr.splitlines() == [
         "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
         "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from, reference, "
-        "merge_numerics"]
+        "merge_numerics, out_dir"]
     bad = cli(f"results_dir={tmp_path}", "p=abc")
     assert bad.returncode == 2 and bad.stderr.splitlines() == [
         "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]

@@ -24,7 +24,7 @@ CASES = [(g, n) for g in ("scheme", "attack") for n in options(g)]
 @pytest.mark.parametrize("group, name", CASES)
 def test_config_builds_and_names_itself(group, name):
     node = group_config(group, name)
-    assert node.name == name, f"configs/{group}/{name}.yaml must say name: {name}"
+    assert node.name == name, f"wrt/configs/{group}/{name}.yaml must say name: {name}"
     component = build(node)
     if group == "attack":
         assert component.category in CATEGORIES

@@ -207,7 +207,7 @@ def fixture_overrides(dataset: str, root) -> list[str]:
     elif dataset == "synthetic":  # generated: no files
         return ["dataset.num_train=30", "dataset.num_test=10"]
     else:
-        pytest.fail(f"configs/dataset/{dataset}.yaml: add its fixture files to fixture_overrides")
+        pytest.fail(f"wrt/configs/dataset/{dataset}.yaml: add its fixture files to fixture_overrides")
     return [f"dataset.root={root}"]
 
 

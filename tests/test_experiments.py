@@ -12,7 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import CONFIG_DIR, options
+from conftest import CONFIG_DIR, ROOT, options
 from wrt.pipeline import role_of, run
 from wrt.search import dimensions
 
@@ -36,7 +36,7 @@ def test_experiment_composes_and_names_existing_options(name):
         if (Path(CONFIG_DIR) / group).is_dir():
             missing = [v for v in str(values).split(",") if not (Path(CONFIG_DIR) / group / f"{v.strip()}.yaml").exists()]
             assert not missing, f"{name}: {group} options without a config: {missing}"
-    script = Path(CONFIG_DIR).parent / "scripts" / f"reproduce_{name}.sh"
+    script = ROOT / "scripts" / f"reproduce_{name}.sh"
     assert script.exists() or name == "demo_null", f"no {script.name}"
 
 
@@ -82,7 +82,7 @@ def test_experiment_runs_its_first_scheme_and_attack(name, shared_store, tmp_pat
     assert (result["scheme"]["name"], result["attack"]["name"]) == (cfg.scheme.name, cfg.attack.name)
 
 
-SCRIPTS = sorted(p.name for p in (Path(CONFIG_DIR).parent / "scripts").glob("reproduce_*.sh"))
+SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("reproduce_*.sh"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -90,7 +90,7 @@ def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, tmp_pat
     """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed; the
     Table V campaign with SCHEMES=adi dawn; the best-response searches with 3 trials):
     every sweep's plan, then one total instead of the analysis (nothing ran)."""
-    root = Path(CONFIG_DIR).parent
+    root = ROOT
     proc = subprocess.run(["bash", str(root / "scripts" / script), "dry_run=true", "budget=smoke", "seed=0",
                            f"store_dir={tmp_path}/store"], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "RESULTS": str(tmp_path / "results"), "SCHEMES": "adi dawn", "TRIALS": "3"},

@@ -58,7 +58,8 @@ def test_unknown_option_suggests_the_closest_and_lists_the_available_ones(wrt_ru
     proc = wrt_run("attack=weight_prunin")
     assert proc.returncode != 0
     lines = proc.stderr.splitlines()
-    assert lines[0] == "wrt-run: error: no attack 'weight_prunin' in configs/attack/; did you mean 'weight_pruning'?"
+    assert lines[0] == ("wrt-run: error: no attack 'weight_prunin' in wrt/configs/attack/ or hydra.searchpath; "
+                        "did you mean 'weight_pruning'?")
     assert "Available options in 'attack'" in proc.stderr and "none" in proc.stderr  # Hydra's list follows
 
 

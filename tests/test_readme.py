@@ -2,8 +2,9 @@
 temporary folder, then `wrt-analyze` on what they wrote; a command marked `# long` is composed only
 (`dry_run=true` for a sweep: every job composed and checked; `--cfg job` for one run), and so is a sweep
 through a named launcher (`hydra/launcher=…`): tests/test_launchers.py runs a sweep through each launcher.
-Any other command must be one the test knows (make targets, scripts), so a new kind of example cannot
-slip by."""
+A command with `hydra.searchpath=` gets docs/extending.md's example project (tests/fixtures/user_project.py)
+in its place. Any other command must be one the test knows (make targets, scripts, `export`), so a new kind
+of example cannot slip by."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import sys
 from pathlib import Path
 
 from conftest import IN_CI, ROOT, missing
+from fixtures.user_project import user_project
 
 BIN = Path(sys.executable).parent
-KNOWN = (re.compile(r"^make (run|test)\b"), re.compile(r"^(\w+=\S+ )*bash scripts/\w+\.sh\b"))
+KNOWN = (re.compile(r"^make (run|test)\b"), re.compile(r"^(\w+=\S+ )*bash scripts/\w+\.sh\b"),
+         re.compile(r"^export (\w+=\S+ ?)+$"))  # the environment each command needs, the test sets itself
 SMALL = ["budget=smoke", "budget.max_train=600", "budget.max_test=200", "progress=false"]
 
 
@@ -33,18 +36,23 @@ def readme_commands() -> list[tuple[str, bool]]:
     return commands
 
 
-def rewrite(command: str, long: bool, tmp_path: Path) -> list[str]:
+def rewrite(command: str, long: bool, tmp_path: Path) -> tuple[list[str], dict]:
+    """The command's arguments as the test runs them, and the environment it adds."""
     words = shlex.split(command)
     tool = Path(words[0]).name
     assert words[0] == f".venv/bin/{tool}" and tool in ("wrt-run", "wrt-analyze"), command
     args = [w for w in words[1:] if not w.startswith(("results_dir=", "store_dir="))]
+    env = {}
+    if any(w.startswith("hydra.searchpath=") for w in args):
+        search, env = user_project(tmp_path / "myproject")
+        args = [search[0] if w.startswith("hydra.searchpath=") else w for w in args]
     where = [f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store"]
     if tool == "wrt-analyze":
-        return [str(BIN / tool), *args, where[0]]
+        return [str(BIN / tool), *args, where[0]], env
     if long:
-        return [str(BIN / tool), *args, *where, *(["dry_run=true"] if "-m" in args else ["--cfg", "job"])]
+        return [str(BIN / tool), *args, *where, *(["dry_run=true"] if "-m" in args else ["--cfg", "job"])], env
     args = [w for w in args if not w.startswith(("budget=", "progress="))]
-    return [str(BIN / tool), *args, *where, *SMALL]
+    return [str(BIN / tool), *args, *where, *SMALL], env
 
 
 def test_readme_commands_run(tmp_path, fmnist_full):
@@ -57,7 +65,7 @@ def test_readme_commands_run(tmp_path, fmnist_full):
             if IN_CI:  # CI must compose every command; elsewhere tests/test_launchers.py's skip names the fix
                 missing("the Ray launcher is not installed: pip install -e '.[ray]' (make test does)")
             continue
-        args = rewrite(command, long or "hydra/launcher=" in command, tmp_path)
+        args, env = rewrite(command, long or "hydra/launcher=" in command, tmp_path)
         proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **env})
         assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"

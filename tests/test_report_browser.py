@@ -14,6 +14,7 @@ from fixtures.analysis_runs import write_budget_sweep, write_new_categories, wri
 from conftest import missing
 
 from wrt.analysis.report import Options, analyze
+from wrt.analysis.tables import MARKS
 
 WIDTH = 1400
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -100,3 +101,20 @@ def test_report_shows_no_empty_ci_columns_and_each_note_once(report):
     for term in ("θ′", "Eq. 6", "rescaled", "IP (input preprocessing)", "OB (obfuscation)", "stealing loss",
                  "embedding loss", "AM (ambiguity)"):
         assert term in html, term
+
+
+def test_report_opens_on_the_summary_then_table_v_with_its_legend(report):
+    html = report.read_text(encoding="utf-8")
+    assert re.findall(r"<h2>(.*?)</h2>", html)[:3] == ["Summary", "Robustness (SoK Table V)",
+                                                     "Configurations at each Table V cell&#x27;s equilibrium"]
+    legend = re.search(r'<ul class="legend">(.*?)</ul>', html).group(1)
+    for mark, _ in MARKS:  # every mark a cell can hold, coloured as in the table
+        assert f'">{mark}</span>' in legend, mark
+    assert '<td class="m robust">✓</td>' in html and '<td class="m removed">✗</td>' in html
+    parser = Tables()
+    parser.feed(html)
+    summary = parser.tables[0]
+    assert summary[0] == ["setting", "scheme", "marked_wm_acc", "survives", "removed_by", "not_decided"]
+    assert len(summary) > 2
+    measured = {row[0]: row[1:] for row in next(t for t in parser.tables if t[0][0] == "measure")[1:]}
+    assert set(measured["seeds"]) == {"1"} and set(measured["seed_list"]) == {"0"}  # a count and the seeds

@@ -30,14 +30,15 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+from wrt import CONFIG_DIR
+
 FAILED_LIST = "failed_runs.txt"
 PROGRESS = "progress.txt"  # in the sweep folder: "runs N", then one "<outcome> <run>" line per run
 MAIN_PID = "WRT_RUN_PID"  # the wrt-run process's id, inherited by launcher workers
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as shells report it
 
 OmegaConf.register_new_resolver("wrt_pid", os.getpid, use_cache=True, replace=True)
-# configs/hydra/launcher/{submitit_local,ray}.yaml carry the launcher plugins' names on purpose
+# wrt/configs/hydra/launcher/{submitit_local,ray}.yaml carry the launcher plugins' names on purpose
 # (`hydra/launcher=ray`); Hydra checks them against the plugins' schemas and warns that it does
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_local|ray)' is validated against ConfigStore schema")
 
@@ -264,21 +265,48 @@ def hydra_main(cfg: DictConfig) -> str | Objective:
     return Objective(value, outcome)
 
 
-def suggest_options(args: list[str]) -> None:
-    """For each `group=option` argument whose option is not in configs/<group>/, one line with the
-    closest option (Hydra's full list follows)."""
+def search_path(args: list[str]):
+    """Hydra's config search path for these arguments: wrt's own groups (`wrt.CONFIG_DIR`), then the folders
+    of a `hydra.searchpath=[...]` argument (else of the primary config's `hydra.searchpath`), as Hydra
+    composes them."""
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    folders = OmegaConf.load(Path(CONFIG_DIR) / "config.yaml").get("hydra", {}).get("searchpath") or []
     for arg in args:
-        key, sep, value = arg.partition("=")
-        group = key.lstrip("+~")
-        folder = Path(CONFIG_DIR) / group
-        if not sep or group.startswith("hydra") or not re.fullmatch(r"\w+", group) or not folder.is_dir():
+        if arg.startswith("hydra.searchpath="):
+            try:
+                folders = OverridesParser.create().parse_override(arg).value()
+            except HydraException:  # a malformed override: Hydra reports it itself
+                folders = []
+    path = create_config_search_path(CONFIG_DIR)
+    schema = path.get_path().pop(-1)  # Hydra keeps its structured configs last
+    for folder in folders if isinstance(folders, list) else []:
+        path.append("hydra.searchpath", str(folder))
+    path.append(schema.provider, schema.path)
+    return path
+
+
+def suggest_options(args: list[str]) -> None:
+    """For each `group=option` argument whose option is in no config folder of the search path (wrt's and
+    `hydra.searchpath`'s), one line with the closest option (Hydra's full list follows)."""
+    from hydra._internal.config_repository import ConfigRepository
+
+    picks = [(key.lstrip("+~"), value) for key, sep, value in (arg.partition("=") for arg in args)
+             if sep and re.fullmatch(r"\w+", key.lstrip("+~"))]
+    if not picks:
+        return
+    repository = ConfigRepository(config_search_path=search_path(args))
+    for group, value in picks:
+        if not repository.group_exists(group):
             continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        options = repository.get_group_options(group)
         for name in value.split(","):
             if re.fullmatch(r"\w+", name) and name not in options and name != "null":
                 close = difflib.get_close_matches(name, options, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                say(f"error: no {group} '{name}' in configs/{group}/{hint}")
+                say(f"error: no {group} '{name}' in wrt/configs/{group}/ or hydra.searchpath{hint}")
 
 
 def run_main() -> None:

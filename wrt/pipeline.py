@@ -45,7 +45,7 @@ VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "che
 # with the retraining attack's config (the Table V retraining row) and attacks that (SoK Fig. 3: "For DAWN,
 # the attacker has to obtain white-box access by extracting the source model before using other attacks").
 EXTRACT_FIRST = ("input_preprocessing", "model_modification", "obfuscation")
-EXTRACTION_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "attack" / "retraining.yaml"
+EXTRACTION_CONFIG = Path(wrt.CONFIG_DIR) / "attack" / "retraining.yaml"
 
 
 def resolve_device(name: str) -> torch.device:

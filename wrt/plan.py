@@ -337,12 +337,14 @@ def sweep_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
     from hydra import compose
 
     from wrt.search import OPTUNA_SWEEPER
-    from wrt.sweeper import Options, apply_overrides, expand
+    from wrt.sweeper import Options, apply_overrides, expand, hydra_value
 
     if hydra_cfg.sweeper.get("_target_") == OPTUNA_SWEEPER:
         return search_configs(config_name, hydra_cfg)
     jobs, options = sweep_jobs(hydra_cfg), Options.from_sweeper(hydra_cfg.sweeper)
-    compose_job = lambda job: compose(config_name, overrides=job)  # noqa: E731
+    # the jobs' overrides leave out Hydra's own: the user's config folders (hydra.searchpath) go with each
+    search = [f"hydra.searchpath={hydra_value(list(hydra_cfg.searchpath))}"] if hydra_cfg.get("searchpath") else []
+    compose_job = lambda job: compose(config_name, overrides=[*search, *job])  # noqa: E731
     if options is None:
         return [compose_job(job) for job in jobs]
     return [apply_overrides(cfg, extra) if extra else cfg for _, cfg, extra in expand(jobs, compose_job, options)]

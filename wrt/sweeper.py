@@ -15,7 +15,7 @@ A configuration sets the listed parameters and keeps the config's other values. 
 job's composed config (so an experiment's or the command line's overrides apply); a parameter that the
 job's own overrides set (`scheme.lam=5`) is not ablated. A configuration equal to the job's config runs as
 the job itself, without overrides, and configurations that come out the same run once. Options
-(configs/hydra/sweeper/ablation.yaml): `ablate` (the groups to expand), `defaults_only` (config names run at
+(wrt/configs/hydra/sweeper/ablation.yaml): `ablate` (the groups to expand), `defaults_only` (config names run at
 their default config only) and `select` (config name → the values a configuration must have).
 
 Before the first job starts, the sweeper writes a manifest of the runs it plans into each results folder,
@@ -97,7 +97,7 @@ def hydra_value(value) -> str:
 
 @dataclass(frozen=True)
 class Options:
-    """Which grids the sweep expands (configs/hydra/sweeper/ablation.yaml)."""
+    """Which grids the sweep expands (wrt/configs/hydra/sweeper/ablation.yaml)."""
     ablate: tuple[str, ...] = GROUPS
     defaults_only: tuple[str, ...] = ()
     select: dict = field(default_factory=dict)  # config name → {param: value or [values]}

@@ -1,4 +1,4 @@
-"""`hydra/sweeper=ablation` (configs/hydra/sweeper/ablation.yaml): Hydra's basic sweeper whose every job
+"""`hydra/sweeper=ablation` (wrt/configs/hydra/sweeper/ablation.yaml): Hydra's basic sweeper whose every job
 becomes one job per configuration of its scheme's and attack's `ablation:` grids (wrt/sweeper.py)."""
 
 from __future__ import annotations

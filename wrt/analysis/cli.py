@@ -1,4 +1,4 @@
-"""`wrt-analyze results_dir=...`: the Hydra entry point of the analyzer (configs/analyze.yaml)."""
+"""`wrt-analyze results_dir=...`: the Hydra entry point of the analyzer (wrt/configs/analyze.yaml)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from wrt import CONFIG_DIR
 from wrt.analysis.report import Options, main_with
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 OPTIONS = [f.name for f in dataclasses.fields(Options)]
 
 
@@ -35,7 +35,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     values = OmegaConf.to_container(cfg, resolve=True)
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
-        print(f"wrt-analyze: error: unknown option(s) {', '.join(unknown)}; see configs/analyze.yaml",
+        print(f"wrt-analyze: error: unknown option(s) {', '.join(unknown)}; see wrt/configs/analyze.yaml",
               file=sys.stderr)
         sys.exit(2)
     status = main_with(Options(**values))

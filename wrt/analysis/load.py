@@ -375,30 +375,36 @@ def read_run(path: Path, checks: Sequence[Check] = ()) -> dict | str:
     return validate(record, checks) or record
 
 
-def _keep(paths_records: list[tuple[Path, dict]]) -> int:
+def _keep(paths_records: list[tuple[Path, dict]], folder: dict[Path, int]) -> int:
     """Which of several files of one run_name to keep: an ok run before a failed one, then a file named after
-    its run in a runs/ folder, then the first path."""
+    its run in a runs/ folder, then the earlier results folder (`folder`: a file's folder's position), then the
+    first path."""
     def rank(item):
         path, record = item
         canonical = path.stem == record["run_name"] and path.parent.name == RUNS_DIRNAME
-        return (record["status"] != "ok", not canonical, str(path))
+        return (record["status"] != "ok", not canonical, folder[path], str(path))
     return min(range(len(paths_records)), key=lambda i: rank(paths_records[i]))
 
 
-def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.stderr),
+def load_runs(results_dirs: str | Path | Sequence[str | Path], warn=lambda line: print(line, file=sys.stderr),
               checks: Sequence[Check] = ()) -> LoadedRuns:
-    """Read every run JSON below results_dir (`run_files`; the `config` field is left out but for the data
-    sizes); `checks`: what the analyses check beyond `SCHEMA` (e.g. the fields of an attack's result).
+    """Read every run JSON below one results folder or several, read as one (`run_files`; the `config` field is
+    left out but for the data sizes); `checks`: what the analyses check beyond `SCHEMA` (e.g. the fields of an
+    attack's result).
 
     An unreadable, corrupt, half-written, incomplete, wrong-typed or out-of-range file is skipped with exactly
     one warning line; so is a file on which loading fails unexpectedly. Files that repeat a run_name (a copy)
-    count once, with one warning per run_name. One count line follows when any were skipped. The rows come in
-    run_name order, whatever the folders' layout or listing order.
+    count once (`_keep`), with one warning per run_name, except for identical copies in different results
+    folders (a baseline's run beside your own copy of it), which count once silently. One count line follows
+    when any were skipped. The rows come in run_name order, whatever the folders' layout or listing order.
     """
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise ResultsDirError(f"results_dir {results_dir} does not exist or is not a directory")
-    files = run_files(results_dir)
+    dirs = [Path(d) for d in ([results_dirs] if isinstance(results_dirs, (str, Path)) else results_dirs)]
+    for results_dir in dirs:
+        if not results_dir.is_dir():
+            raise ResultsDirError(f"results_dir {results_dir} does not exist or is not a directory")
+    where = ", ".join(map(str, dirs))
+    folder = {path: k for k, results_dir in enumerate(dirs) for path in run_files(results_dir)}
+    files = list(folder)
     good: dict[str, list[tuple[Path, dict]]] = {}
     rows, skipped = [], []
     for path in files:
@@ -415,16 +421,19 @@ def load_runs(results_dir: str | Path, warn=lambda line: print(line, file=sys.st
         warn(f"warning: skipped {path}: {reason}")
     for name, copies in good.items():
         if len(copies) > 1:
-            kept = copies[_keep(copies)][0]
+            kept, record = copies[_keep(copies, folder)]
             dropped = [p for p, _ in copies if p != kept]
             rows = [r for r in rows if r["path"] not in {str(p) for p in dropped}]
-            skipped += [(p, f"duplicate of run {name} in {kept}") for p in dropped]
-            warn(f"warning: run {name} is in {len(copies)} files; kept {kept}, ignored "
-                 f"{', '.join(map(str, dropped))}")
+            copied = [p for p, r in copies if p != kept and r == record and folder[p] != folder[kept]]
+            dropped = [p for p in dropped if p not in copied]
+            if dropped:
+                skipped += [(p, f"duplicate of run {name} in {kept}") for p in dropped]
+                warn(f"warning: run {name} is in {len(copies)} files; kept {kept}, ignored "
+                     f"{', '.join(map(str, dropped + copied))}")
     if skipped:
-        warn(f"warning: skipped {len(skipped)} of {len(files)} JSON files under {results_dir}")
+        warn(f"warning: skipped {len(skipped)} of {len(files)} JSON files under {where}")
     if not rows:
-        raise ResultsDirError(f"no usable run JSON under {results_dir} (looked for */runs/*.json: "
+        raise ResultsDirError(f"no usable run JSON under {where} (looked for */runs/*.json: "
                               f"{len(files)} found, {len(skipped)} skipped)")
     # one order whatever the folder layout or listing: the tables' row order and bootstrap draws follow it
     rows.sort(key=lambda row: (row["run_name"], row["path"]))

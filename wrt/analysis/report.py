@@ -31,7 +31,7 @@ from wrt.analysis.thresholds import METHODS, ThresholdError, decision_thresholds
 
 @dataclass
 class Options:
-    results_dir: str = "results"
+    results_dir: str | list[str] = "results"  # a folder, or several analysed as one (`load_runs`)
     p: float = 0.05
     theta_prime: float = 0.5
     max_stealing_loss: float = 0.05
@@ -40,6 +40,11 @@ class Options:
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
     reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
     merge_numerics: bool = False  # average runs of different numerics (precision, threads) into one setting
+    out_dir: str | None = None  # the folder that gets analysis/; None: the first results folder
+
+    @property
+    def folders(self) -> list[Path]:
+        return [Path(d) for d in ([self.results_dir] if isinstance(self.results_dir, str) else self.results_dir)]
 
 
 def check_options(options: Options) -> None:
@@ -57,7 +62,12 @@ def check_options(options: Options) -> None:
                "a setting name"),
               ("reference", options.reference in (None, "none", *reference.REFERENCES),
                f"none or one of {', '.join(reference.REFERENCES)}"),
-              ("results_dir", isinstance(options.results_dir, str) and options.results_dir != "", "a folder"),
+              ("results_dir", isinstance(options.results_dir, (str, list)) and len(options.results_dir) > 0
+               and all(isinstance(d, str) and d for d in ([options.results_dir] if isinstance(options.results_dir, str)
+                                                           else options.results_dir)),
+               "a folder or a list of folders ([mine,docs/results/table5_demo])"),
+              ("out_dir", options.out_dir is None or (isinstance(options.out_dir, str) and options.out_dir != ""),
+               "a folder or null"),
               ("merge_numerics", isinstance(options.merge_numerics, bool), "true or false")]
     for name, ok, allowed in checks:
         if not ok:
@@ -71,6 +81,7 @@ class Section:
     table: pd.DataFrame | None = None
     files: list[Path] | None = None
     images: list[Path] | None = None
+    marks: bool = False  # the table holds Table V marks: colour its cells and show their legend
 
 
 def _slug(setting: str) -> str:
@@ -117,6 +128,10 @@ class Analysis:
     @cached_property
     def forged(self) -> pd.DataFrame:
         return forgery.forgery_table(self.runs)
+
+    @cached_property
+    def dominant(self) -> pd.DataFrame:
+        return tables.dominant_attacks_table(self.cells, self.options.max_stealing_loss)
 
     @cached_property
     def per_category(self) -> pd.DataFrame:
@@ -195,8 +210,9 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     """Load the runs and compute thresholds, outcomes and equilibria; raise ResultsDirError or ThresholdError
     (one line each) when there is nothing to analyze. Every ok run counts once (`grid.one_run_each`); a
     setting whose θ cannot be determined is skipped with one warning line and the others are analysed."""
-    results_dir = Path(options.results_dir)
-    loaded = load_runs(results_dir, warn=warn, checks=CHECKS)
+    folders = options.folders
+    results_dir = ", ".join(map(str, folders))  # in messages
+    loaded = load_runs(folders, warn=warn, checks=CHECKS)
     notes: list[str] = []
 
     def note(line: str) -> None:
@@ -204,7 +220,7 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
         warn(line)
 
     runs = grid.one_run_each(tables.add_settings(loaded.runs, options.merge_numerics), note)
-    a = Analysis(options, loaded, runs, results_dir / ANALYSIS_DIRNAME, notes=notes)
+    a = Analysis(options, loaded, runs, Path(options.out_dir or folders[0]) / ANALYSIS_DIRNAME, notes=notes)
     if not (runs["status"] == "ok").any():
         raise ResultsDirError(f"no successful run under {results_dir}: all {len(runs)} run(s) failed (see their "
                               f"JSON files' error field)")
@@ -229,7 +245,7 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
     ok_names = set(loaded.runs.loc[loaded.runs["status"] == "ok", "run_name"])
-    a.slots = grid.expected_slots(a.removal, grid.read_manifests(results_dir, note), ok_names)
+    a.slots = grid.expected_slots(a.removal, [e for f in folders for e in grid.read_manifests(f, note)], ok_names)
     cells = grid.add_counts(tables.outcomes(a.scored, a.failed, options.max_stealing_loss), a.slots)
     if tables.game_cells(cells).empty:
         raise ResultsDirError(f"no successful run under {results_dir} has a removal attack (other than none "
@@ -277,9 +293,9 @@ def publish(link: Path, version: Path) -> None:
 
 
 def analyze(options: Options, out=print) -> Path:
-    """Write every table, plot and report.html to a fresh folder in `${results_dir}/analysis.versions/`, then
-    point `${results_dir}/analysis` at it (`publish`): a killed analysis leaves the previous complete one.
-    Return report.html's path under `analysis/`."""
+    """Write every table, plot and report.html to a fresh folder in `<out>/analysis.versions/`, then point
+    `<out>/analysis` at it (`publish`; out: `out_dir`, else the first results folder): a killed analysis leaves
+    the previous complete one. Return report.html's path under `analysis/`."""
     a = prepare(options)
     link = a.out_dir
     versions = link.parent / VERSIONS_DIRNAME
@@ -335,6 +351,25 @@ def _dates(series: pd.Series) -> str:
     return "–" if not dates else dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
 
 
+def summary_sections(a: Analysis) -> list[Section]:
+    """The result first: per setting and scheme the attack categories it survives and the attacks that remove
+    it (Table V in words), and the dominant attack of each setting (SoK §VIII-H)."""
+    frame = tables.summary_table(a.robustness)
+    dominant = []
+    for setting, rows in a.dominant.groupby("setting", sort=True):
+        names = list(rows.loc[rows["dominant"].astype(bool), "attack"])
+        best = rows.sort_values(["removed_by_some_config", "attack"], ascending=[False, True]).iloc[0]
+        dominant.append(f"{setting}: " + (", ".join(names) if names else
+                                          f"none (most removals: {best['attack']}, {best['removed_by_some_config']} "
+                                          f"of {best['scheme_configs']} scheme configs)"))
+    text = ("Per setting and scheme (Table V below, in words): survives: the attack categories whose every attack "
+            f"leaves the watermark ({tables.ROBUST}); removed_by: the attacks that remove it ({tables.REMOVED}), by "
+            "category; not_decided: the other cells by mark (see the legend below). Dominant attack (removes every "
+            "scheme config, SoK §VIII-H) per setting: " + "; ".join(dominant) + ".")
+    return [Section("Summary", text, frame, a.table("summary", frame, "Summary: which schemes survive which attacks",
+                                                      text))]
+
+
 def measured_sections(a: Analysis) -> list[Section]:
     """What was measured: per setting the dataset, model, budget, data sizes, accuracies, seeds, dates, versions."""
     rows = []
@@ -347,7 +382,8 @@ def measured_sections(a: Analysis) -> list[Section]:
             "setting": setting, "dataset": _values(g["dataset"]), "model": _values(g["model"]),
             "budget": _values(g["budget"]), "train_images": _values(g["config.budget.max_train"].map(_integer)),
             "test_images": _values(g["config.budget.max_test"].map(_integer)),
-            "seeds": _values(marked["seed"].map(_integer)), "marked_runs": len(marked),
+            "seeds": marked["seed"].nunique(), "seed_list": _values(marked["seed"].map(_integer)),
+            "marked_runs": len(marked),
             "null_runs": int((ok["role"] == "null").sum()), "failed_runs": int((g["status"] == "failed").sum()),
             "source_test_acc": sources.mean() if len(sources) else math.nan,
             "marked_test_acc": models["marked.test_acc"].astype(float).mean() if len(models) else math.nan,
@@ -356,7 +392,8 @@ def measured_sections(a: Analysis) -> list[Section]:
         })
     frame = pd.DataFrame(rows)
     text = ("One row per setting (a dataset, model and budget; each has its own thresholds, tables and game). "
-            "train/test images: the budget's data sizes (empty: the whole dataset); accuracies are means over "
+            "train/test images: the budget's data sizes (empty: the whole dataset); seeds: how many seeds the "
+            "marked runs have, seed_list: which; accuracies are means over "
             "the seeds' source models and over the marked models of every scheme config (per scheme config in "
             "\"Marked and attacked models\"); created: when the runs were written.")
     files = a.table("settings", frame, "What was measured, per setting", text)
@@ -447,28 +484,21 @@ def model_sections(a: Analysis) -> list[Section]:
 
 def robustness_sections(a: Analysis) -> list[Section]:
     frame = a.robustness
+    marks = "Each cell: " + "; ".join(f"{mark} {meaning}" for mark, meaning in tables.MARKS) + ". "
     text = (f"One row per setting and attack, one column per scheme; the first row of a setting ({tables.MARKED_ROW}) "
             "is each scheme's mean watermark accuracy on its own marked models. A scheme config whose marked model "
-            "does not verify (mean marked wm acc < θ) was never embedded and is no defender strategy. Each cell: "
-            f"{tables.ROBUST} robust, {tables.REMOVED} removed at the Eq. 6 equilibrium of the scheme's embedded "
-            f"configs vs the attack's configs (on the seed means), {tables.UNDECIDED} undecided: the equilibrium's "
-            "surrogate wm acc lies inside θ's 95 % interval, "
-            f"{tables.NOT_EMBEDDED} no config of the scheme was embedded (against an active scheme, scheme.active, "
-            "input preprocessing, model modification and obfuscation ran on a model extracted from its wrapper), "
-            f"{tables.SEEDS_DISAGREE}(k of n) the seeds disagree: the equilibrium on k of the "
-            f"n seeds' complete runs alone removes the watermark, {tables.INCOMPLETE} incomplete: an expected run "
-            "is missing (the sweeps' manifests, else every scheme config × attack config of the cell × the "
-            "setting's seeds), or a failed run's payoff could change the mark (at 0 and at 1 the equilibrium "
-            f"differs), {tables.NOT_RUN} not run, {tables.ONLY_FAILED} only "
-            "failed runs. seeds: how many seeds the row's cells have; seeds_agree: no when a cell is "
-            f"{tables.SEEDS_DISAGREE}, empty with one seed; runs_present / runs_expected: the row's expected "
-            f"runs and how many of them are there. {a.crit}.")
+            "does not verify (mean marked wm acc < θ) was never embedded and is no defender strategy (against an "
+            "active scheme, scheme.active, input preprocessing, model modification and obfuscation ran on a model "
+            f"extracted from its wrapper). {{marks}}seeds: how many seeds the row's cells have; seeds_agree: no "
+            f"when a cell is {tables.SEEDS_DISAGREE}, empty with one seed; runs_present / runs_expected: the row's "
+            f"expected runs and how many of them are there. {a.crit}.")
     configs = tables.robustness_configs_table(a.cells, a.options.max_stealing_loss, a.slots)
     configs_text = ("The configuration game behind each Table V cell: the scheme's and the attack's configurations "
                     "(their `ablation:` grids as swept) and the pair at the Eq. 6 equilibrium on the seed means: "
                     "the defender's best configuration and the attacker's best answer to it; payoff > 0: removed.")
-    return [Section("Robustness (SoK Table V)", text, frame,
-                    a.table("robustness", frame, "Robustness of each scheme against each attack", text)),
+    return [Section("Robustness (SoK Table V)", text.format(marks="The legend below the table gives each mark. "),
+                    frame, a.table("robustness", frame, "Robustness of each scheme against each attack",
+                                   text.format(marks=marks)), marks=True),
             Section("Configurations at each Table V cell's equilibrium", configs_text, configs,
                     a.table("robustness_configs", configs, "Equilibrium configurations per Table V cell",
                             configs_text))]
@@ -574,14 +604,13 @@ def nash_sections(a: Analysis) -> list[Section]:
 
 
 def attack_sections(a: Analysis) -> list[Section]:
-    dominant = tables.dominant_attacks_table(a.cells, a.options.max_stealing_loss)
     fastest = tables.fastest_attacks_table(a.cells)
     dom_text = ("An attack is dominant when its configs remove every scheme config. An unrun pair is missing, not 0: "
                 "dominant is empty (undecided) when a scheme config that no run config removed has unrun pairs "
                 "(missing_pairs); nash_payoff: Eq. 6 on the complete sub-game, as in nash.json.")
     fast_text = "Attack time relative to training from scratch: fast < 25 %, medium 25–75 %, slow > 75 %."
-    return [Section("Dominant attacks (SoK §VIII-H)", dom_text, dominant,
-                    a.table("dominant_attacks", dominant, "Dominant attacks", dom_text)),
+    return [Section("Dominant attacks (SoK §VIII-H)", dom_text, a.dominant,
+                    a.table("dominant_attacks", a.dominant, "Dominant attacks", dom_text)),
             Section("Fastest successful attack per scheme (SoK Fig. 3c)", fast_text, fastest,
                     a.table("fastest_attacks", fastest, "Fastest successful attack per scheme", fast_text))]
 
@@ -671,10 +700,10 @@ def failure_sections(a: Analysis) -> list[Section]:
     return sections
 
 
-SECTIONS = [measured_sections, glossary_sections, threshold_sections, robustness_sections, reference_sections,
-            search_sections, model_sections, forgery_sections, roc_sections, nash_sections, attack_sections, outcome_sections, budget_sections,
-            setting_sections, failure_sections]
-FORGING_ONLY_SECTIONS = [measured_sections, glossary_sections, forgery_sections, failure_sections]
+SECTIONS = [summary_sections, robustness_sections, measured_sections, glossary_sections, threshold_sections,
+            reference_sections, search_sections, model_sections, forgery_sections, roc_sections, nash_sections,
+            attack_sections, outcome_sections, budget_sections, setting_sections, failure_sections]
+FORGING_ONLY_SECTIONS = [forgery_sections, measured_sections, glossary_sections, failure_sections]
 THRESHOLDS_ONLY_SECTIONS = [measured_sections, glossary_sections, threshold_sections, failure_sections]
 CHECKS = [forgery.check_claim]  # what the analyses read beyond the run record (`load_runs`)
 
@@ -700,14 +729,31 @@ def _shown(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in frame.columns if c in empty and (c in ci or c == "seeds_agree")])
 
 
-def _html_table(frame: pd.DataFrame) -> str:
+MARK_CLASS = {tables.ROBUST: "robust", tables.REMOVED: "removed", tables.SEEDS_DISAGREE: "disagree",
+              tables.UNDECIDED: "undecided", tables.NOT_EMBEDDED: "notembedded", tables.INCOMPLETE: "incomplete",
+              tables.NOT_RUN: "notrun", tables.ONLY_FAILED: "failed"}
+
+
+def _html_table(frame: pd.DataFrame, marks: bool = False) -> str:
     """The table with 4 decimals and – for missing values (also in nullable integer columns), inside a box
-    that scrolls sideways when the table is wider than the page."""
+    that scrolls sideways when the table is wider than the page; `marks`: each Table V mark's cell coloured."""
     frame = _shown(frame)
     ints = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.Int64Dtype)]
     frame = frame.astype({c: object for c in ints}).fillna({c: "–" for c in ints})
     table = frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4f}", border=0, classes="t")
+    if marks:
+        def colour(cell: re.Match) -> str:
+            kind = tables.mark_kind(html.unescape(cell.group(1)))
+            return cell.group(0) if kind is None else f'<td class="m {MARK_CLASS[kind]}">{cell.group(1)}</td>'
+        table = re.sub(r"<td>([^<]*)</td>", colour, table)
     return f'<div class="scroll">{table}</div>'
+
+
+def _legend() -> str:
+    """Every Table V mark in its colour, with its meaning."""
+    items = "".join(f'<li><span class="m {MARK_CLASS[tables.mark_kind(mark)]}">{html.escape(mark)}</span> '
+                    f"{html.escape(meaning)}</li>" for mark, meaning in tables.MARKS)
+    return f'<ul class="legend">{items}</ul>'
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 8px}"
@@ -715,7 +761,11 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 8px
          "table.t{border-collapse:collapse;font-size:12px}"
          "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
          "table.t td{max-width:32em;overflow-wrap:break-word}"
-         "img{max-width:100%;height:auto}.files{font-size:11px}")
+         "img{max-width:100%;height:auto}.files{font-size:11px}"
+         ".m{padding:0 4px;font-weight:bold}td.m{text-align:center}ul.legend{font-size:12px;padding-left:1em}"
+         ".robust{background:#c8e6c9}.removed{background:#ffcdd2}.disagree{background:#ffe0b2}"
+         ".undecided{background:#fff9c4}.notembedded{background:#e0e0e0}.incomplete{background:#d1c4e9}"
+         ".notrun{background:#fafafa;color:#777}.failed{background:#f8bbd0}")
 
 
 def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, out_dir: Path) -> str:
@@ -725,7 +775,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     if options.merge_numerics:
         extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
                   "into one setting")
-    body = [f"<h1>wrt robustness report</h1><p>{html.escape(str(Path(options.results_dir)))}: {n_ok} ok run(s), "
+    folders = ", ".join(map(str, options.folders))
+    body = [f"<h1>wrt robustness report</h1><p>{html.escape(folders)}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
             f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
             f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give "
@@ -733,7 +784,9 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         if section.table is not None:
-            body.append(_html_table(section.table))
+            body.append(_html_table(section.table, section.marks))
+        if section.marks:
+            body.append(_legend())
         for image in section.images or []:
             if image.suffix == ".png":
                 body.append(_image_tag(image))

@@ -399,7 +399,60 @@ def robustness_table(cells: pd.DataFrame, scored: pd.DataFrame, failed: pd.DataF
             row["seeds"] = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}–{max(seeds)}"
             counted = {"runs_present": present, "runs_expected": expected} if slots is not None else {}
             rows.append({**row, "seeds_agree": agree if max(seeds) > 1 else None, **counted})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    counts = [c for c in ("runs_present", "runs_expected") if c in table]  # none in the marked row
+    return table.astype(dict.fromkeys(counts, "Int64"))
+
+
+# every mark a Table V cell can hold, with its meaning (the report's legend and the table's text)
+MARKS = [
+    (ROBUST, "robust: the watermark survives the Eq. 6 equilibrium of the scheme's embedded configs vs the "
+             "attack's configs (on the seed means)"),
+    (REMOVED, "removed at that equilibrium"),
+    (f"{SEEDS_DISAGREE}(k of n)", "the seeds disagree: the equilibrium on k of the n seeds' complete runs alone "
+                                  "removes the watermark"),
+    (UNDECIDED, "undecided: the equilibrium's surrogate wm acc lies inside θ's 95 % interval"),
+    (NOT_EMBEDDED, "no config of the scheme was embedded (its marked models do not verify): no defender strategy"),
+    (INCOMPLETE, "incomplete: an expected run is missing (the sweeps' manifests, else every scheme config × attack "
+                 "config of the cell × the setting's seeds), or a failed run's payoff could change the mark"),
+    (NOT_RUN, "not run"),
+    (ONLY_FAILED, "only failed runs"),
+]
+ROBUSTNESS_FIXED = ["setting", "category", "attack", "seeds", "seeds_agree", "runs_present", "runs_expected"]
+
+
+def mark_kind(cell) -> str | None:
+    """The mark of a Table V cell (`MARKS`' first column, ± for every ±(k of n)); None for a number (the marked
+    row) or anything else."""
+    text = str(cell)
+    if text.startswith(SEEDS_DISAGREE):
+        return SEEDS_DISAGREE
+    return text if text in {mark for mark, _ in MARKS} else None
+
+
+def summary_table(robustness: pd.DataFrame) -> pd.DataFrame:
+    """Table V in words, one row per setting and scheme that ran: its mean marked wm acc, the attack categories
+    it survives (✓ against every attack of the category), the attacks that remove it (✗) by category, and how
+    many cells hold which other mark (not decided either way)."""
+    rows = []
+    schemes = [c for c in robustness.columns if c not in ROBUSTNESS_FIXED]
+    for setting, block in robustness.groupby("setting", sort=True):
+        attacks = block[block["attack"] != MARKED_ROW]
+        marked = block.loc[block["attack"] == MARKED_ROW].iloc[0] if (block["attack"] == MARKED_ROW).any() else {}
+        for scheme in schemes:
+            kinds = attacks[scheme].map(mark_kind)
+            if kinds.isin([NOT_RUN]).all():
+                continue
+            by_category = list(attacks.assign(kind=kinds).groupby("category", sort=False))
+            survives = [CATEGORY_ABBREV.get(c, c) for c, g in by_category if (g["kind"] == ROBUST).all()]
+            removed = [f"{CATEGORY_ABBREV.get(c, c)}: {', '.join(g.loc[g['kind'] == REMOVED, 'attack'])}"
+                       for c, g in by_category if (g["kind"] == REMOVED).any()]
+            other = kinds[~kinds.isin([ROBUST, REMOVED])].value_counts()
+            rows.append({"setting": setting, "scheme": scheme, "marked_wm_acc": marked.get(scheme, NOT_RUN),
+                         "survives": ", ".join(survives) or "none",
+                         "removed_by": "; ".join(removed) or "none",
+                         "not_decided": ", ".join(f"{n} {mark}" for mark, n in other.items()) or "none"})
+    return pd.DataFrame(rows, columns=["setting", "scheme", "marked_wm_acc", "survives", "removed_by", "not_decided"])
 
 
 def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,

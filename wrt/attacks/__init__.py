@@ -1,1 +1,1 @@
-"""Removal attacks: one module per family, built by Hydra from `configs/attack/<name>.yaml`."""
+"""Removal attacks: one module per family, built by Hydra from `wrt/configs/attack/<name>.yaml`."""

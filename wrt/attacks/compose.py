@@ -2,7 +2,7 @@
 in sequence, each to the previous one's surrogate; e.g. transfer learning followed by label
 smoothing, which the SoK finds dominant on CIFAR-10 and ImageNet.
 
-A combination is pure configuration: a YAML under `configs/attack/` whose Hydra defaults list
+A combination is pure configuration: a YAML under `wrt/configs/attack/` whose Hydra defaults list
 places existing attack configs at `steps.0`, `steps.1`, ... (see `tl_label_smoothing.yaml` and
 docs/attacks.md). All steps share the run's `AttackContext`, so data use adds up.
 """

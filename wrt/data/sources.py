@@ -1,4 +1,4 @@
-"""Dataset sources, each built by Hydra from `configs/dataset/<name>.yaml` (`_target_`).
+"""Dataset sources, each built by Hydra from `wrt/configs/dataset/<name>.yaml` (`_target_`).
 
 Nothing here downloads: files are looked up on disk (only in `dataset.root` when it is set) and
 a missing dataset raises `DatasetUnavailable` with the command or setting that fixes it. Files

@@ -1,4 +1,4 @@
-"""Architectures, each built by Hydra from `configs/model/<name>.yaml` (`_target_`).
+"""Architectures, each built by Hydra from `wrt/configs/model/<name>.yaml` (`_target_`).
 
 Every model is an `ImageClassifier`: it takes float images in [0, 1], normalises them itself,
 and exposes the same parts (`features`, `classifier`, `forward_features`, `forward_head`,

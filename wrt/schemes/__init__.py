@@ -1,1 +1,1 @@
-"""Watermarking schemes: one module each, built by Hydra from `configs/scheme/<name>.yaml`."""
+"""Watermarking schemes: one module each, built by Hydra from `wrt/configs/scheme/<name>.yaml`."""

@@ -2,7 +2,7 @@
 
 A scheme config's `layer:` names a submodule of the classifier (`features.conv2.0`, as in
 `model.named_modules()`); `layer: null` picks the model's default from its own structure, so
-every architecture in `configs/model/` gets one without a table:
+every architecture in `wrt/configs/model/` gets one without a table:
 
 - weight schemes (Uchida, DeepMarks) mark the first convolution whose carrier (`carrier:
   weights`, the whole weight tensor, or `mean_filter`, the mean over output filters) holds the
