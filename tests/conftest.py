@@ -224,5 +224,10 @@ REMOVAL_BUDGET = ["budget=smoke", "budget.source_trainer.epochs=4", "budget.trai
 
 @pytest.fixture(scope="session")
 def removal_store(tmp_path_factory):
-    """One store for every run at REMOVAL_BUDGET: the source model and each marked model train once."""
-    return tmp_path_factory.mktemp("removal_store")
+    """One store for every run at REMOVAL_BUDGET: the source model and each marked model train once, also
+    across pytest-xdist's workers (their common temporary folder; the store's file locks make a worker wait
+    for a model another one is training)."""
+    root = tmp_path_factory.getbasetemp()
+    path = (root.parent if WORKERS > 1 else root) / "removal_store"
+    path.mkdir(exist_ok=True)
+    return path

@@ -85,14 +85,21 @@ def test_experiment_runs_its_first_scheme_and_attack(name, shared_store, tmp_pat
 SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("reproduce_*.sh"))
 
 
+# scripts that sweep every scheme plan two of them here (a trigger-set scheme and the active one)
+TWO_SCHEMES = {"reproduce_table5.sh": ["scheme=adi,dawn"], "reproduce_thresholds.sh": ["scheme=adi,dawn"],
+               "reproduce_dominant.sh": ["scheme=adi,dawn"]}
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, tmp_path, fmnist_full):
-    """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed; the
-    Table V campaign with SCHEMES=adi dawn; the best-response searches with 3 trials):
-    every sweep's plan, then one total instead of the analysis (nothing ran)."""
+def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, shared_store, tmp_path, fmnist_full):
+    """Each script with RESULTS=<tmp> and cheap extra arguments (dry_run=true, budget=smoke, one seed, two
+    schemes where a script sweeps all: `TWO_SCHEMES`, and the Table V campaign's SCHEMES=adi dawn; the
+    best-response searches with 3 trials): every sweep's plan, then one total instead of the analysis
+    (nothing ran)."""
     root = ROOT
     proc = subprocess.run(["bash", str(root / "scripts" / script), "dry_run=true", "budget=smoke", "seed=0",
-                           f"store_dir={tmp_path}/store"], cwd=tmp_path, capture_output=True, text=True,
+                           f"store_dir={shared_store}", *TWO_SCHEMES.get(script, [])],
+                          cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "RESULTS": str(tmp_path / "results"), "SCHEMES": "adi dawn", "TRIALS": "3"},
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -18,11 +18,19 @@ LONG = ["budget=smoke", "budget.max_train=1000", "budget.source_trainer.epochs=5
         "attack=none", "progress=false"]
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default action in the child: a process that starts with SIGINT ignored (as pytest-xdist's
+    workers do, and their children inherit) gets no KeyboardInterrupt from Python, as in a shell's
+    background job."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_once_checkpointed(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list]:
     store = tmp_path / "store"
     proc = subprocess.Popen([WRT_RUN, *args, f"results_dir={tmp_path}/results", f"store_dir={store}", *LONG],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 240
     while not list(store.glob("source/*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)

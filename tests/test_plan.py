@@ -91,3 +91,31 @@ def test_timed_rates_warms_up_before_timing():
     calls = []
     rates = timed_rates(lambda: calls.append(1), 10.0, warmup=2, repeats=3, min_s=0.0)
     assert len(calls) == 5 and len(rates) == 3 and all(rate > 0 for rate in rates)
+
+
+def test_probes_are_kept_in_the_store_and_measured_again_when_forced(compose_cfg, tmp_path, monkeypatch):
+    """A second plan reuses the first one's throughput and keygen probes (`wrt.plan.cached_probe`), so two
+    plans a minute apart agree; `force=true` and a probe older than a day measure again; a corrupt probe
+    file is measured over."""
+    import json
+    import time
+
+    import wrt.plan
+
+    timings = iter([100.0, 200.0, 300.0, 400.0])
+    monkeypatch.setattr(wrt.plan, "measure_throughput", lambda run: next(timings))
+    cfg = compose_cfg(*SMOKE, "scheme=adi", "attack=weight_pruning")
+    first, second = make_plan([cfg]), make_plan([cfg])
+    assert first.probes_reused == 0 and second.probes_reused == 2  # the throughput and adi's keygen
+    assert list(first.throughput.values()) == list(second.throughput.values()) == [100.0]
+    assert "2 probe(s) reused from the store" in second.lines()[-1]
+    assert list(make_plan([compose_cfg(*SMOKE, "scheme=adi", "attack=weight_pruning", "force=true")]).throughput.values()) == [200.0]
+    probes = sorted((tmp_path / "store" / "probes").glob("*.json"))
+    assert len(probes) == 2
+    for path in probes:  # a day later
+        kept = json.loads(path.read_text())
+        path.write_text(json.dumps({**kept, "measured": time.time() - wrt.plan.PROBE_MAX_AGE_S - 1}))
+    assert list(make_plan([cfg]).throughput.values()) == [300.0]
+    for path in probes:
+        path.write_text("{")
+    assert list(make_plan([cfg]).throughput.values()) == [400.0]

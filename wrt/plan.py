@@ -16,12 +16,17 @@ The estimate adds up, for every run still to compute, the seconds of its stages 
   the earlier runs' seconds per draw, else one keygen and extraction timed on the stored source model
   (an untrained one where none is stored; a keygen that fails there is left out, and the plan says so).
 
+Both probes are kept in the store (`probes/`, by CPU, numerics, torch version and what they timed) and reused
+for `PROBE_MAX_AGE_S`, so that consecutive plans on one machine agree and a plan costs no probe; `force=true`
+measures again.
+
 The sum is for one job; a launcher with n_jobs parallel jobs divides the wall time by n_jobs, and
 core-hours are seconds × the job's threads.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -30,12 +35,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from wrt.config import build
-from wrt.hardware import timed_rates
-from wrt.pipeline import (Run, check_run_config, completed_result, load_data, resolve_device, role_of, run_path,
-                          source_spec)
+from wrt.config import as_dict, build
+from wrt.hardware import cpu_model, timed_rates
+from wrt.pipeline import (Run, check_run_config, completed_result, load_data, numerics, resolve_device, role_of,
+                          run_path, source_spec)
 from wrt.schemes.base import KeyMismatch
-from wrt.store import error_summary, load_state, load_tensors
+from wrt.store import atomic_write_json, error_summary, load_state, load_tensors, spec_digest
 from wrt.validation import InvalidParameter
 
 PROBE_STEPS = 2  # training steps per timed call of the throughput probe
@@ -101,6 +106,7 @@ class Plan:
     throughput: dict[str, float] = field(default_factory=dict)  # setting label → images/s
     from_history: int = 0       # stage estimates taken from earlier runs
     untimed: dict[str, str] = field(default_factory=dict)  # scheme → why its keygen could not be timed
+    probes_reused: int = 0      # timing probes taken from the store (`cached_probe`)
     threads: int = 1            # torch threads per job
     n_jobs: int = 1             # jobs the launcher runs side by side
 
@@ -133,7 +139,8 @@ class Plan:
             stages = ", ".join(f"{stage} {duration(s)}" for stage, s in self.stage_s.items() if s >= 0.5)
             lines.append(f"estimate: about {duration(self.wall_s)} wall time, {self.core_hours:.2f} core-hours, with "
                          f"{self.n_jobs} job(s) of {self.threads} thread(s) on this machine ({stages}; measured "
-                         f"{speeds}; {self.from_history} stage estimate(s) from earlier runs; docs/sweeps.md)")
+                         f"{speeds}; {self.from_history} stage estimate(s) from earlier runs; {self.probes_reused} probe(s) "
+                         f"reused from the store; docs/sweeps.md)")
             lines += [f"  not counted: the key draws of {scheme}, whose keygen fails on an untrained model and no "
                       f"earlier null run timed ({reason})" for scheme, reason in self.untimed.items()]
         return lines
@@ -145,6 +152,29 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+PROBE_MAX_AGE_S = 24 * 3600
+
+
+def cached_probe(run: Run, plan: Plan, what: dict, measure) -> float | str:
+    """`measure()` (seconds or images/s; a str says why it failed, and is not kept), or the value it gave on
+    this machine within `PROBE_MAX_AGE_S`, kept in the store under `probes/` by the CPU, the run's numerics,
+    torch's version and `what` was timed."""
+    spec = {"cpu": cpu_model(), "numerics": numerics(run.cfg), "torch": torch.__version__, **what}
+    path = run.store.root / "probes" / f"{spec_digest(spec)}.json"
+    try:
+        kept = json.loads(path.read_text())
+        if not run.cfg.force and time.time() - kept["measured"] < PROBE_MAX_AGE_S:
+            plan.probes_reused += 1
+            return float(kept["value"])
+    except (OSError, ValueError, KeyError, TypeError):  # none kept, or unreadable: measure again
+        pass
+    value = measure()
+    if not isinstance(value, str):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"value": value, "measured": time.time(), "spec": spec})
+    return value
 
 
 def measure_throughput(run: Run) -> float:
@@ -226,8 +256,12 @@ def make_plan(cfgs: list[DictConfig], n_jobs: int = 1) -> Plan:
             start = time.perf_counter()
             data = datasets[label] = load_data(cfg)
             load_s = time.perf_counter() - start
+            probe = Run(cfg, data, scheme, attack)
+            images_per_s = cached_probe(probe, plan, {"throughput": as_dict(cfg.model), "dataset": cfg.dataset.name,
+                                                      "trainer": as_dict(cfg.budget.source_trainer)},
+                                        lambda: measure_throughput(probe))
             settings[label] = Setting(load_s, len(data.defender()[0]), len(data.attacker()[0]), len(data.test_y),
-                                      data.num_classes, measure_throughput(Run(cfg, data, scheme, attack)))
+                                      data.num_classes, images_per_s)
             plan.throughput[label] = settings[label].images_per_s
         run, s = Run(cfg, datasets[label], scheme, attack), settings[label]
         results_dir = Path(cfg.results_dir)
@@ -268,7 +302,10 @@ def make_plan(cfgs: list[DictConfig], n_jobs: int = 1) -> Plan:
             per_draw = history.median(history.key_draw, (cfg.scheme.name, *setting))
             if per_draw is None:
                 if (cfg.scheme.name, label) not in keygens:
-                    keygens[cfg.scheme.name, label] = keygen_seconds(run)
+                    stored = run.store.path("source", source_spec(cfg, cfg.seed)).exists()
+                    keygens[cfg.scheme.name, label] = cached_probe(
+                        run, plan, {"keygen": as_dict(cfg.scheme), "model": as_dict(cfg.model), "dataset": cfg.dataset.name,
+                                    "trained_source": stored}, lambda: keygen_seconds(run))
                 per_draw = keygens[cfg.scheme.name, label]
                 if isinstance(per_draw, str):
                     plan.untimed[cfg.scheme.name] = per_draw

@@ -86,7 +86,7 @@ def dimensions(attack) -> list[Dimension]:
 
 
 def suggest(config: DictConfig, trial) -> None:
-    """The Optuna sweeper's `custom_search_space` (configs/experiment/best_response.yaml): draw `trial`'s value
+    """The Optuna sweeper's `custom_search_space` (wrt/configs/experiment/best_response.yaml): draw `trial`'s value
     of each dimension of the sweep's attack (`attack.<param>`, Optuna's define-by-run API), but for the
     parameters the command line sets and those whose `when` the trial's other values do not meet."""
     fixed = set_keys(list(config.hydra.overrides.task), "attack")
