@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REMOVAL_BUDGET, ROOT, WRT_RUN, missing
+from conftest import CONFIG_DIR, REMOVAL_BUDGET, WRT_RUN, missing
 from fixtures.analysis_runs import run_record, write
 from wrt.analysis.game import attacker_objective
 from wrt.config import build
@@ -51,7 +51,7 @@ def test_a_loss_over_the_rule_is_never_a_success():
     assert math.isnan(attacker_objective(None, THETA, None, None))  # a failed run measured nothing
 
 
-ATTACKS = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((ROOT / "configs" / "attack").glob("*.yaml"))}
+ATTACKS = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((Path(CONFIG_DIR) / "attack").glob("*.yaml"))}
 SEARCHABLE = [name for name, node in ATTACKS.items() if "search" in node]  # plain YAML: no defaults list
 
 

@@ -8,6 +8,7 @@ inside a stage is recorded in the run's JSON (status "failed", the error and the
 from __future__ import annotations
 
 import copy
+import importlib.util
 import dataclasses
 import json
 import platform
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from omegaconf import DictConfig, OmegaConf
 
 import wrt
@@ -46,6 +46,14 @@ VOLATILE_KEYS = ("results_dir", "store_dir", "force", "progress", "device", "che
 # the attacker has to obtain white-box access by extracting the source model before using other attacks").
 EXTRACT_FIRST = ("input_preprocessing", "model_modification", "obfuscation")
 EXTRACTION_CONFIG = Path(wrt.CONFIG_DIR) / "attack" / "retraining.yaml"
+
+
+def torchvision_version() -> str:
+    """`torchvision.__version__` (with its build label, e.g. `+cu130`), read from its version module: importing
+    torchvision imports its models and torch._dynamo (~1.7 s in every `wrt-run`), which a run on a built-in
+    dataset and model never needs."""
+    folder = importlib.util.find_spec("torchvision").submodule_search_locations[0]
+    return re.search(r"__version__ = '([^']+)'", (Path(folder) / "version.py").read_text()).group(1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,7 +188,7 @@ def new_record(cfg: DictConfig) -> RunRecord:
                             ablated=ablated_of(cfg.attack, searched=searched), searched=searched or None,
                             study=cfg.get("study")),
         device=settings["device"], precision=settings["precision"], cpu_threads=settings["cpu_threads"],
-        cpu=cpu_model(), versions=Versions(wrt.__version__, torch.__version__, torchvision.__version__,
+        cpu=cpu_model(), versions=Versions(wrt.__version__, torch.__version__, torchvision_version(),
                                            platform.python_version()),
         config=as_dict(cfg))
 

@@ -112,10 +112,10 @@ class Analysis:
         return self.thresholds is not None and not self.game
 
     def relative_paths(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """`frame` with its `path` column relative to results_dir, so that a written table does not depend on
-        where the results folder lies."""
-        root = Path(self.options.results_dir)
-        return frame.assign(path=[_relative(p, root) for p in frame["path"]])
+        """`frame` with its `path` column relative to the results folder, so that a written table does not
+        depend on where the folder lies; with several folders, each path after the folder it is in, as given."""
+        folders = self.options.folders
+        return frame.assign(path=[_relative(p, folders) for p in frame["path"]])
 
     @cached_property
     def removal(self) -> pd.DataFrame:
@@ -334,11 +334,12 @@ def _has_removal_runs(removal: pd.DataFrame) -> bool:
 
 # ---------------------------------------------------------------- sections, in report order
 
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
+def _relative(path: str, folders: list[Path]) -> str:
+    for folder in folders:
+        if Path(path).is_relative_to(folder):
+            relative = Path(path).relative_to(folder).as_posix()
+            return relative if len(folders) == 1 else f"{folder.as_posix()}/{relative}"
+    return str(path)
 
 
 def _values(series: pd.Series) -> str:
