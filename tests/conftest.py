@@ -109,6 +109,17 @@ def pytest_sessionstart(session) -> None:
                                                   if isinstance(workers, int) and workers > 1 else ""))
 
 
+# the files with the longest tests (`--durations`, measured under xdist), started first so that the workers
+# of `make test` (`--dist loadfile`: a file's tests stay on one worker) finish together
+LONGEST_FIRST = ("test_readme.py", "test_removal.py", "test_experiments.py", "test_launchers.py",
+                 "test_best_response.py", "test_reliability.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
