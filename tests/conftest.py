@@ -22,6 +22,7 @@ from wrt.train import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 WRT_RUN = str(Path(sys.executable).with_name("wrt-run"))
 
+
 def suite_threads(workers: int) -> int:
     """torch threads of each test process: 2 (the cores of CI's machines), or under pytest-xdist (`make test`:
     `-n auto`) the cores shared out among its workers, so that they do not oversubscribe the cores. The
