@@ -43,8 +43,13 @@ class Options:
     out_dir: str | None = None  # the folder that gets analysis/; None: the first results folder
 
     @property
+    def folder_names(self) -> list:
+        """`results_dir` as a list of folders, as given."""
+        return [self.results_dir] if isinstance(self.results_dir, str) else self.results_dir
+
+    @property
     def folders(self) -> list[Path]:
-        return [Path(d) for d in ([self.results_dir] if isinstance(self.results_dir, str) else self.results_dir)]
+        return [Path(d) for d in self.folder_names]
 
 
 def check_options(options: Options) -> None:
@@ -63,8 +68,7 @@ def check_options(options: Options) -> None:
               ("reference", options.reference in (None, "none", *reference.REFERENCES),
                f"none or one of {', '.join(reference.REFERENCES)}"),
               ("results_dir", isinstance(options.results_dir, (str, list)) and len(options.results_dir) > 0
-               and all(isinstance(d, str) and d for d in ([options.results_dir] if isinstance(options.results_dir, str)
-                                                           else options.results_dir)),
+               and all(isinstance(d, str) and d for d in options.folder_names),
                "a folder or a list of folders ([mine,docs/results/table5_demo])"),
               ("out_dir", options.out_dir is None or (isinstance(options.out_dir, str) and options.out_dir != ""),
                "a folder or null"),
