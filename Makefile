@@ -49,7 +49,7 @@ browser:  ## install Debian's chromium (report.html's browser test) when missing
 	fi
 
 test: $(TSTAMP) data browser  ## install the test extras (pytest, the Ray launcher, the Optuna sweeper), run the test suite
-	$(PYTHON) -m pytest -q -n auto --dist loadfile
+	$(PYTHON) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 clean:  ## remove cached artifacts and results (keeps .venv)
 	rm -rf .store results/runs results/hydra

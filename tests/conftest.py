@@ -110,10 +110,19 @@ def pytest_sessionstart(session) -> None:
                                                   if isinstance(workers, int) and workers > 1 else ""))
 
 
-# the files with the longest tests (`--durations`, measured under xdist), started first so that the workers
-# of `make test` (`--dist loadfile`: a file's tests stay on one worker) finish together
-LONGEST_FIRST = ("test_readme.py", "test_removal.py", "test_experiments.py", "test_launchers.py",
-                 "test_best_response.py", "test_reliability.py")
+# The test files by their tests' seconds (longest first; `--junitxml` of `make test`, idle Intel Xeon with AMX,
+# 2026-12-06), the order in which `make test` (`--dist loadfile --no-loadscope-reorder`: a file's tests stay on
+# one worker, files are handed out in this order) gives them to its workers, so that both finish together; the
+# files not named, each under 10 s, follow in collection order.
+LONGEST_FIRST = ("test_schemes_blackbox.py", "test_experiments.py", "test_removal.py", "test_readme.py",
+                 "test_reliability.py", "test_launchers.py", "test_sweeps.py", "test_pipeline.py",
+                 "test_detection.py", "test_analysis_pipeline.py", "test_analysis_integrity.py",
+                 "test_schemes_whitebox.py", "test_best_response.py", "test_analysis_fuzz.py", "test_interrupt.py",
+                 "test_ablation_sweep.py", "test_hardening.py", "test_attacker_data.py",
+                 "test_attacks_preprocessing.py", "test_attacks_extraction.py", "test_reference.py",
+                 "test_extension.py", "test_table5_rules.py", "test_packaging.py", "test_attacks_modification.py",
+                 "test_config_groups.py", "test_plan.py", "test_attacks_obfuscation.py", "test_reanalysis.py",
+                 "test_active_schemes.py")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -179,9 +188,33 @@ def compose_cfg(tmp_path):
     return _compose
 
 
+def suite_folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of the whole test session: under pytest-xdist, one for all its workers (their common
+    temporary folder)."""
+    root = factory.getbasetemp()
+    path = (root.parent if WORKERS > 1 else root) / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def suite_probes(tmp_path_factory):
+    """The sweep plans' timing probes (`wrt.plan.cached_probe`) of the whole session: they time this machine,
+    not what a test checks, so every plan of the tests that use `share_probes` measures each probe once."""
+    return suite_folder(tmp_path_factory, "probes")
+
+
+def share_probes(store: Path, probes: Path) -> None:
+    """Let `store` keep its plans' probes in the session's folder (tests/test_plan.py tests the probes)."""
+    store.mkdir(parents=True, exist_ok=True)
+    if not (store / "probes").exists():
+        (store / "probes").symlink_to(probes, target_is_directory=True)
+
+
 @pytest.fixture
-def wrt_run(tmp_path):
-    """Run `wrt-run` in a subprocess with results and store inside tmp_path."""
+def wrt_run(tmp_path, suite_probes):
+    """Run `wrt-run` in a subprocess with results and store inside tmp_path (the store's probes: the session's)."""
+    share_probes(tmp_path / "store", suite_probes)
 
     def _run(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
         flags = [o for o in overrides if o.startswith("-")]
@@ -227,6 +260,10 @@ def narrow_victim(narrow_subset):
     return model.eval()
 
 
+# The smallest whole run (seconds): budget=smoke on 600 training and 200 test images, for tests of what a run
+# does (files, reuse, errors, sweeps, launchers), not of what it learns.
+TINY = ("budget=smoke", "budget.max_train=600", "budget.max_test=200")
+
 # A small budget at which watermarks embed and attacks can remove them (tests/test_removal.py and the
 # end-to-end wrt-run test): budget=smoke with a source model of 4 epochs (about 76 % test accuracy),
 # three embedding epochs and attacks at the paper's epochs (on the attacker's 1,000 images).
@@ -239,7 +276,4 @@ def removal_store(tmp_path_factory):
     """One store for every run at REMOVAL_BUDGET: the source model and each marked model train once, also
     across pytest-xdist's workers (their common temporary folder; the store's file locks make a worker wait
     for a model another one is training)."""
-    root = tmp_path_factory.getbasetemp()
-    path = (root.parent if WORKERS > 1 else root) / "removal_store"
-    path.mkdir(exist_ok=True)
-    return path
+    return suite_folder(tmp_path_factory, "removal_store")

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR
+from conftest import CONFIG_DIR, TINY
 from wrt.config import ablated_of
 from wrt.pipeline import run_name
 from wrt.analysis.grid import read_manifests
@@ -147,7 +147,7 @@ def test_the_manifest_lists_each_planned_run_once_and_each_plan_adds_its_own_fil
 
 @pytest.mark.slow  # about 30 s of CPU: a source model, 2 embeddings, 4 runs
 def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_path, fmnist_full):
-    sweep = ("-m", "budget=smoke", "budget.max_train=600", "budget.max_test=200", "scheme=uchida",
+    sweep = ("-m", *TINY, "scheme=uchida",
              "attack=input_smoothing", "hydra/sweeper=ablation",
              "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian],sigma:0.3}}")
     plan = wrt_run(*sweep, "dry_run=true")

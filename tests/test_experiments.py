@@ -12,7 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import CONFIG_DIR, ROOT, options
+from conftest import CONFIG_DIR, ROOT, TINY, options, share_probes
 from wrt.pipeline import role_of, run
 from wrt.search import dimensions
 
@@ -49,15 +49,16 @@ def test_experiment_files_are_global_packages():
 
 # a run of each experiment at the smoke budget on 600 training images: every run shares one store,
 # so its source models (seeds 0 and 1: null runs measure seed 0's key on seed 1's model) train once
-TINY = ["budget=smoke", "budget.max_train=600", "budget.max_test=200", "progress=false"]
 # transfer learning pre-trains on 214 × 100 glyphs for 30 epochs (minutes on a CPU): 2 × 1 here
 CHEAP = {"transfer_learning": ["attack.pretrain_per_class=2", "attack.pretrain_epochs=1"],
          "tl_label_smoothing": ["attack.steps.0.pretrain_per_class=2", "attack.steps.0.pretrain_epochs=1"]}
 
 
 @pytest.fixture(scope="module")
-def shared_store(tmp_path_factory):
-    return tmp_path_factory.mktemp("store")
+def shared_store(tmp_path_factory, suite_probes):
+    store = tmp_path_factory.mktemp("store")
+    share_probes(store, suite_probes)
+    return store
 
 
 def first_of_sweep(name: str) -> list[str]:
@@ -74,7 +75,7 @@ def test_experiment_runs_its_first_scheme_and_attack(name, shared_store, tmp_pat
     chosen = first_of_sweep(name)
     attack = dict(o.split("=", 1) for o in chosen).get("attack")
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={name}", *chosen, *TINY, *CHEAP.get(attack, []),
+        cfg = compose("config", overrides=[f"experiment={name}", *chosen, *TINY, "progress=false", *CHEAP.get(attack, []),
                                            f"results_dir={tmp_path}", f"store_dir={shared_store}"])
     result, path = run(cfg)
     assert result["status"] == "ok", (chosen, result.get("error"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import TINY
 from fixtures.user_project import user_project
 
 from wrt.analysis.report import Options, analyze
@@ -25,7 +26,7 @@ def test_a_users_scheme_and_attack_sweep_and_reach_table_v(wrt_run, tmp_path, fm
     """The ablation sweeper expands the user attack's `ablation:` grid (two configurations)."""
     search, env = user_project(tmp_path / "myproject")
     proc = wrt_run("-m", *search, "hydra/sweeper=ablation", "scheme=corner_trigger", "scheme.key_size=20",
-                   "attack=weight_noise", "budget=smoke", "budget.max_train=600", "budget.max_test=200", env=env)
+                   "attack=weight_noise", *TINY, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not [line for line in proc.stderr.splitlines() if "error" in line.lower()], proc.stderr
     assert "wrt-run:   2 run(s): 0 finished earlier (reused), 2 to run" in proc.stderr  # the plan counted them

@@ -9,7 +9,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import CONFIG_DIR, missing
+from conftest import CONFIG_DIR, TINY, missing
 
 
 def test_launcher_configs_compose():
@@ -25,11 +25,11 @@ def test_launcher_configs_compose():
     assert local_slurm.hydra.launcher.timeout_min == slurm.hydra.launcher.timeout_min
 
 
-TINY = ("budget=smoke", "budget.max_train=600", "budget.max_test=200", "scheme=adi", "attack=weight_pruning")
+SWEEP = (*TINY, "scheme=adi", "attack=weight_pruning")
 
 
 def test_joblib_multirun_and_failure_accounting(wrt_run, tmp_path, fmnist_full):
-    proc = wrt_run("-m", "hydra/launcher=local", *TINY, "attack.rate=0.5,1.5")  # 1.5 is invalid
+    proc = wrt_run("-m", "hydra/launcher=local", *SWEEP, "attack.rate=0.5,1.5")  # 1.5 is invalid
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 run(s) failed" in proc.stderr and "invalid-config:" in proc.stderr
     results = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
@@ -46,7 +46,7 @@ def assert_sweep_completed(proc, tmp_path):
 
 
 def test_submitit_local_runs_a_sweep_through_the_slurm_job_code(wrt_run, tmp_path, fmnist_full):
-    proc = wrt_run("-m", "hydra/launcher=submitit_local", *TINY, "attack.rate=0.5,0.7")
+    proc = wrt_run("-m", "hydra/launcher=submitit_local", *SWEEP, "attack.rate=0.5,0.7")
     assert_sweep_completed(proc, tmp_path)
     sweep_dir = next((tmp_path / "results" / "hydra").glob("multirun_*"))
     assert len(list(sweep_dir.glob(".submitit/*/*_result.pkl"))) == 2  # submitit ran and pickled both jobs
@@ -55,7 +55,7 @@ def test_submitit_local_runs_a_sweep_through_the_slurm_job_code(wrt_run, tmp_pat
 def test_ray_runs_a_sweep_on_a_local_ray_cluster(wrt_run, tmp_path, fmnist_full):
     if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None or importlib.util.find_spec("ray") is None:
         missing("the Ray launcher is not installed: pip install -e '.[ray]' (make test does)")
-    proc = wrt_run("-m", "hydra/launcher=ray", *TINY, "attack.rate=0.5,0.7",
+    proc = wrt_run("-m", "hydra/launcher=ray", *SWEEP, "attack.rate=0.5,0.7",
                    env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert_sweep_completed(proc, tmp_path)
     assert "Started a local Ray instance" in proc.stderr and "(_run_job pid=" in proc.stderr

@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import ROOT, WRT_RUN
+from conftest import ROOT, TINY, WRT_RUN
 
 import wrt
 
@@ -51,7 +51,7 @@ def test_the_wheel_runs_from_outside_the_checkout(tmp_path, fmnist_full):
     assert job.returncode == 0 and "_target_: wrt.schemes.noise.Noise" in job.stdout, job.stderr[-2000:]
     assert run(str(Path(WRT_RUN).with_name("wrt-analyze")), "--help").returncode == 0
 
-    smoke = run(WRT_RUN, "budget=smoke", "budget.max_train=600", "budget.max_test=200", "scheme=none",
+    smoke = run(WRT_RUN, *TINY, "scheme=none",
                 "attack=none", f"results_dir={work}/results", f"store_dir={work}/store", "progress=false")
     assert smoke.returncode == 0, smoke.stderr[-2000:]
     path = Path(smoke.stdout.strip().splitlines()[-1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import TINY
 from wrt.pipeline import run_name
 
 REQUIRED = ["status", "error", "dataset", "model", "seed", "role", "scheme", "attack", "source",
@@ -43,15 +44,15 @@ def test_null_role_measures_the_key_on_an_unmarked_model(compose_cfg, fmnist_ful
 
     from wrt.analysis.load import validate
 
-    result, path = run(compose_cfg("budget=smoke", "role=null", "attack=none", "null_keys=4"))
+    result, path = run(compose_cfg(*TINY, "role=null", "attack=none", "null_keys=4"))
     assert result["status"] == "ok" and path.name.startswith("null_adi_none")
     assert result["marked"]["wm_acc"] < 0.3  # random labels: about 1/10 on an unmarked model
     null = result["null"]  # the run's own key first, then 3 more draws, each from its own seed
     assert null["keys"] == 4 and null["wm_accs"][0] == result["marked"]["wm_acc"] and len(null["wm_accs"]) == 4
     assert all(a < 0.3 for a in null["wm_accs"]) and validate(result) is None
-    marked, _ = run(compose_cfg("budget=smoke", "attack=none", "null_keys=4"))
+    marked, _ = run(compose_cfg(*TINY, "attack=none", "null_keys=4"))
     assert "null" not in marked  # only null runs draw keys; null_keys leaves marked runs' names alone
-    assert marked["run_name"] == run(compose_cfg("budget=smoke", "attack=none"))[0]["run_name"]
+    assert marked["run_name"] == run(compose_cfg(*TINY, "attack=none"))[0]["run_name"]
 
 
 def test_unknown_option_suggests_the_closest_and_lists_the_available_ones(wrt_run):

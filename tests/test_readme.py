@@ -16,13 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import IN_CI, ROOT, missing
+from conftest import IN_CI, ROOT, TINY, missing, share_probes
 from fixtures.user_project import user_project
 
 BIN = Path(sys.executable).parent
 KNOWN = (re.compile(r"^make (run|test)\b"), re.compile(r"^(\w+=\S+ )*bash scripts/\w+\.sh\b"),
          re.compile(r"^export (\w+=\S+ ?)+$"))  # the environment each command needs, the test sets itself
-SMALL = ["budget=smoke", "budget.max_train=600", "budget.max_test=200", "progress=false"]
 
 
 def readme_commands() -> list[tuple[str, bool]]:
@@ -52,10 +51,11 @@ def rewrite(command: str, long: bool, tmp_path: Path) -> tuple[list[str], dict]:
     if long:
         return [str(BIN / tool), *args, *where, *(["dry_run=true"] if "-m" in args else ["--cfg", "job"])], env
     args = [w for w in args if not w.startswith(("budget=", "progress="))]
-    return [str(BIN / tool), *args, *where, *SMALL], env
+    return [str(BIN / tool), *args, *where, *TINY, "progress=false"], env
 
 
-def test_readme_commands_run(tmp_path, fmnist_full):
+def test_readme_commands_run(tmp_path, fmnist_full, suite_probes):
+    share_probes(tmp_path / "store", suite_probes)
     commands = readme_commands()
     assert any("wrt-run -m" in c for c, _ in commands) and any("wrt-analyze" in c for c, _ in commands)
     for command, long in commands:

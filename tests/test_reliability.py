@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import WRT_RUN
+from conftest import TINY, WRT_RUN
 from fixtures.analysis_runs import run_record, write
 from wrt.analysis.load import load_runs
 
@@ -19,7 +19,7 @@ VOLATILE = ("timing_s", "memory", "created", "config", "source", "marked", "atta
 
 
 def test_sigkill_mid_training_leaves_no_valid_partial_output_and_rerun_completes(tmp_path, fmnist_full):
-    args = [WRT_RUN, "budget=smoke", "budget.source_trainer.epochs=3", "attack=none",
+    args = [WRT_RUN, *TINY, "budget.source_trainer.epochs=3", "attack=none",
             f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store", "progress=false"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     source_dir = tmp_path / "store" / "source"
@@ -47,7 +47,7 @@ def test_same_seed_gives_identical_numbers(compose_cfg, tmp_path, fmnist_full):
 
     results = []
     for name in ("a", "b"):
-        cfg = compose_cfg("budget=smoke", "attack=weight_pruning", f"results_dir={tmp_path}/{name}",
+        cfg = compose_cfg(*TINY, "attack=weight_pruning", f"results_dir={tmp_path}/{name}",
                           f"store_dir={tmp_path}/{name}-store")
         result, _ = run(cfg)
         results.append(result)
@@ -154,7 +154,7 @@ def test_a_nan_in_one_run_fails_that_run_only(wrt_run, tmp_path, fmnist_full):
     (tmp_path / "plugin" / "diverge_attack.py").write_text(PLUGIN)
     (tmp_path / "extra" / "attack").mkdir(parents=True)
     (tmp_path / "extra" / "attack" / "diverge.yaml").write_text("name: diverge\n_target_: diverge_attack.Diverge\n")
-    proc = wrt_run("-m", "budget=smoke", "attack=none,diverge", f"hydra.searchpath=[file://{tmp_path}/extra]",
+    proc = wrt_run("-m", *TINY, "attack=none,diverge", f"hydra.searchpath=[file://{tmp_path}/extra]",
                    env={"PYTHONPATH": f"{tmp_path}/plugin"})
     assert proc.returncode == 1 and "1 run(s) failed" in proc.stderr
     results = {r["attack"]["name"]: r for r in

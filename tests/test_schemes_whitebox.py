@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY
 from wrt.attacks.forging import correlation_level
 from wrt.models import DenseNet121, LeNet, ResNet18, ResNet50, SmallCNN, WideResNet
 from wrt.pipeline import run
@@ -232,7 +233,7 @@ def test_unknown_layer_is_a_one_line_error_listing_valid_names(fmnist, fmnist_so
 
 
 def test_null_role_runs_through_the_pipeline(compose_cfg, fmnist_full):
-    result, _ = run(compose_cfg("budget=smoke", "scheme=uchida", "role=null", "attack=none"))
+    result, _ = run(compose_cfg(*TINY, "scheme=uchida", "role=null", "attack=none"))
     assert result["status"] == "ok", result.get("error")
     assert result["scheme"]["bits"] is True and result["scheme"]["key_size"] == 100
     wm_acc = result["marked"]["wm_acc"]  # bits of 100 that the unmarked model happens to match
@@ -244,7 +245,7 @@ def test_null_role_runs_through_the_pipeline(compose_cfg, fmnist_full):
 def test_marked_run_records_how_the_embedding_stopped(compose_cfg, fmnist_full):
     """budget=smoke caps every embedding at one epoch (`trainer.embed_max_epochs`); the record
     is kept in the store with the marked model, so a cached marked model reports it too."""
-    cfg = compose_cfg("budget=smoke", "scheme=deepmarks", "attack=none")
+    cfg = compose_cfg(*TINY, "scheme=deepmarks", "attack=none")
     result, _ = run(cfg)
     assert result["status"] == "ok", result.get("error")
     assert result["scheme"]["bits"] is False and result["scheme"]["match_rate"] is False

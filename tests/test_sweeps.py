@@ -7,9 +7,8 @@ import json
 import os
 import subprocess
 
-from conftest import WRT_RUN
+from conftest import TINY, WRT_RUN, share_probes
 
-TINY = ("budget=smoke", "budget.max_train=600", "budget.max_test=200")
 
 
 def runs_in(tmp_path) -> list[dict]:
@@ -54,7 +53,8 @@ def sweep(tmp_path, *overrides) -> subprocess.Popen:
                             env=os.environ)
 
 
-def test_concurrent_sweeps_have_their_own_folders_and_compute_each_run_once(tmp_path, fmnist_full):
+def test_concurrent_sweeps_have_their_own_folders_and_compute_each_run_once(tmp_path, fmnist_full, suite_probes):
+    share_probes(tmp_path / "store", suite_probes)
     a = sweep(tmp_path, "attack.rate=0.5,1.5")  # 1.5 is invalid: this sweep fails
     b = sweep(tmp_path, "attack.rate=0.5,0.7")  # started in the same second, shares rate=0.5
     (_, a_err), (_, b_err) = a.communicate(timeout=600), b.communicate(timeout=600)
