@@ -20,7 +20,8 @@
 #   WRT_STORE=/var/tmp/wrt-store nice -n 10 bash scripts/reproduce_best_response.sh > best_response.log 2>&1 &
 #   bash scripts/reproduce_best_response.sh dry_run=true      # the plans and one total, no analysis
 #
-# Environment: RESULTS (default docs/results/best_response_demo), GRID, TRIALS (default 20). Extra arguments
+# Environment: RESULTS (default docs/results/best_response_demo), GRID, TRIALS (default 20), SCHEMES (the cells
+# of these schemes only, default: uchida adi content). Extra arguments
 # are passed to every wrt-run (e.g. theta=0.59); `seed=a,b` replaces the seed list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +39,17 @@ COMMON=(experiment=best_response budget=demo precision=fp32 results_dir="$RESULT
 CELLS=("scheme=uchida scheme.lam=10 attack=regularization"
        "scheme=adi attack=neural_cleanse attack.method=unlearning"
        "scheme=content attack=input_smoothing")
+SCHEMES=${SCHEMES:-uchida adi content}
+CHOSEN=()
+for cell in "${CELLS[@]}"; do
+    scheme=$(sed -E 's/.*scheme=([a-z_]+).*/\1/' <<<"$cell")
+    [[ " $SCHEMES " == *" $scheme "* ]] && CHOSEN+=("$cell")
+done
+[[ ${#CHOSEN[@]} -gt 0 ]] || { echo "SCHEMES=$SCHEMES: no cell; the cells' schemes are uchida, adi and content" >&2; exit 2; }
 
 if ! $DRY_RUN; then
     mkdir -p "$RESULTS/grid/runs"
-    for cell in "${CELLS[@]}"; do
+    for cell in "${CHOSEN[@]}"; do
         scheme=$(sed -E 's/.*scheme=([a-z_]+).*/\1/' <<<"$cell") attack=$(sed -E 's/.*attack=([a-z_]+).*/\1/' <<<"$cell")
         for run in "$GRID"/runs/null_"$scheme"_none_*_demo_s*.json "$GRID"/runs/marked_"$scheme"_"$attack"_*_demo_s*.json; do
             if [[ -e $run && ! -e $RESULTS/grid/runs/${run##*/} ]]; then cp "$run" "$RESULTS/grid/runs/"; fi
@@ -49,7 +57,7 @@ if ! $DRY_RUN; then
     done
 fi
 for seed in ${SEEDS//,/ }; do
-    for cell in "${CELLS[@]}"; do
+    for cell in "${CHOSEN[@]}"; do
         # shellcheck disable=SC2086  # a cell is several overrides
         sweep "${COMMON[@]}" $cell seed="$seed" "${ARGS[@]}"
     done
