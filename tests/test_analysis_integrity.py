@@ -19,7 +19,7 @@ ADI0, ADI1, TRANSFER = "adi(size=50)", "adi(size=100)", "transfer_learning(epoch
 
 def _analyze(results, **options) -> list[str]:
     printed: list[str] = []
-    analyze(Options(results_dir=str(results), **options), out=printed.append)
+    analyze(Options(results_dir=str(results), figures=False, **options), out=printed.append)
     return printed
 
 

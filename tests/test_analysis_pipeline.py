@@ -122,7 +122,7 @@ def test_failed_run_listed_and_never_a_success(analyzed):
 
 def test_too_few_null_runs_skip_the_scheme_with_counts(tmp_path, capsys):
     write_sweep(tmp_path, adi_null_wm=(0.1, 0.2))
-    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)  # uchida has its θ: analysed
+    analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)  # uchida has its θ: analysed
     lines = [line for line in capsys.readouterr().err.splitlines() if "no θ" in line]
     assert len(lines) == 1 and "adi on fashion_mnist: 2 null run(s), 5 needed" in lines[0]
     assert set(pd.read_csv(tmp_path / "analysis" / "outcomes.csv")["scheme"]) == {"uchida"}
@@ -130,7 +130,7 @@ def test_too_few_null_runs_skip_the_scheme_with_counts(tmp_path, capsys):
     for path in (tmp_path / "runs").glob("uchida*.json"):  # no scheme has a θ: one error line
         path.unlink()
     with pytest.raises(ThresholdError, match=r"adi on fashion_mnist: 2 null run\(s\), 5 needed"):
-        analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+        analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)
 
 
 def test_cli_writes_report_and_rejects_missing_dir(tmp_path):
@@ -219,7 +219,7 @@ def new_categories(tmp_path_factory):
     results = write_sweep(tmp_path_factory.mktemp("new_categories"))
     write_new_categories(results)
     printed = []
-    report = analyze(Options(results_dir=str(results)), out=printed.append)
+    report = analyze(Options(results_dir=str(results), figures=False), out=printed.append)
     return results / "analysis", report.read_text(encoding="utf-8"), printed
 
 
@@ -272,7 +272,7 @@ def test_obfuscation_is_a_category_of_the_game(new_categories):
 def test_only_forging_runs_give_the_forgery_table_without_a_game(tmp_path):
     write_forging_runs(tmp_path)  # no null runs and no removal attack: no thresholds and no game
     printed = []
-    report = analyze(Options(results_dir=str(tmp_path)), out=printed.append)
+    report = analyze(Options(results_dir=str(tmp_path), figures=False), out=printed.append)
     out = tmp_path / "analysis"
     assert pd.read_csv(out / "forgery.csv")["false_claim"].tolist() == ["yes", "no", "not applicable"]
     assert not (out / "nash.json").exists() and "Ambiguity (forging) attacks" in report.read_text(encoding="utf-8")
@@ -303,7 +303,7 @@ def two_budgets(tmp_path_factory):
     """The sweep at budget=default and at budget=smoke, where input smoothing removes adi."""
     results = write_sweep(tmp_path_factory.mktemp("budgets2"), seeds=(0,))
     write_sweep(results, seeds=(0,), budget="smoke", adi_null_wm=(0.3, 0.32, 0.34, 0.36, 0.38))
-    report = analyze(Options(results_dir=str(results)), out=lambda line: None)
+    report = analyze(Options(results_dir=str(results), figures=False), out=lambda line: None)
     return results / "analysis", report.read_text(encoding="utf-8")
 
 
@@ -335,7 +335,7 @@ def test_budgets_are_settings_with_their_own_thresholds_and_rows(two_budgets):
 def test_thresholds_of_another_setting_only_when_told(tmp_path, capsys):
     write_sweep(tmp_path, seeds=(0,))
     write_sweep(tmp_path, seeds=(0,), budget="smoke", adi_null_wm=())  # no null runs at budget=smoke
-    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)  # skipped with a line naming the fix
+    analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)  # skipped with a line naming the fix
     assert [line for line in capsys.readouterr().err.splitlines() if "no θ" in line] == [
         "warning: setting fashion_mnist/small_cnn/smoke not analysed for adi (no θ): adi on "
         "fashion_mnist/small_cnn/smoke: 0 null run(s), 5 needed (min_null_runs=5) (setting "
@@ -373,7 +373,9 @@ def test_two_results_folders_are_analysed_as_one(tmp_path):
     with every run); the baseline's run copied unchanged into yours counts once without a warning; the
     analysis goes to the first folder, or to out_dir."""
     whole = write_sweep(tmp_path / "whole", seeds=(0,))
-    analyze(Options(results_dir=str(whole)), out=lambda line: None)
+    analyze(Options(results_dir=str(whole), figures=False), out=lambda line: None)
+    figures = [p.name for p in (whole / "analysis").iterdir() if p.suffix in (".png", ".pdf")]
+    assert (whole / "analysis" / "robustness.csv").is_file() and not figures  # figures=false: the tables only
     base, mine = tmp_path / "base", tmp_path / "mine"
     shutil.copytree(whole / "runs", base / "runs")
     (mine / "runs").mkdir(parents=True)
@@ -381,7 +383,7 @@ def test_two_results_folders_are_analysed_as_one(tmp_path):
         shutil.move(path, mine / "runs" / path.name)
     copied = "adi0_transfer_learning5_s0.json"
     shutil.copy(base / "runs" / copied, mine / "runs" / copied)
-    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir=[{mine},{base}]"]
+    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir=[{mine},{base}]", "figures=false"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(mine / "analysis" / "report.html")
@@ -438,7 +440,7 @@ def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     assert typo.returncode == 2 and typo.stderr.splitlines() == [
         "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
         "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from, reference, "
-        "merge_numerics, out_dir"]
+        "merge_numerics, out_dir, figures"]
     bad = cli(f"results_dir={tmp_path}", "p=abc")
     assert bad.returncode == 2 and bad.stderr.splitlines() == [
         "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]

@@ -31,7 +31,7 @@ def test_a_users_scheme_and_attack_sweep_and_reach_table_v(wrt_run, tmp_path, fm
     assert not [line for line in proc.stderr.splitlines() if "error" in line.lower()], proc.stderr
     assert "wrt-run:   2 run(s): 0 finished earlier (reused), 2 to run" in proc.stderr  # the plan counted them
     assert "wrt-run: run 2/2 computed" in proc.stderr
-    analyze(Options(results_dir=str(tmp_path / "results"), threshold_method="binomial"), out=lambda line: None)
+    analyze(Options(results_dir=str(tmp_path / "results"), figures=False, threshold_method="binomial"), out=lambda line: None)
     table = pd.read_csv(tmp_path / "results" / "analysis" / "robustness.csv")
     row = table[table["attack"] == "weight_noise"]
     assert list(row["category"]) == ["model_modification"] and "corner_trigger" in table.columns

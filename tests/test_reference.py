@@ -104,10 +104,10 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
 
     write_sweep(tmp_path)
     lines: list[str] = []
-    analyze(Options(results_dir=str(tmp_path), reference="sok_cifar10"), out=lines.append)
+    analyze(Options(results_dir=str(tmp_path), figures=False, reference="sok_cifar10"), out=lines.append)
     assert lines[-2] == "agreement 4/4 cells (fashion_mnist vs sok_cifar10)"
     lines.clear()
-    analyze(Options(results_dir=str(tmp_path), reference="sok_cifar10", max_stealing_loss=0.0), out=lines.append)
+    analyze(Options(results_dir=str(tmp_path), figures=False, reference="sok_cifar10", max_stealing_loss=0.0), out=lines.append)
     assert lines[-2] == "agreement 2/4 cells (fashion_mnist vs sok_cifar10)"
     disagree = pd.read_csv(tmp_path / "analysis" / "reference.csv")
     assert sorted(zip(disagree["attack"], disagree["scheme"], disagree["ours"], disagree["paper"])) == [
@@ -122,7 +122,7 @@ def test_analyzer_prints_the_agreement_and_lists_disagreeing_cells(tmp_path):
     assert beside.set_index("attack").loc["transfer_learning", ["adi", "agreement"]].tolist() == ["**✓** (✗)", "0/2"]
     assert beside["agreement"].iloc[-1] == "2/4"
     lines.clear()
-    analyze(Options(results_dir=str(tmp_path)), out=lines.append)  # no reference: no line, no section
+    analyze(Options(results_dir=str(tmp_path), figures=False), out=lines.append)  # no reference: no line, no section
     assert not any(line.startswith("agreement") for line in lines)
 
 
@@ -134,7 +134,7 @@ def test_thresholds_table_sets_our_theta_beside_the_papers_table4(tmp_path):
     from wrt.analysis.report import Options, analyze
 
     write_sweep(tmp_path)
-    analyze(Options(results_dir=str(tmp_path), reference="sok_cifar10"), out=lambda line: None)
+    analyze(Options(results_dir=str(tmp_path), figures=False, reference="sok_cifar10"), out=lambda line: None)
     table = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index("scheme")
     columns = list(table.columns)
     assert columns.index("paper_threshold") == columns.index("threshold_hi") + 1
@@ -146,5 +146,5 @@ def test_thresholds_table_sets_our_theta_beside_the_papers_table4(tmp_path):
                          "threshold_lo": 0.4, "threshold_hi": 0.6})
     beside = beside_table4(ours, "sok_imagenet").set_index("scheme")["paper_threshold"]
     assert pd.isna(beside["imagenet_only"]) and beside["blackmarks"] == pytest.approx(0.8073)
-    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)
     assert "paper_threshold" not in pd.read_csv(tmp_path / "analysis" / "thresholds.csv").columns

@@ -28,7 +28,7 @@ def sweep(tmp_path, marked_wm: dict, surrogate_wm: dict, seeds=(0, 1, 2)) -> pd.
                                            scheme_params={"size": size}, attack=attack,
                                            attack_params={} if attack == "none" else {"rate": 0.5}, seed=seed,
                                            marked_wm=marked_wm[size], surrogate_wm=wm, surrogate_acc=0.88))
-    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)
     return pd.read_csv(tmp_path / "analysis" / "robustness.csv").set_index("attack")
 
 
@@ -77,7 +77,7 @@ def test_an_active_schemes_white_box_cells_are_decided_like_any_other(tmp_path):
     model extracted from the wrapper (attack.extracted, SoK Fig. 3), so the cells are decided and in the game."""
     write_sweep(tmp_path)
     write_active_scheme(tmp_path)
-    analyze(Options(results_dir=str(tmp_path)), out=lambda line: None)
+    analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)
     out = tmp_path / "analysis"
     robustness = pd.read_csv(out / "robustness.csv").set_index("attack")
     assert robustness.loc["input_smoothing", "wrapped"] == REMOVED  # wm acc 0.05 on the attacked extracted model

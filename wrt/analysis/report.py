@@ -41,6 +41,7 @@ class Options:
     reference: str | None = None  # sok_cifar10 | sok_imagenet | none: the SoK's Table V to compare with
     merge_numerics: bool = False  # average runs of different numerics (precision, threads) into one setting
     out_dir: str | None = None  # the folder that gets analysis/; None: the first results folder
+    figures: bool = True  # false: tables, nash.json and the report without the figures (seconds faster)
 
     @property
     def folder_names(self) -> list:
@@ -72,7 +73,8 @@ def check_options(options: Options) -> None:
                "a folder or a list of folders ([mine,docs/results/table5_demo])"),
               ("out_dir", options.out_dir is None or (isinstance(options.out_dir, str) and options.out_dir != ""),
                "a folder or null"),
-              ("merge_numerics", isinstance(options.merge_numerics, bool), "true or false")]
+              ("merge_numerics", isinstance(options.merge_numerics, bool), "true or false"),
+              ("figures", isinstance(options.figures, bool), "true or false")]
     for name, ok, allowed in checks:
         if not ok:
             raise ResultsDirError(f"{name}={getattr(options, name)!r} is not allowed: must be {allowed}")
@@ -185,6 +187,10 @@ class Analysis:
         return tables.write_table(frame, self.out_dir, name, caption, legend)
 
     def figure(self, name: str, fig) -> list[Path]:
+        """The figure's files (PNG and PDF); none with `figures=false`."""
+        if not self.options.figures:
+            plots.plt.close(fig)
+            return []
         return plots.save(fig, self.out_dir, name)
 
 
