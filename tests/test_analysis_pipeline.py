@@ -11,9 +11,9 @@ import pytest
 from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write_disagreeing_seed, write_forging_runs,
                                     write_new_categories, write_sweep)
 
-from wrt.analysis.load import load_runs
+from wrt.analysis.load import ResultsDirError, load_runs
 from wrt.analysis.tables import MARKED_ROW
-from wrt.analysis.report import Options, analyze, prepare
+from wrt.analysis.report import Options, analyze, check_options, prepare
 from wrt.analysis.thresholds import ThresholdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,8 @@ def test_too_few_null_runs_skip_the_scheme_with_counts(tmp_path, capsys):
 
 def test_cli_writes_report_and_rejects_missing_dir(tmp_path):
     write_sweep(tmp_path / "r", seeds=(0,))
-    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path / 'r'}", "max_stealing_loss=0.25"]
+    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path / 'r'}", "max_stealing_loss=0.25",
+           "figures=false"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "r" / "analysis" / "report.html")
@@ -344,7 +345,7 @@ def test_thresholds_of_another_setting_only_when_told(tmp_path, capsys):
     thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index(["setting", "scheme"])
     assert ("fashion_mnist/small_cnn/smoke", "adi") not in thresholds.index
     done = subprocess.run([sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path}",
-                           "thresholds_from=fashion_mnist/small_cnn/default"], cwd=REPO, capture_output=True,
+                           "thresholds_from=fashion_mnist/small_cnn/default", "figures=false"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index(["setting", "scheme"])
@@ -447,3 +448,5 @@ def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     bad = cli(f"results_dir={tmp_path}", "merge_numerics=maybe")
     assert bad.returncode == 2 and bad.stderr.splitlines() == [
         "wrt-analyze: error: merge_numerics='maybe' is not allowed: must be true or false"]
+    with pytest.raises(ResultsDirError, match="^figures='maybe' is not allowed: must be true or false$"):
+        check_options(Options(figures="maybe"))  # the same check, in process

@@ -139,7 +139,8 @@ def test_best_response_search_writes_tagged_trials_and_the_grid_vs_search_row(re
     assert len(objectives) == 3
 
     grid_runs(results, trials[0])
-    analysis = subprocess.run([str(Path(sys.executable).with_name("wrt-analyze")), f"results_dir={results}"],
+    analysis = subprocess.run([str(Path(sys.executable).with_name("wrt-analyze")), f"results_dir={results}",
+                               "figures=false"],
                               capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert analysis.returncode == 0, analysis.stderr[-3000:]
     with open(results / "analysis" / "robustness.csv") as f:  # Table V: the grid's two configs, no search
