@@ -19,7 +19,7 @@ VOLATILE = ("timing_s", "memory", "created", "config", "source", "marked", "atta
 
 
 def test_sigkill_mid_training_leaves_no_valid_partial_output_and_rerun_completes(tmp_path, fmnist_full):
-    args = [WRT_RUN, *TINY, "budget.source_trainer.epochs=3", "attack=none",
+    args = [WRT_RUN, *TINY, "budget.source_trainer.epochs=8", "attack=none",  # 7 epochs (~2 s) after the first checkpoint
             f"results_dir={tmp_path}/results", f"store_dir={tmp_path}/store", "progress=false"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     source_dir = tmp_path / "store" / "source"
