@@ -7,12 +7,11 @@ import copy
 import io
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import WRT_ANALYZE, run_tool
 from fixtures.analysis_runs import FORGING, run_record, write_sweep
 
 from wrt.analysis.load import load_runs
@@ -172,8 +171,7 @@ def test_cli_on_the_issue_files_bad_folders_and_only_failed_runs(tmp_path):
     (tmp_path / "failed" / "runs" / "f.json").write_text(json.dumps(failed))
 
     def cli(results_dir):
-        return subprocess.run([sys.executable, "-m", "wrt.analysis.cli", f"results_dir={results_dir}"], cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
+        return run_tool([WRT_ANALYZE, f"results_dir={results_dir}"], REPO)
 
     done = cli(tmp_path / "r")
     assert done.returncode == 0, done.stderr

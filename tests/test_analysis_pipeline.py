@@ -2,12 +2,11 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import WRT_ANALYZE, run_tool
 from fixtures.analysis_runs import (run_record, write, write_budget_sweep, write_disagreeing_seed, write_forging_runs,
                                     write_new_categories, write_sweep)
 
@@ -135,16 +134,13 @@ def test_too_few_null_runs_skip_the_scheme_with_counts(tmp_path, capsys):
 
 def test_cli_writes_report_and_rejects_missing_dir(tmp_path):
     write_sweep(tmp_path / "r", seeds=(0,))
-    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path / 'r'}", "max_stealing_loss=0.25",
-           "figures=false"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = run_tool([WRT_ANALYZE, f"results_dir={tmp_path / 'r'}", "max_stealing_loss=0.25", "figures=false"], REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "r" / "analysis" / "report.html")
     # with 25 points of stealing loss allowed, pruning at rate 0.9 removes both watermarks too
     robustness = pd.read_csv(tmp_path / "r" / "analysis" / "robustness.csv").set_index("attack")
     assert list(robustness.loc["weight_pruning", ["adi", "uchida"]]) == ["✗", "✗"]
-    missing = subprocess.run([sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path / 'nope'}"],
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    missing = run_tool([WRT_ANALYZE, f"results_dir={tmp_path / 'nope'}"], REPO)
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
         f"wrt-analyze: error: results_dir {tmp_path / 'nope'} does not exist or is not a directory"]
@@ -344,9 +340,8 @@ def test_thresholds_of_another_setting_only_when_told(tmp_path, capsys):
         "use it)"]
     thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index(["setting", "scheme"])
     assert ("fashion_mnist/small_cnn/smoke", "adi") not in thresholds.index
-    done = subprocess.run([sys.executable, "-m", "wrt.analysis.cli", f"results_dir={tmp_path}",
-                           "thresholds_from=fashion_mnist/small_cnn/default", "figures=false"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = run_tool([WRT_ANALYZE, f"results_dir={tmp_path}", "thresholds_from=fashion_mnist/small_cnn/default",
+                     "figures=false"], REPO)
     assert done.returncode == 0, done.stderr
     thresholds = pd.read_csv(tmp_path / "analysis" / "thresholds.csv").set_index(["setting", "scheme"])
     borrowed = thresholds.loc[("fashion_mnist/small_cnn/smoke", "adi")]
@@ -384,8 +379,7 @@ def test_two_results_folders_are_analysed_as_one(tmp_path):
         shutil.move(path, mine / "runs" / path.name)
     copied = "adi0_transfer_learning5_s0.json"
     shutil.copy(base / "runs" / copied, mine / "runs" / copied)
-    cmd = [sys.executable, "-m", "wrt.analysis.cli", f"results_dir=[{mine},{base}]", "figures=false"]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = run_tool([WRT_ANALYZE, f"results_dir=[{mine},{base}]", "figures=false"], tmp_path)
     assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(mine / "analysis" / "report.html")
     assert not (base / "analysis").exists()
@@ -431,8 +425,7 @@ def test_values_outside_their_meaning_are_skipped(tmp_path, field, value, reason
 
 def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "wrt.analysis.cli", *args], cwd=REPO, capture_output=True,
-                              text=True, timeout=120)
+        return run_tool([WRT_ANALYZE, *args], REPO)
 
     helped = cli("--help")
     assert helped.returncode == 0 and "thresholds_from" in helped.stdout

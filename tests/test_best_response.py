@@ -8,14 +8,12 @@ import csv
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import CONFIG_DIR, REMOVAL_BUDGET, WRT_RUN, missing
+from conftest import CONFIG_DIR, REMOVAL_BUDGET, WRT_ANALYZE, WRT_RUN, missing, run_tool
 from fixtures.analysis_runs import run_record, write
 from wrt.analysis.game import attacker_objective
 from wrt.config import build
@@ -122,10 +120,9 @@ def test_best_response_search_writes_tagged_trials_and_the_grid_vs_search_row(re
     needs_optuna()
     results = tmp_path / "results"
     null_runs(results)
-    proc = subprocess.run([WRT_RUN, "-m", "experiment=best_response", *REMOVAL_BUDGET, "scheme=uchida",
-                           "scheme.lam=10", "attack=weight_pruning", "hydra.sweeper.n_trials=3",
-                           "hydra.sweeper.sampler.seed=1", f"results_dir={results}", f"store_dir={removal_store}",
-                           "progress=false"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = run_tool([WRT_RUN, "-m", "experiment=best_response", *REMOVAL_BUDGET, "scheme=uchida", "scheme.lam=10",
+                     "attack=weight_pruning", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=1",
+                     f"results_dir={results}", f"store_dir={removal_store}", "progress=false"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "search best_response_uchida_weight_pruning_s0: attack.rate; θ = 0.5900" in proc.stderr
     assert all(f"wrt-run: run {k}/3 computed" in proc.stderr for k in (1, 2, 3)), proc.stderr[-3000:]
@@ -139,9 +136,7 @@ def test_best_response_search_writes_tagged_trials_and_the_grid_vs_search_row(re
     assert len(objectives) == 3
 
     grid_runs(results, trials[0])
-    analysis = subprocess.run([str(Path(sys.executable).with_name("wrt-analyze")), f"results_dir={results}",
-                               "figures=false"],
-                              capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    analysis = run_tool([WRT_ANALYZE, f"results_dir={results}", "figures=false"], tmp_path)
     assert analysis.returncode == 0, analysis.stderr[-3000:]
     with open(results / "analysis" / "robustness.csv") as f:  # Table V: the grid's two configs, no search
         cell = [r for r in csv.DictReader(f) if r["attack"] == "weight_pruning"][0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 
-import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import CONFIG_DIR, TINY, missing

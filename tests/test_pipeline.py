@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import TINY
+from conftest import TINY, WRT_ANALYZE, run_tool
 from wrt.pipeline import run_name
 
 REQUIRED = ["status", "error", "dataset", "model", "seed", "role", "scheme", "attack", "source",
@@ -75,13 +75,8 @@ def test_bad_parameter_is_a_config_error_before_the_run(wrt_run, tmp_path):
     assert not list((tmp_path / "results").rglob("*.json"))  # no run JSON
 
 
-def test_analyze_help_lists_its_options_not_the_runs_groups():
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    proc = subprocess.run([str(Path(sys.executable).with_name("wrt-analyze")), "--help"], capture_output=True,
-                          text=True, timeout=60)
+def test_analyze_help_lists_its_options_not_the_runs_groups(tmp_path):
+    proc = run_tool([WRT_ANALYZE, "--help"], tmp_path)
     assert proc.returncode == 0 and "threshold_method" in proc.stdout
     assert "scheme" not in proc.stdout and "attack" not in proc.stdout and "Configuration groups" not in proc.stdout
 

@@ -9,14 +9,12 @@ of example cannot slip by."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-from conftest import IN_CI, ROOT, TINY, missing, share_probes
+from conftest import IN_CI, ROOT, TINY, missing, run_tool, share_probes
 from fixtures.user_project import user_project
 
 BIN = Path(sys.executable).parent
@@ -66,6 +64,5 @@ def test_readme_commands_run(tmp_path, fmnist_full, suite_probes):
                 missing("the Ray launcher is not installed: pip install -e '.[ray]' (make test does)")
             continue
         args, env = rewrite(command, long or "hydra/launcher=" in command, tmp_path)
-        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **env})
+        proc = run_tool(args, tmp_path, {"RAY_USAGE_STATS_ENABLED": "0", **env}, timeout=600)
         assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"

@@ -16,14 +16,13 @@ stated per test.
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from wrt.pipeline import run
 
-from conftest import CONFIG_DIR, REMOVAL_BUDGET, WRT_RUN
+from conftest import CONFIG_DIR, REMOVAL_BUDGET, WRT_RUN, run_tool
 from test_pipeline import last_line_json
 
 RULE = 0.05          # the stealing-loss rule: a removal may cost at most 5 points of test accuracy
@@ -118,9 +117,8 @@ def test_a_marked_model_verifies_and_weight_shifting_removes_the_watermark(remov
     bf16 the loss was 0.016–0.039 (the thread count changes the models), so the loss is bounded at 0.1,
     not at the 0.05 rule
     (the tests above assert the rule where its margin is wide)."""
-    proc = subprocess.run([WRT_RUN, *REMOVAL_BUDGET, "scheme=uchida", "scheme.lam=10", "attack=weight_shifting",
-                           f"results_dir={tmp_path}/results", f"store_dir={removal_store}", "progress=false"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = run_tool([WRT_RUN, *REMOVAL_BUDGET, "scheme=uchida", "scheme.lam=10", "attack=weight_shifting",
+                     f"results_dir={tmp_path}/results", f"store_dir={removal_store}", "progress=false"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = last_line_json(proc)
     assert result["marked"]["wm_acc"] >= THETA["uchida"]  # the watermark verifies on the marked model

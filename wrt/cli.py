@@ -43,9 +43,10 @@ OmegaConf.register_new_resolver("wrt_pid", os.getpid, use_cache=True, replace=Tr
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_local|ray)' is validated against ConfigStore schema")
 
 
-def say(*lines: str, file=sys.stderr) -> None:
+def say(*lines: str, file=None) -> None:
+    """Each line prefixed `wrt-run: `, to `file` (default: the current sys.stderr)."""
     for line in lines:
-        print(f"wrt-run: {line}", file=file, flush=True)
+        print(f"wrt-run: {line}", file=file or sys.stderr, flush=True)
 
 
 def append_line(path: Path, line: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf

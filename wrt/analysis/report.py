@@ -17,9 +17,11 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -186,12 +188,10 @@ class Analysis:
     def table(self, name: str, frame: pd.DataFrame, caption: str, legend: str = "") -> list[Path]:
         return tables.write_table(frame, self.out_dir, name, caption, legend)
 
-    def figure(self, name: str, fig) -> list[Path]:
-        """The figure's files (PNG and PDF); none with `figures=false`."""
-        if not self.options.figures:
-            plots.plt.close(fig)
-            return []
-        return plots.save(fig, self.out_dir, name)
+    def figure(self, name: str, draw: Callable[[], Any]) -> list[Path]:
+        """The files (PNG and PDF) of the figure that `draw()` builds; with `figures=false` none, and the
+        figure is not built."""
+        return plots.save(draw(), self.out_dir, name) if self.options.figures else []
 
 
 def describe_nash(nash: dict) -> list[str]:
@@ -592,7 +592,7 @@ def roc_sections(a: Analysis) -> list[Section]:
             "AUC = P[pos > neg] + ½ P[tie]; TPR@x%FPR: the largest TPR whose FPR ≤ x %. Schemes without null "
             "runs have no row." + "".join(f" Note: {n}." for n in notes))
     files = a.table("roc", rows, "Verification ROC: AUC and TPR at 1 % and 5 % FPR", text)
-    image = a.figure("roc", plots.roc(curves, rows, "verification ROC")) if curves else None
+    image = a.figure("roc", lambda: plots.roc(curves, rows, "verification ROC")) if curves else None
     return [Section("Verification quality (ROC)", text, rows.drop(columns="note", errors="ignore"), files, image)]
 
 
@@ -649,7 +649,8 @@ def budget_sections(a: Analysis) -> list[Section]:
     return [
         Section("Attacker's data budget (SoK Fig. 3a)", text, sweep,
                 a.table("data_budget", sweep, "Outcome per attacker data budget", text),
-                a.figure("data_budget", plots.data_budget(sweep, a.options.theta_prime, "attacker's data budget"))),
+                a.figure("data_budget",
+                         lambda: plots.data_budget(sweep, a.options.theta_prime, "attacker's data budget"))),
         Section("Minimum data to remove the watermark", min_text, minimum,
                 a.table("min_data_to_remove", minimum, "Minimum attacker data to remove the watermark", min_text)),
     ]
@@ -669,17 +670,18 @@ def setting_sections(a: Analysis) -> list[Section]:
             sections += [
                 Section(f"Payoff matrix — {setting}", pay_text, raw.reset_index(),
                         a.table(f"payoff_{slug}", raw.reset_index(), f"Payoff matrix, {setting}", pay_text),
-                        a.figure(f"payoff_{slug}", plots.payoff_heatmap(raw, setting))),
+                        a.figure(f"payoff_{slug}", lambda: plots.payoff_heatmap(raw, setting))),
                 Section(f"Pareto scatter — {setting} (SoK Fig. 3b)",
                         "Each point is an attack config against a scheme config; dashed: θ', dotted: maximum "
                         "stealing loss; circled: the scheme's Nash equilibrium.", None, None,
-                        a.figure(f"pareto_{slug}", plots.pareto(sc, a.nash[setting]["per_scheme"], o.theta_prime,
-                                                                o.max_stealing_loss, setting))),
+                        a.figure(f"pareto_{slug}", lambda: plots.pareto(sc, a.nash[setting]["per_scheme"],
+                                                                        o.theta_prime, o.max_stealing_loss, setting))),
                 Section(f"Robustness per attack category — {setting} (SoK Fig. 4)",
                         "Rescaled wm acc at each scheme's equilibrium per category (IP, MM, ME, OB, CO: see the "
                         "glossary); red dashed: θ'.", None, None,
-                        a.figure(f"radar_{slug}", plots.radar(a.per_category[a.per_category["setting"] == setting],
-                                                              o.theta_prime, setting))),
+                        a.figure(f"radar_{slug}",
+                                 lambda: plots.radar(a.per_category[a.per_category["setting"] == setting],
+                                                     o.theta_prime, setting))),
             ]
         emb, rt = embedding[embedding["setting"] == setting], runtimes[runtimes["setting"] == setting]
         rt_text, emb_text = ("Relative to training the source model from scratch.",
@@ -687,10 +689,10 @@ def setting_sections(a: Analysis) -> list[Section]:
         sections += [
             Section(f"Runtimes — {setting} (SoK Fig. 2a,b)", rt_text, rt,
                     a.table(f"runtimes_{slug}", rt, f"Runtimes relative to training, {setting}", rt_text),
-                    a.figure(f"runtime_{slug}", plots.runtime_bars(rt, emb, setting))),
+                    a.figure(f"runtime_{slug}", lambda: plots.runtime_bars(rt, emb, setting))),
             Section(f"Embedding loss — {setting} (SoK Fig. 2c)", emb_text, emb,
                     a.table(f"embedding_{slug}", emb, f"Embedding loss, {setting}", emb_text),
-                    a.figure(f"embedding_loss_{slug}", plots.embedding_loss_bars(emb, setting))),
+                    a.figure(f"embedding_loss_{slug}", lambda: plots.embedding_loss_bars(emb, setting))),
         ]
     return sections
 
