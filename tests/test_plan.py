@@ -119,3 +119,26 @@ def test_probes_are_kept_in_the_store_and_measured_again_when_forced(compose_cfg
     for path in probes:
         path.write_text("{")
     assert list(make_plan([cfg]).throughput.values()) == [400.0]
+
+
+def test_a_sweeps_plan_composes_once_per_group_choice_and_gets_the_same_configs():
+    """`job_composer` (the plan's composition of a sweep's jobs): value overrides go onto a copy of the
+    composition of the job's group choices; what is not a value of the composed config is composed."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from wrt import CONFIG_DIR
+    from wrt.sweeper import job_composer
+
+    jobs = [[f"scheme={scheme}", "attack=weight_pruning", f"attack.rate={rate}", f"seed={seed}"]
+            for scheme in ("adi", "uchida") for rate in (0.5, 0.9) for seed in (0, 1)]
+    jobs += [["scheme=adi", "attack=weight_pruning", "+attack.extra=1"], ["scheme=adi", "attack=ftal", "seed=3"]]
+    composed = []
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        composer = job_composer(lambda job: composed.append(job) or compose("config", overrides=job))
+        planned = [OmegaConf.to_container(composer(job)) for job in jobs]
+        direct = [OmegaConf.to_container(compose("config", overrides=job)) for job in jobs]
+    assert planned == direct
+    assert planned[1]["seed"] == 1 and planned[2]["attack"]["rate"] == 0.9 and planned[8]["attack"]["extra"] == 1
+    # the first job whole (which keys hold values), each scheme's choices, the `+` job, ftal's choices
+    assert len(composed) == 5 and ["scheme=uchida", "attack=weight_pruning"] in composed

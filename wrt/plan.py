@@ -368,20 +368,20 @@ def search_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
 
 
 def sweep_configs(config_name: str, hydra_cfg: DictConfig) -> list[DictConfig]:
-    """Every job's composed config; with the ablation sweeper (wrt/sweeper.py) one per configuration of its
-    grids, derived from the job's config rather than composed again (composing is the slow part); with the
-    Optuna sweeper its trials (`search_configs`)."""
+    """Every job's composed config, composed once per job's group choices (`job_composer`: composing is the
+    slow part); with the ablation sweeper (wrt/sweeper.py) one per configuration of its grids, derived from
+    the job's config; with the Optuna sweeper its trials (`search_configs`)."""
     from hydra import compose
 
     from wrt.search import OPTUNA_SWEEPER
-    from wrt.sweeper import Options, apply_overrides, expand, hydra_value
+    from wrt.sweeper import Options, apply_overrides, expand, hydra_value, job_composer
 
     if hydra_cfg.sweeper.get("_target_") == OPTUNA_SWEEPER:
         return search_configs(config_name, hydra_cfg)
     jobs, options = sweep_jobs(hydra_cfg), Options.from_sweeper(hydra_cfg.sweeper)
     # the jobs' overrides leave out Hydra's own: the user's config folders (hydra.searchpath) go with each
     search = [f"hydra.searchpath={hydra_value(list(hydra_cfg.searchpath))}"] if hydra_cfg.get("searchpath") else []
-    compose_job = lambda job: compose(config_name, overrides=[*search, *job])  # noqa: E731
+    compose_job = job_composer(lambda job: compose(config_name, overrides=[*search, *job]))
     if options is None:
         return [compose_job(job) for job in jobs]
     return [apply_overrides(cfg, extra) if extra else cfg for _, cfg, extra in expand(jobs, compose_job, options)]
