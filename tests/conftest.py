@@ -118,15 +118,15 @@ def pytest_sessionstart(session) -> None:
 # 2026-12-06), the order in which `make test` (`--dist loadfile --no-loadscope-reorder`: a file's tests stay on
 # one worker, files are handed out in this order) gives them to its workers, so that both finish together; the
 # files not named, each under 10 s, follow in collection order.
-LONGEST_FIRST = ("test_schemes_blackbox.py", "test_experiments.py", "test_removal.py", "test_readme.py",
-                 "test_reliability.py", "test_launchers.py", "test_sweeps.py", "test_pipeline.py",
-                 "test_detection.py", "test_analysis_pipeline.py", "test_analysis_integrity.py",
-                 "test_schemes_whitebox.py", "test_best_response.py", "test_analysis_fuzz.py", "test_interrupt.py",
-                 "test_ablation_sweep.py", "test_hardening.py", "test_attacker_data.py",
-                 "test_attacks_preprocessing.py", "test_attacks_extraction.py", "test_reference.py",
-                 "test_extension.py", "test_table5_rules.py", "test_packaging.py", "test_attacks_modification.py",
-                 "test_config_groups.py", "test_plan.py", "test_attacks_obfuscation.py", "test_reanalysis.py",
-                 "test_active_schemes.py")
+LONGEST_FIRST = ("test_schemes_blackbox.py", "test_removal.py", "test_experiments.py", "test_detection.py",
+                 "test_launchers.py", "test_readme.py", "test_schemes_whitebox.py", "test_reliability.py",
+                 "test_sweeps.py", "test_analysis_fuzz.py", "test_pipeline.py", "test_interrupt.py",
+                 "test_analysis_integrity.py", "test_attacks_extraction.py", "test_config_groups.py",
+                 "test_analysis_pipeline.py", "test_ablation_sweep.py", "test_packaging.py",
+                 "test_attacks_modification.py", "test_plan.py", "test_attacker_data.py", "test_hardening.py",
+                 "test_reanalysis.py", "test_extension.py", "test_attacks_preprocessing.py",
+                 "test_active_schemes.py", "test_best_response.py", "test_attacks_obfuscation.py",
+                 "test_report_browser.py", "test_skips.py")
 
 
 def pytest_collection_modifyitems(items) -> None:
