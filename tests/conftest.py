@@ -222,10 +222,10 @@ def run_tool(command: list[str], cwd: Path, env: dict | None = None, timeout: in
              ) -> subprocess.CompletedProcess:
     """Run `command` (`<venv>/bin/wrt-run …` or `wrt-analyze …`) in `cwd` with `env` added, as a user would, and
     return its exit status and output. It runs in this process through the script's entry point, which saves
-    the 3–5 s that a new process spends importing torch and Hydra, unless it needs a process of its own: a sweep
-    that a named launcher runs (`hydra/launcher=…` without `dry_run=true`: its jobs report from other
-    processes), or an environment that sets PYTHONPATH (a user's modules). Tests of signals, concurrency and the installed scripts themselves
-    start processes directly."""
+    the 3–5 s that a new process spends importing torch and Hydra, unless it needs a process of its own (then
+    with `timeout`): a sweep that a named launcher runs (`hydra/launcher=…` without `dry_run=true`: its jobs
+    report from other processes), or an environment that sets PYTHONPATH (a user's modules). Tests of
+    signals, concurrency and the installed scripts themselves start processes directly."""
     tool = Path(command[0]).name
     env = env or {}
     launched = any(arg.startswith("hydra/launcher=") for arg in command) and "dry_run=true" not in command
