@@ -16,7 +16,6 @@ stated per test.
 
 from __future__ import annotations
 
-
 import pytest
 from hydra import compose, initialize_config_dir
 

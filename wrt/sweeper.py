@@ -188,36 +188,37 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
+_ABSENT = object()
+
+
 def job_composer(compose: Callable[[list[str]], DictConfig]) -> Callable[[Sequence[str]], DictConfig]:
     """`compose` for the jobs of one sweep, composing once per job's structural overrides: the overrides that
     only set a value (`attack.rate=0.5`, `seed=1`: a key whose value in the composed config is no config node)
     are applied to a copy of that composition (`apply_overrides`), as Hydra applies them after the defaults.
     Group choices, `+`/`~`, packages, `hydra.*` and keys that a job's composition lacks are composed."""
     composed: dict[tuple[str, ...], DictConfig] = {}
+    parser = OverridesParser.create()
 
     def cached(overrides: list[str]) -> DictConfig:
         if tuple(overrides) not in composed:
             composed[tuple(overrides)] = compose(overrides)
         return composed[tuple(overrides)]
 
-    def is_value(cfg: DictConfig, line: str) -> bool:
-        node = OmegaConf.select(cfg, line.split("=", 1)[0], default=_ABSENT)
+    def is_value(cfg: DictConfig, key: str) -> bool:
+        node = OmegaConf.select(cfg, key, default=_ABSENT)
         return node is not _ABSENT and not OmegaConf.is_config(node)
 
     def compose_job(job: Sequence[str]) -> DictConfig:
         job = list(job)
         reference = next(iter(composed.values())) if composed else cached(job)  # which keys hold values
-        values = [o.input_line for o in OverridesParser.create().parse_overrides(job)
+        values = {o.input_line: o.key_or_group for o in parser.parse_overrides(job)
                   if o.type == OverrideType.CHANGE and o.package is None and "/" not in o.key_or_group
-                  and not o.key_or_group.startswith("hydra") and is_value(reference, o.input_line)]
+                  and not o.key_or_group.startswith("hydra") and is_value(reference, o.key_or_group)}
         base = cached([line for line in job if line not in values])
-        if values and all(is_value(base, line) for line in values):
-            return apply_overrides(base, values)
+        if values and all(is_value(base, key) for key in values.values()):
+            return apply_overrides(base, list(values))
         return cached(job)
     return compose_job
-
-
-_ABSENT = object()
 
 
 MANIFESTS_DIRNAME = "manifests"  # wrt.analysis.grid reads them
