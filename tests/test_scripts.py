@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
 from fixtures.analysis_runs import run_record, write, write_sweep
+from wrt.models import SmallCNN
 
 
 def test_sweep_cost_sums_stage_seconds_and_reports_corrupt_files(tmp_path):
@@ -62,3 +65,36 @@ def test_sweep_cost_names_a_folder_without_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_cost.py"), str(tmp_path / "nowhere")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "results_dir=" in proc.stderr and "nowhere" in proc.stderr
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_deepmarks_null_rules_separate_the_key_from_the_layers_weight_sum():
+    """scripts/deepmarks_null.py: a uniform projection scores two unrelated models by their carriers' weight
+    sums (≈ 1 against each other when both sums are positive, 0 against a signature when negative), a
+    zero-mean projection against a code does not."""
+    null_rules = load_script("deepmarks_null")
+    torch.manual_seed(0)
+    models = [SmallCNN(num_classes=10, in_channels=1, mean=[0.5], std=[0.5]) for _ in range(2)]
+    code = 2 * torch.randint(0, 2, (null_rules.KEY_BITS,)).float() - 1
+
+    def scores(shift: float) -> dict:
+        with torch.no_grad():
+            for model in models:
+                for conv in ("conv1", "conv2"):
+                    weight = getattr(model.features, conv)[0].weight
+                    weight.sub_(weight.mean()).add_(shift)
+        return null_rules.rule_scores(*models, code, torch.Generator().manual_seed(1))
+
+    positive, negative = scores(0.05), scores(-0.05)
+    assert len(positive) == len(null_rules.CARRIER_LAYERS) * len(null_rules.PROJECTIONS) * len(null_rules.REFERENCES)
+    for carrier in null_rules.CARRIER_LAYERS:
+        assert positive[(carrier, "uniform", "key model")] > 0.95
+        assert negative[(carrier, "uniform", "signature")] == 0.0
+        assert negative[(carrier, "uniform", "key model")] > 0.95  # two negative sums agree too
+        assert positive[(carrier, "normal", "code")] < 0.5
