@@ -170,3 +170,15 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
         entry = planned[r["run_name"]]
         assert (entry["scheme"]["params"], entry["attack"]["params"], entry["attack"]["category"], entry["seed"]) \
             == (r["scheme"]["params"], r["attack"]["params"], r["attack"]["category"], r["seed"])
+
+    # a resumed sweep launches only the missing runs; the finished ones are reported as reused
+    wider = (*sweep[:-1], "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian,mean],sigma:0.3}}")
+    again = wrt_run(*wider)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("reused (finished earlier, not launched;") == 4
+    assert "6 run(s), 2 computed, 4 reused, 0 failed" in again.stderr
+    [folder] = [f for f in (tmp_path / "results" / "hydra").glob("multirun_*") if (f / "progress.txt").exists()
+                and "runs 6" in (f / "progress.txt").read_text()]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]  # two jobs launched
+    printed = {line for line in again.stdout.splitlines() if line.endswith(".json")}  # each run's JSON path
+    assert {str(p) for p in (tmp_path / "results" / "runs").glob("*.json")} == printed

@@ -65,6 +65,20 @@ def outcome_counts(progress: Path) -> dict[str, int]:
     return {o: sum(line.split(" ")[0] == o for line in lines) for o in ("computed", "reused", "failed")}
 
 
+def report_reused(sweep_dir: Path, paths: list[Path]) -> None:
+    """The `run k/n reused` line (and the JSON path on stdout) of each run that the sweeper found finished
+    and does not launch, as its job would have reported it."""
+    progress = sweep_dir / PROGRESS
+    if not paths or not progress.exists():  # no SweepReport (its plan exits a dry run first)
+        return
+    header = progress.read_text().splitlines()[0]
+    for path in paths:
+        k = append_line(progress, f"reused {path.stem}") - 1
+        print(path, flush=True)
+        say(f"run {k}/{header.split()[1]} reused (finished earlier, not launched; "
+            + ", ".join(f"{n} {o}" for o, n in outcome_counts(progress).items()) + " so far)")
+
+
 class Objective(float):
     """A search trial's return value (`study=`): the attacker's objective for the Optuna sweeper, carrying
     the run's outcome (computed or reused) for the `run k/n` lines."""

@@ -245,6 +245,26 @@ def manifest_entry(cfg: DictConfig) -> dict:
             "scheme": group(cfg.scheme, False), "attack": group(cfg.attack, True)}
 
 
+def finished_runs(cfgs: Sequence[DictConfig], threads: int | None = None) -> list[Path | None]:
+    """For each planned config, the path of its finished run JSON when its job would only reuse it
+    (`wrt.pipeline.run_or_reuse`: valid, status ok, no `force`), else None; `threads` as in `write_manifests`.
+    A config whose run name cannot be made is None: its job reports the error."""
+    from wrt.hardware import torch_threads
+    from wrt.pipeline import completed_result, run_path
+
+    def finished(cfg: DictConfig) -> Path | None:
+        if "hydra" in cfg:
+            cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        try:
+            path = run_path(cfg)
+        except Exception:  # noqa: BLE001 - a bad config fails in its own job, with its own line
+            return None
+        return path if not cfg.get("force") and completed_result(path) is not None else None
+
+    with torch_threads(threads):
+        return [finished(cfg) for cfg in cfgs]
+
+
 def write_manifests(cfgs: Sequence[DictConfig], threads: int | None = None) -> list[Path]:
     """Write the manifest of these planned runs into each of their results folders; `threads`: torch's thread
     count in each job (part of run names). A config whose run name cannot be made (wrt-run will reject it) is
