@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-IGNORED = {"timing_s", "memory", "created", "versions", "cached", "train_time_s", "embed_time_s",
+IGNORED = {"timing_s", "cpu_s", "memory", "created", "versions", "cached", "train_time_s", "embed_time_s",
            "attack_time_ratio", "config", "run_name", "traceback", "cpu"}
 
 

@@ -1,9 +1,11 @@
 """What a finished sweep cost: the run JSONs' stage timings in core-hours, per stage, per attack and per CPU.
 
 Each run records its stages' wall seconds (`timing_s`), its thread count (`cpu_threads`) and its CPU (`cpu`); a
-stage that was reused from the store (a cached source or marked model) costs nothing in that run. Core-seconds
-are seconds × threads, so runs with one thread each on two cores add up to the machine's busy time. `other` is
-the part of a run's `total` outside its named stages (loading, writing the record).
+stage that was reused from the store (a cached source or marked model) costs nothing in that run. A CPU run that
+also records its process's CPU seconds per stage (`cpu_s`) is counted by them: they stay right when other work
+shared the cores or the run was paused. Otherwise core-seconds are wall seconds × threads, so runs with one
+thread each on two cores add up to the machine's busy time. `other` is the part of a run's `total` outside its
+named stages (loading, writing the record).
 
     .venv/bin/python scripts/sweep_cost.py docs/results/table5_demo --out docs/results/table5_demo/cost.json
 """
@@ -29,9 +31,14 @@ def _empty() -> dict:
     return {"runs": 0, **{stage: 0.0 for stage in STAGES}}
 
 
+def by_cpu_seconds(run: dict) -> bool:
+    """Whether the run's cost is its process CPU seconds (`cpu_s`, on the CPU) rather than wall × threads."""
+    return run.get("device") == "cpu" and isinstance(run.get("cpu_s"), dict)
+
+
 def _hours(run: dict) -> dict:
     """Core-hours per stage of one run."""
-    threads, timing = run.get("cpu_threads") or 1, run["timing_s"]
+    timing, threads = (run["cpu_s"], 1) if by_cpu_seconds(run) else (run["timing_s"], run.get("cpu_threads") or 1)
     seconds = {stage: timing.get(stage) or 0.0 for stage in STAGES if stage != "other"}
     seconds["other"] = max(0.0, (timing.get("total") or 0.0) - sum(seconds.values()))
     return {stage: s * threads / 3600 for stage, s in seconds.items()}
@@ -43,7 +50,7 @@ def _totalled(groups: dict) -> dict:
 
 def cost(results_dir: Path) -> dict:
     by_group, by_attack, by_cpu = (defaultdict(_empty) for _ in range(3))
-    skipped = []
+    skipped, counted_by = [], {"cpu_s": 0, "wall × threads": 0}
     for path in run_files(results_dir):
         run = read_run(path)  # the analyzer's reader: a corrupt or incomplete file gives the reason
         if isinstance(run, str):
@@ -51,6 +58,7 @@ def cost(results_dir: Path) -> dict:
             continue
         attack = (run.get("attack") or {}).get("name", "none")
         hours = _hours(run)
+        counted_by["cpu_s" if by_cpu_seconds(run) else "wall × threads"] += 1
         for group in (by_group[f"{run['role']}/{attack}"], by_attack[attack], by_cpu[run.get("cpu") or "unknown"]):
             group["runs"] += 1
             for stage in STAGES:
@@ -59,7 +67,7 @@ def cost(results_dir: Path) -> dict:
     return {"results_dir": Path(results_dir).as_posix(), "cpus": sorted(by_cpu), "unit": "core-hours",
             "runs": sum(g["runs"] for g in by_group.values()), "core_hours": sum(total.values()),
             "by_stage": total, "by_attack": _totalled(by_attack), "by_cpu": _totalled(by_cpu),
-            "by_group": _totalled(by_group), "skipped": skipped}
+            "by_group": _totalled(by_group), "counted_by": counted_by, "skipped": skipped}
 
 
 def report_lines(summary: dict) -> list[str]:
@@ -71,6 +79,7 @@ def report_lines(summary: dict) -> list[str]:
               for name, g in summary["by_attack"].items()]
     lines.append("runs made on:")
     lines += [f"  {cpu}: {g['runs']} runs, {g['core_hours']:.3f} core-h" for cpu, g in summary["by_cpu"].items()]
+    lines.append("counted by: " + ", ".join(f"{how} {n} runs" for how, n in summary["counted_by"].items()))
     lines.append(f"{'total':45s} {summary['runs']:4d} runs {summary['core_hours']:8.3f} core-h")
     return lines
 

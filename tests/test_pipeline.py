@@ -32,6 +32,7 @@ def test_smoke_run_writes_a_complete_json_and_reuses_the_source(wrt_run, fmnist_
     assert 0.0 <= result["marked"]["wm_acc"] <= 1.0
     assert abs(result["stealing_loss"] - (result["marked"]["test_acc"] - result["surrogate"]["test_acc"])) < 1e-9
     assert set(result["timing_s"]) >= {"source", "embed", "attack", "evaluate", "total"}
+    assert result["cpu_s"]["source"] > 0 and result["cpu_s"]["total"] >= result["cpu_s"]["source"]  # core-seconds
     assert result["config"]["budget"]["name"] == "smoke"
 
     again = last_line_json(wrt_run("budget=smoke", "scheme=adi", "attack=none"))

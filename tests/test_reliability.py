@@ -15,7 +15,7 @@ from conftest import TINY, WRT_RUN
 from fixtures.analysis_runs import run_record, write
 from wrt.analysis.load import load_runs
 
-VOLATILE = ("timing_s", "memory", "created", "config", "source", "marked", "attack_time_ratio")
+VOLATILE = ("timing_s", "cpu_s", "memory", "created", "config", "source", "marked", "attack_time_ratio")
 
 
 def test_sigkill_mid_training_leaves_no_valid_partial_output_and_rerun_completes(tmp_path, fmnist_full):

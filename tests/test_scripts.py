@@ -67,6 +67,29 @@ def test_sweep_cost_names_a_folder_without_runs(tmp_path):
     assert proc.returncode == 1 and "results_dir=" in proc.stderr and "nowhere" in proc.stderr
 
 
+def test_sweep_cost_counts_a_cpu_runs_process_seconds_where_recorded(tmp_path):
+    """A CPU run with `cpu_s` costs its CPU seconds (a paused or crowded run's wall time overstates it); a run
+    without them, or on a GPU, costs wall seconds × threads."""
+    def run(name, device, threads, wall, cpu=None):
+        record = run_record(run_name=name, scheme="adi", scheme_params={"size": 50}, attack="weight_pruning",
+                            attack_params={"rate": 0.5}, seed=0)
+        record.update(device=device, cpu_threads=threads)
+        record["timing_s"] = {"attack": wall, "total": wall}
+        if cpu is not None:
+            record["cpu_s"] = {"attack": cpu, "total": cpu}
+        write(tmp_path, record)
+
+    run("paused", "cpu", 1, wall=3600, cpu=900)
+    run("older", "cpu", 2, wall=900)
+    run("gpu", "cuda", None, wall=360, cpu=3600)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_cost.py"), str(tmp_path),
+                           "--out", str(tmp_path / "cost.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "cost.json").read_text())
+    assert summary["core_hours"] == pytest.approx(0.25 + 0.5 + 0.1)
+    assert summary["counted_by"] == {"cpu_s": 1, "wall × threads": 2}
+    assert "counted by: cpu_s 1 runs, wall × threads 2 runs" in proc.stdout
+
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

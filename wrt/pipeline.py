@@ -31,7 +31,7 @@ from wrt.config import ablated_of, as_dict, build, params_of
 from wrt.data import Dataset
 from wrt.hardware import cpu_model, resolve_precision
 from wrt.record import (AttackData, AttackRecord, AttackUsage, Embedding, Evaluation, Extracted, MarkedEvaluation, NullKeys,
-                        PeakMemory, RunRecord, SchemeRecord, SourceRecord, Versions, to_json)
+                        PeakMemory, RunRecord, SchemeRecord, SourceRecord, Timing, Versions, to_json)
 from wrt.schemes.base import Key, KeyMismatch, Scheme
 from wrt.store import Store, atomic_write_json, error_summary, file_lock, load_state, spec_digest
 from wrt.train import Trainer
@@ -187,7 +187,7 @@ def new_record(cfg: DictConfig) -> RunRecord:
         attack=AttackRecord(name=cfg.attack.name, params=params_of(cfg.attack),
                             ablated=ablated_of(cfg.attack, searched=searched), searched=searched or None,
                             study=cfg.get("study")),
-        device=settings["device"], precision=settings["precision"], cpu_threads=settings["cpu_threads"],
+        cpu_s=Timing(), device=settings["device"], precision=settings["precision"], cpu_threads=settings["cpu_threads"],
         cpu=cpu_model(), versions=Versions(wrt.__version__, torch.__version__, torchvision_version(),
                                            platform.python_version()),
         config=as_dict(cfg))
@@ -225,9 +225,10 @@ class Stages:
         self.current = stage
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         yield
         self.record.timing_s.add(stage, time.perf_counter() - start)
+        self.record.cpu_s.add(stage, time.process_time() - cpu_start)
         self.record.memory.stages[stage] = peak_memory()
 
 
@@ -441,7 +442,7 @@ def execute(cfg: DictConfig) -> dict:
     "failed", the error and the stage), the caller decides the exit status."""
     record = new_record(cfg)
     stages = Stages(record)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         scheme, attack = build(cfg.scheme), build(cfg.attack)
         with stages.timed("data"):
@@ -458,6 +459,7 @@ def execute(cfg: DictConfig) -> dict:
         record.error = f"{type(e).__name__}: {str(e).strip()}"
         record.traceback = traceback.format_exc(limit=8)
     record.timing_s.total = round(time.perf_counter() - start, 3)
+    record.cpu_s.total = round(time.process_time() - cpu_start, 3)
     peak = peak_memory()
     record.memory.peak_rss_mb, record.memory.cuda_max_allocated_mb = peak.peak_rss_mb, peak.cuda_max_allocated_mb
     record.created = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -136,7 +136,8 @@ class AttackUsage:
 
 @dataclass
 class Timing:
-    """Wall seconds per stage, in the order the stages run (evaluate: the marked and the surrogate model)."""
+    """Seconds per stage, in the order the stages run (evaluate: the marked and the surrogate model): wall
+    seconds in `timing_s`, the process's CPU seconds in `cpu_s`."""
     data: float | None = entry(low=0.0)
     source: float | None = entry(low=0.0)
     keygen: float | None = entry(low=0.0)
@@ -194,6 +195,7 @@ class RunRecord:
     stealing_loss: float = entry(required=True, low=-1.0, high=1.0, what="a difference of accuracies")
     attack_usage: AttackUsage | None = entry()
     timing_s: Timing = entry(factory=Timing)
+    cpu_s: Timing | None = entry(omitted=True)  # the process's CPU seconds per stage, all its threads together
     attack_time_ratio: float | None = entry(required=True, low=0.0)
     memory: Memory = entry(factory=Memory)
     device: str | None = entry()
