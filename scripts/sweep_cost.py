@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from wrt.analysis.load import read_run, run_files
+from wrt.analysis.load import read_run, run_files, stage_seconds
 
 STAGES = ("data", "source", "keygen", "embed", "evaluate", "extract", "attack", "other")
 MEANING = {"data": "loading data", "source": "training the source model", "keygen": "key generation",
@@ -31,17 +31,13 @@ def _empty() -> dict:
     return {"runs": 0, **{stage: 0.0 for stage in STAGES}}
 
 
-def by_cpu_seconds(run: dict) -> bool:
-    """Whether the run's cost is its process CPU seconds (`cpu_s`, on the CPU) rather than wall × threads."""
-    return run.get("device") == "cpu" and isinstance(run.get("cpu_s"), dict)
-
-
-def _hours(run: dict) -> dict:
-    """Core-hours per stage of one run."""
-    timing, threads = (run["cpu_s"], 1) if by_cpu_seconds(run) else (run["timing_s"], run.get("cpu_threads") or 1)
+def _hours(run: dict) -> tuple[dict, bool]:
+    """Core-hours per stage of one run, and whether they come from its CPU seconds."""
+    timing, from_cpu = stage_seconds(run)
+    threads = run.get("cpu_threads") or 1
     seconds = {stage: timing.get(stage) or 0.0 for stage in STAGES if stage != "other"}
     seconds["other"] = max(0.0, (timing.get("total") or 0.0) - sum(seconds.values()))
-    return {stage: s * threads / 3600 for stage, s in seconds.items()}
+    return {stage: s * threads / 3600 for stage, s in seconds.items()}, from_cpu
 
 
 def _totalled(groups: dict) -> dict:
@@ -57,8 +53,8 @@ def cost(results_dir: Path) -> dict:
             skipped.append(f"{path.name}: {run}")
             continue
         attack = (run.get("attack") or {}).get("name", "none")
-        hours = _hours(run)
-        counted_by["cpu_s" if by_cpu_seconds(run) else "wall × threads"] += 1
+        hours, from_cpu = _hours(run)
+        counted_by["cpu_s" if from_cpu else "wall × threads"] += 1
         for group in (by_group[f"{run['role']}/{attack}"], by_attack[attack], by_cpu[run.get("cpu") or "unknown"]):
             group["runs"] += 1
             for stage in STAGES:

@@ -15,10 +15,13 @@ SMOKE = ("budget=smoke", "device=cpu")
 
 
 def earlier_run(results_dir, name, *, scheme="adi", attack="weight_pruning", role="marked", status="ok",
-                attack_s=5.0, evaluate_s=1.0, null=None):
+                attack_s=5.0, evaluate_s=1.0, null=None, cpu_s=None, threads=1):
     record = run_record(run_name=name, scheme="adi", scheme_params={}, attack=attack, attack_params={},
                         seed=7, role=role, status=status, budget="smoke")
     record["timing_s"].update(attack=attack_s, evaluate=evaluate_s)
+    record["cpu_threads"] = threads
+    if cpu_s is not None:
+        record["cpu_s"] = cpu_s
     record["scheme"]["name"] = scheme
     if null is not None:
         record["null"] = null
@@ -56,6 +59,19 @@ def test_the_estimate_takes_stage_costs_from_earlier_runs(compose_cfg, tmp_path,
     assert plan.core_hours == pytest.approx(plan.estimate_s * plan.threads / 3600)
     estimate = [line for line in plan.lines() if line.startswith("estimate:")]
     assert len(estimate) == 1 and "core-hours" in estimate[0] and "2 job(s)" in estimate[0]
+
+
+def test_earlier_runs_count_by_their_cpu_seconds_per_thread_where_recorded(tmp_path):
+    """A run paused or crowded for half its wall time: its CPU seconds per thread are the stage's cost."""
+    from wrt.plan import History
+
+    earlier_run(tmp_path, "crowded", attack_s=1000.0, evaluate_s=80.0, threads=2,
+                cpu_s={"attack": 600.0, "evaluate": 40.0, "total": 640.0})
+    earlier_run(tmp_path, "older", attack="input_smoothing", attack_s=70.0, evaluate_s=8.0)
+    history = History.read(tmp_path)
+    assert history.attack[("weight_pruning", "fashion_mnist", "small_cnn", "smoke")] == [300.0]
+    assert history.evaluate[("adi", "fashion_mnist", "small_cnn", "smoke")] == [20.0, 8.0]
+    assert history.attack[("input_smoothing", "fashion_mnist", "small_cnn", "smoke")] == [70.0]
 
 
 def test_null_key_draws_are_counted_and_bounded(compose_cfg, tmp_path):

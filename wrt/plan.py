@@ -61,14 +61,15 @@ class Setting:
 
 @dataclass
 class History:
-    """Seconds of earlier finished runs (status ok) under a results folder, by what they ran."""
+    """Seconds of earlier finished runs (status ok) under a results folder, by what they ran (their stages'
+    CPU seconds per thread where recorded, else wall seconds: `wrt.analysis.load.stage_seconds`)."""
     attack: dict[tuple, list[float]] = field(default_factory=dict)    # attack stage, by (attack, *setting)
     evaluate: dict[tuple, list[float]] = field(default_factory=dict)  # evaluate stage of marked runs, by (scheme, *setting)
     key_draw: dict[tuple, list[float]] = field(default_factory=dict)  # keygen + extraction per null key draw, by (scheme, *setting)
 
     @classmethod
     def read(cls, results_dir: Path) -> History:
-        from wrt.analysis.load import read_run, run_files
+        from wrt.analysis.load import read_run, run_files, stage_seconds
 
         history = cls()
         for path in run_files(results_dir) if results_dir.is_dir() else []:
@@ -76,7 +77,7 @@ class History:
             if isinstance(run, str) or run["status"] != "ok":
                 continue
             setting = (run["dataset"], run["model"], run["budget"])
-            timing, scheme = run["timing_s"], run["scheme"]["name"]
+            timing, scheme = stage_seconds(run)[0], run["scheme"]["name"]
             if (run.get("attack") or {}).get("name") and timing.get("attack") is not None:
                 history.attack.setdefault((run["attack"]["name"], *setting), []).append(timing["attack"])
             if run["role"] == "marked" and timing.get("evaluate") is not None:

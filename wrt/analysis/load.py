@@ -346,6 +346,16 @@ def numerics_label(record: dict) -> str | None:
                     + ([f"{threads}t"] if threads is not None else []))
 
 
+def stage_seconds(run: dict) -> tuple[dict, bool]:
+    """A run's seconds per stage as if its threads had the cores to themselves, and whether they come from CPU
+    time: a CPU run that records its process CPU seconds (`cpu_s`) gives them divided by its threads (right even
+    when other work shared the cores or the run was paused); any other run its wall seconds (`timing_s`)."""
+    if run.get("device") == "cpu" and isinstance(run.get("cpu_s"), dict):
+        threads = run.get("cpu_threads") or 1
+        return {stage: None if s is None else s / threads for stage, s in run["cpu_s"].items()}, True
+    return run.get("timing_s") or {}, False
+
+
 def run_files(results_dir: Path) -> list[Path]:
     """Every `*.json` in a `runs/` folder at or below results_dir (where wrt-run writes them), none inside an
     `analysis/` folder (the analyzer's own outputs, of this or another experiment)."""
