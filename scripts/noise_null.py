@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from wrt import CONFIG_DIR
 from wrt.config import build
 from wrt.pipeline import Run, load_data, null_key_seed, source_spec
-from wrt.schemes.content import sample_class
+from wrt.data.loader import to_float
 from wrt.stats import empirical_threshold, normal_threshold
 
 SIGMAS = (0.4, 1.0)
@@ -41,8 +41,10 @@ RULES = {"fixed pair, one mask": (False, False), "fixed pair, noise per image": 
          "pair per key, one mask": (True, False), "pair per key, noise per image": (True, True)}
 
 
-def key_images(run: Run, source: int, sigma: float, per_image: bool, n: int, generator: torch.Generator):
-    images = sample_class(run.data, source, n, generator)
+def key_images(pools: dict, source: int, sigma: float, per_image: bool, n: int, generator: torch.Generator):
+    """`n` defender images of class `source` drawn as `wrt.schemes.content.sample_class` draws them, plus noise."""
+    pool = pools[source]
+    images = to_float(pool[torch.randperm(len(pool), generator=generator)[:n].sort().values])
     shape = images.shape if per_image else images.shape[1:]
     return (images + torch.randn(shape, generator=generator) * sigma).clamp(0, 1)
 
@@ -65,6 +67,8 @@ def main() -> None:
     scheme = build(cfg.scheme)
     run = Run(cfg, load_data(cfg), scheme, build(cfg.attack))
     classes = run.data.num_classes
+    images, labels = run.data.defender()
+    pools = {c: images[labels == c] for c in range(classes)}
     scores = {(sigma, rule): [] for sigma in SIGMAS for rule in RULES}
     answers = {sigma: torch.zeros(classes, dtype=torch.long) for sigma in SIGMAS}
     for seed in range(args.seeds):
@@ -80,7 +84,7 @@ def main() -> None:
                 for rule, (pair_per_key, per_image) in RULES.items():
                     source, target = ((drawn_source, drawn_target) if pair_per_key
                                       else (scheme.source_class, scheme.target_class))
-                    images = key_images(run, source, sigma, per_image, scheme.key_size, generator)
+                    images = key_images(pools, source, sigma, per_image, scheme.key_size, generator)
                     predicted = run.finetune_trainer.predict(null_model, images).argmax(1)
                     scores[(sigma, rule)].append(float((predicted == target).float().mean()))
                     if rule == "pair per key, noise per image":
