@@ -121,3 +121,15 @@ def test_deepmarks_null_rules_separate_the_key_from_the_layers_weight_sum():
         assert negative[(carrier, "uniform", "signature")] == 0.0
         assert negative[(carrier, "uniform", "key model")] > 0.95  # two negative sums agree too
         assert positive[(carrier, "normal", "code")] < 0.5
+
+
+def test_noise_null_keys_use_one_mask_or_noise_per_image():
+    """scripts/noise_null.py: a key's images are drawn from the source class's pool; one mask adds the same
+    noise to every image, the toolbox's rule a different noise to each."""
+    noise_null = load_script("noise_null")
+    pools = {0: torch.full((50, 1, 4, 4), 128, dtype=torch.uint8), 1: torch.zeros((50, 1, 4, 4), dtype=torch.uint8)}
+    one_mask = noise_null.key_images(pools, 0, 0.1, False, 10, torch.Generator().manual_seed(0))
+    per_image = noise_null.key_images(pools, 0, 0.1, True, 10, torch.Generator().manual_seed(0))
+    assert one_mask.shape == per_image.shape == (10, 1, 4, 4)
+    assert torch.equal(one_mask[0], one_mask[9]) and not torch.equal(per_image[0], per_image[9])
+    assert abs(float(one_mask.mean()) - 128 / 255) < 0.1 and one_mask.min() >= 0 and one_mask.max() <= 1
