@@ -106,7 +106,8 @@ def main() -> None:
             for rule, value in rule_scores(key_model, null_model, code,
                                            torch.Generator().manual_seed(key_seed + 1)).items():
                 grid.setdefault(rule, []).append(value)
-    result = {"seeds": args.seeds, "keys": args.keys, "null_models": f"unmarked budget=demo SmallCNNs, seeds 1..{args.seeds}",
+    result = {"seeds": args.seeds, "keys": args.keys,
+              "null_models": f"unmarked budget=demo SmallCNNs, seeds 1..{args.seeds}",
               "ours": {"carrier": "conv2 mean filter", "v": scheme.code_length(scheme.order), **summary(ours)},
               "rules": [{"carrier": f"{c} mean filter", "projection": p, "reference": r, "v": KEY_BITS, **summary(v)}
                         for (c, p, r), v in grid.items()],
@@ -118,6 +119,7 @@ def main() -> None:
               f"{r['theta_normal']:9.3f} {r['theta_empirical']:7.3f}")
     for carrier, values in result["carrier_sum_over_norm"].items():
         print(f"Σw/‖w‖ of the null models' {carrier}: {min(values):.2f} to {max(values):.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -172,7 +172,8 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
             == (r["scheme"]["params"], r["attack"]["params"], r["attack"]["category"], r["seed"])
 
     # a resumed sweep launches only the missing runs; the finished ones are reported as reused
-    wider = (*sweep[:-1], "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian,mean],sigma:0.3}}")
+    wider = (*sweep[:-1],
+             "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian,mean],sigma:0.3}}")
     again = wrt_run(*wider)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("reused (finished earlier, not launched;") == 4
