@@ -138,7 +138,8 @@ def test_an_attack_config_missing_on_every_seed_makes_the_cell_incomplete(tmp_pa
     assert robustness.loc["transfer_learning", "adi"] == INCOMPLETE
     assert robustness.loc["transfer_learning", ["runs_present", "runs_expected"]].tolist() == [6 + 4, 8 + 4]
     configs = pd.read_csv(tmp_path / "analysis" / "robustness_configs.csv").set_index(["attack", "scheme"])
-    assert configs.loc[("transfer_learning", "adi"), ["runs_present", "runs_expected"]].tolist() == [6, 8]
+    assert configs.loc[("transfer_learning", "adi"), ["runs_present", "runs_expected", "missing_pairs"]].tolist() \
+        == [6, 8, 1]  # adi(size=100) × transfer_learning(epochs=5): paying 0 in the shown equilibrium
     assert robustness.loc["transfer_learning", "uchida"] == REMOVED  # complete: marked as before
     assert f"{INCOMPLETE} incomplete" in (tmp_path / "analysis" / "robustness.md").read_text()  # the legend
 

@@ -78,7 +78,8 @@ def test_tables_follow_the_sok(analyzed):
     assert "none" not in robustness.index
     configs = pd.read_csv(out / "robustness_configs.csv").set_index(["attack", "scheme"])
     pruning = configs.loc[("weight_pruning", "uchida")]  # the game behind the ✓: 2 scheme × 2 attack configs
-    assert (pruning["scheme_configs"], pruning["attack_configs"], pruning["removed"]) == (2, 2, False)
+    assert (pruning["scheme_configs"], pruning["attack_configs"], pruning["removed"], pruning["missing_pairs"]) \
+        == (2, 2, False, 0)
     assert pruning["attack_config"].startswith("weight_pruning(") and pruning["scheme_config"].startswith("uchida(")
     assert configs.loc[("transfer_learning", "adi"), "removed"]
     thresholds = pd.read_csv(out / "thresholds.csv").set_index("scheme")

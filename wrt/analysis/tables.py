@@ -459,7 +459,9 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
                              slots: pd.DataFrame | None = None) -> pd.DataFrame:
     """The configuration game behind each Table V cell (on the seed means): how many embedded scheme and
     attack configurations it had, the equilibrium pair (Eq. 6) that decides the cell, its surrogate wm acc
-    and θ with its interval; with `slots`, the cell's runs_present and runs_expected."""
+    and θ with its interval, and `missing_pairs`: the (scheme config, attack config) pairs without a finished
+    run, which that equilibrium counts as paying 0 (the cell is marked incomplete when one could matter); with
+    `slots`, the cell's runs_present and runs_expected."""
     rows = []
     for (setting, category, attack, scheme), sub in strategy_cells(cells).groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
@@ -468,7 +470,8 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
                      "scheme_configs": sub["scheme_config"].nunique(), "attack_configs": sub["attack_config"].nunique(),
                      "scheme_config": scheme_config, "attack_config": attack_config, "payoff": payoff,
                      "removed": payoff > 0,
-                     **{c: at.get(c, np.nan) for c in ("surrogate_wm_acc", "theta", "theta_lo", "theta_hi")}})
+                     **{c: at.get(c, np.nan) for c in ("surrogate_wm_acc", "theta", "theta_lo", "theta_hi")},
+                     "missing_pairs": int(matrices(sub, max_stealing_loss, fill=None)[0].isna().to_numpy().sum())})
         expect = _cell_slots(slots, setting, scheme, attack)
         if expect is not None:
             rows[-1].update(runs_present=int((expect["state"] == "ok").sum()), runs_expected=len(expect))
