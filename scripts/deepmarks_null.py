@@ -26,20 +26,15 @@ the store; a missing one is an error, never trained. Writes a JSON file and prin
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from null_replay import arguments, campaign_run, null_summary, stored_source
 
-from wrt import CONFIG_DIR
-from wrt.config import build
-from wrt.pipeline import Run, load_data, null_key_seed, source_spec
+from wrt.pipeline import null_key_seed
 from wrt.schemes.deepmarks import and_acc_codebook
 from wrt.schemes.layers import CARRIERS, key_layer
-from wrt.stats import empirical_threshold, normal_threshold
 
 CARRIER_LAYERS = {"conv2": "features.conv2.0", "conv1": "features.conv1.0"}
 PROJECTIONS = ("normal", "uniform")
@@ -70,31 +65,13 @@ def rule_scores(key_model, null_model, code: torch.Tensor, generator: torch.Gene
     return out
 
 
-def summary(values: list[float]) -> dict:
-    return {"mean": float(torch.tensor(values).mean()), "zero_share": sum(v == 0 for v in values) / len(values),
-            "theta_normal": normal_threshold(values, 0.05), "theta_empirical": empirical_threshold(values, 0.05)}
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=20, help="key models 0..n-1, null models 1..n")
-    parser.add_argument("--keys", type=int, default=100)
-    parser.add_argument("--out", default="docs/results/table5_demo/deepmarks_null.json")
-    args = parser.parse_args()
-    store = os.environ.get("WRT_STORE", "/var/tmp/wrt-store")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["scheme=deepmarks", "attack=none", "budget=demo", "precision=fp32",
-                                           f"store_dir={store}", "progress=false"])
-    scheme = build(cfg.scheme)
-    run = Run(cfg, load_data(cfg), scheme, build(cfg.attack))
+    args = arguments(__doc__, "docs/results/table5_demo/deepmarks_null.json", "key models 0..n-1, null models 1..n")
+    run = campaign_run("deepmarks")
+    scheme = run.scheme
     ours, grid, sums = [], {}, {carrier: [] for carrier in CARRIER_LAYERS}
     for seed in range(args.seeds):
-        for model_seed in (seed, seed + 1):
-            if not run.store.path("source", source_spec(cfg, model_seed)).exists():
-                raise SystemExit(f"deepmarks_null: the source model of seed {model_seed} is not in {store} "
-                                 "(run experiment=thresholds scheme=deepmarks first)")
-        key_model, _, _ = run.source_model(seed)
-        null_model, _, _ = run.source_model(seed + 1)
+        key_model, null_model = stored_source(run, seed), stored_source(run, seed + 1)
         for carrier, layer in CARRIER_LAYERS.items():
             w = mean_filter(null_model, layer)
             sums[carrier].append(float(w.sum() / w.norm()))
@@ -108,8 +85,8 @@ def main() -> None:
                 grid.setdefault(rule, []).append(value)
     result = {"seeds": args.seeds, "keys": args.keys,
               "null_models": f"unmarked budget=demo SmallCNNs, seeds 1..{args.seeds}",
-              "ours": {"carrier": "conv2 mean filter", "v": scheme.code_length(scheme.order), **summary(ours)},
-              "rules": [{"carrier": f"{c} mean filter", "projection": p, "reference": r, "v": KEY_BITS, **summary(v)}
+              "ours": {"carrier": "conv2 mean filter", "v": scheme.code_length(scheme.order), **null_summary(ours)},
+              "rules": [{"carrier": f"{c} mean filter", "projection": p, "reference": r, "v": KEY_BITS, **null_summary(v)}
                         for (c, p, r), v in grid.items()],
               "carrier_sum_over_norm": {f"{c} mean filter": s for c, s in sums.items()}}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -22,19 +22,14 @@ prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from null_replay import arguments, campaign_run, null_summary, stored_source
 
-from wrt import CONFIG_DIR
-from wrt.config import build
-from wrt.pipeline import Run, load_data, null_key_seed, source_spec
 from wrt.data.loader import to_float
-from wrt.stats import empirical_threshold, normal_threshold
+from wrt.pipeline import null_key_seed
 
 SIGMAS = (0.4, 1.0)
 RULES = {"fixed pair, one mask": (False, False), "fixed pair, noise per image": (False, True),
@@ -49,33 +44,17 @@ def key_images(pools: dict, source: int, sigma: float, per_image: bool, n: int, 
     return (images + torch.randn(shape, generator=generator) * sigma).clamp(0, 1)
 
 
-def summary(values: list[float]) -> dict:
-    return {"mean": float(torch.tensor(values).mean()), "zero_share": sum(v == 0 for v in values) / len(values),
-            "theta_normal": normal_threshold(values, 0.05), "theta_empirical": empirical_threshold(values, 0.05)}
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=20, help="null models: the source models of seeds 1..n")
-    parser.add_argument("--keys", type=int, default=100)
-    parser.add_argument("--out", default="docs/results/table5_demo/noise_null.json")
-    args = parser.parse_args()
-    store = os.environ.get("WRT_STORE", "/var/tmp/wrt-store")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["scheme=noise", "attack=none", "budget=demo", "precision=fp32",
-                                           f"store_dir={store}", "progress=false"])
-    scheme = build(cfg.scheme)
-    run = Run(cfg, load_data(cfg), scheme, build(cfg.attack))
+    args = arguments(__doc__, "docs/results/table5_demo/noise_null.json", "null models: the source models of seeds 1..n")
+    run = campaign_run("noise")
+    scheme = run.scheme
     classes = run.data.num_classes
     images, labels = run.data.defender()
     pools = {c: images[labels == c] for c in range(classes)}
     scores = {(sigma, rule): [] for sigma in SIGMAS for rule in RULES}
     answers = {sigma: torch.zeros(classes, dtype=torch.long) for sigma in SIGMAS}
     for seed in range(args.seeds):
-        if not run.store.path("source", source_spec(cfg, seed + 1)).exists():
-            raise SystemExit(f"noise_null: the source model of seed {seed + 1} is not in {store} "
-                             "(run experiment=thresholds scheme=noise first)")
-        null_model, _, _ = run.source_model(seed + 1)
+        null_model = stored_source(run, seed + 1)
         for draw in range(args.keys):
             generator = torch.Generator().manual_seed(null_key_seed(seed, draw))
             drawn_source = int(torch.randint(classes, (1,), generator=generator))
@@ -93,7 +72,7 @@ def main() -> None:
     result = {"seeds": args.seeds, "keys": args.keys, "key_size": scheme.key_size,
               "null_models": f"unmarked budget=demo SmallCNNs, seeds 1..{args.seeds}",
               "fixed_pair": [scheme.source_class, scheme.target_class],
-              "rules": [{"sigma": sigma, "rule": rule, **summary(values)} for (sigma, rule), values in scores.items()],
+              "rules": [{"sigma": sigma, "rule": rule, **null_summary(values)} for (sigma, rule), values in scores.items()],
               "answers_to_noisy_images": {str(sigma): {(names[c] if names else str(c)): int(n)
                                                        for c, n in enumerate(counts.tolist())}
                                           for sigma, counts in answers.items()}}

@@ -90,18 +90,19 @@ def test_sweep_cost_counts_a_cpu_runs_process_seconds_where_recorded(tmp_path):
     assert summary["counted_by"] == {"cpu_s": 1, "wall × threads": 2}
     assert "counted by: cpu_s 1 runs, wall × threads 2 runs" in proc.stdout
 
-def load_script(name: str):
+def load_script(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as `python scripts/<name>.py` has it: its helpers import
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_deepmarks_null_rules_separate_the_key_from_the_layers_weight_sum():
+def test_deepmarks_null_rules_separate_the_key_from_the_layers_weight_sum(monkeypatch):
     """scripts/deepmarks_null.py: a uniform projection scores two unrelated models by their carriers' weight
     sums (≈ 1 against each other when both sums are positive, 0 against a signature when negative), a
     zero-mean projection against a code does not."""
-    null_rules = load_script("deepmarks_null")
+    null_rules = load_script("deepmarks_null", monkeypatch)
     torch.manual_seed(0)
     models = [SmallCNN(num_classes=10, in_channels=1, mean=[0.5], std=[0.5]) for _ in range(2)]
     code = 2 * torch.randint(0, 2, (null_rules.KEY_BITS,)).float() - 1
@@ -123,10 +124,10 @@ def test_deepmarks_null_rules_separate_the_key_from_the_layers_weight_sum():
         assert positive[(carrier, "normal", "code")] < 0.5
 
 
-def test_noise_null_keys_use_one_mask_or_noise_per_image():
+def test_noise_null_keys_use_one_mask_or_noise_per_image(monkeypatch):
     """scripts/noise_null.py: a key's images are drawn from the source class's pool; one mask adds the same
     noise to every image, the toolbox's rule a different noise to each."""
-    noise_null = load_script("noise_null")
+    noise_null = load_script("noise_null", monkeypatch)
     pools = {0: torch.full((50, 1, 4, 4), 128, dtype=torch.uint8), 1: torch.zeros((50, 1, 4, 4), dtype=torch.uint8)}
     one_mask = noise_null.key_images(pools, 0, 0.1, False, 10, torch.Generator().manual_seed(0))
     per_image = noise_null.key_images(pools, 0, 0.1, True, 10, torch.Generator().manual_seed(0))

@@ -1,0 +1,47 @@
+"""What scripts/deepmarks_null.py and scripts/noise_null.py share: the Table V campaign's setup (budget=demo,
+fp32, the store in $WRT_STORE), its unmarked source models from the store (never trained here), the command
+line, and the summary of a null distribution of watermark accuracies."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from wrt import CONFIG_DIR
+from wrt.config import build
+from wrt.pipeline import Run, load_data, source_spec
+from wrt.stats import empirical_threshold, normal_threshold
+
+
+def arguments(doc: str, out: str, seeds_help: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=20, help=seeds_help)
+    parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--out", default=out)
+    return parser.parse_args()
+
+
+def campaign_run(scheme: str) -> Run:
+    """A run of `scheme` with the campaign's numerics, whose store holds the campaign's models."""
+    store = os.environ.get("WRT_STORE", "/var/tmp/wrt-store")
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"scheme={scheme}", "attack=none", "budget=demo", "precision=fp32",
+                                           f"store_dir={store}", "progress=false"])
+    return Run(cfg, load_data(cfg), build(cfg.scheme), build(cfg.attack))
+
+
+def stored_source(run: Run, seed: int) -> torch.nn.Module:
+    """The unmarked source model of `seed` from the store; exits with one line when it is not there."""
+    if not run.store.path("source", source_spec(run.cfg, seed)).exists():
+        raise SystemExit(f"the source model of seed {seed} is not in {run.cfg.store_dir} (run experiment=thresholds "
+                         f"scheme={run.cfg.scheme.name} with budget=demo precision=fp32 first)")
+    return run.source_model(seed)[0]
+
+
+def null_summary(values: list[float], p: float = 0.05) -> dict:
+    """Mean, share of zeros and θ (the analyzer's normal fit and empirical quantile) of null scores."""
+    return {"mean": float(torch.tensor(values).mean()), "zero_share": sum(v == 0 for v in values) / len(values),
+            "theta_normal": normal_threshold(values, p), "theta_empirical": empirical_threshold(values, p)}
