@@ -65,18 +65,23 @@ def outcome_counts(progress: Path) -> dict[str, int]:
     return {o: sum(line.split(" ")[0] == o for line in lines) for o in ("computed", "reused", "failed")}
 
 
+def record_outcome(progress: Path, outcome: str, run: str, where: str) -> None:
+    """Append a run's outcome to the sweep's progress file and say its `run k/n` line (`where`: which job)."""
+    header = progress.read_text().splitlines()[0] if progress.exists() else "runs ?"
+    k = append_line(progress, f"{outcome} {run}") - 1
+    say(f"run {k}/{header.split()[1]} {outcome} ({where}; "
+        + ", ".join(f"{n} {o}" for o, n in outcome_counts(progress).items()) + " so far)")
+
+
 def report_reused(sweep_dir: Path, paths: list[Path]) -> None:
     """The `run k/n reused` line (and the JSON path on stdout) of each run that the sweeper found finished
     and does not launch, as its job would have reported it."""
     progress = sweep_dir / PROGRESS
-    if not paths or not progress.exists():  # no SweepReport (its plan exits a dry run first)
+    if not progress.exists():  # no SweepReport (its plan exits a dry run first)
         return
-    header = progress.read_text().splitlines()[0]
     for path in paths:
-        k = append_line(progress, f"reused {path.stem}") - 1
         print(path, flush=True)
-        say(f"run {k}/{header.split()[1]} reused (finished earlier, not launched; "
-            + ", ".join(f"{n} {o}" for o, n in outcome_counts(progress).items()) + " so far)")
+        record_outcome(progress, "reused", path.stem, "finished earlier, not launched")
 
 
 class Objective(float):
@@ -111,10 +116,11 @@ def check_search(config: DictConfig) -> str | None:
         return None
     from wrt.hardware import torch_threads
     from wrt.pipeline import check_run_config
+    from wrt.sweeper import job_config
 
     with torch_threads(threads_per_job(config.hydra)):  # the jobs' numerics: their null runs give θ
         if optuna:  # a config every trial shares fails here once, not in each trial
-            check_run_config(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+            check_run_config(job_config(config))
         theta = threshold(config)
     if optuna:
         names = ", ".join(f"attack.{d.name}" for d in dimensions(config.attack))
@@ -163,10 +169,7 @@ class SweepReport(Callback):
         progress = Path(hydra_cfg.sweep.dir) / PROGRESS
         value = job_return.return_value if job_return.status == JobStatus.COMPLETED else "failed"
         outcome = getattr(value, "outcome", value)  # a search trial's Objective carries it
-        header = progress.read_text().splitlines()[0] if progress.exists() else "runs ?"
-        k = append_line(progress, f"{outcome} {hydra_cfg.job.num}") - 1
-        say(f"run {k}/{header.split()[1]} {outcome} (job #{hydra_cfg.job.num}; "
-            + ", ".join(f"{n} {o}" for o, n in outcome_counts(progress).items()) + " so far)")
+        record_outcome(progress, outcome, str(hydra_cfg.job.num), f"job #{hydra_cfg.job.num}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from wrt.plan import duration

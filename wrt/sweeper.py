@@ -224,6 +224,11 @@ def job_composer(compose: Callable[[list[str]], DictConfig]) -> Callable[[Sequen
 MANIFESTS_DIRNAME = "manifests"  # wrt.analysis.grid reads them
 
 
+def job_config(cfg: DictConfig) -> DictConfig:
+    """A sweeper's job config as the job itself sees it: without Hydra's node."""
+    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]) if "hydra" in cfg else cfg
+
+
 def manifest_entry(cfg: DictConfig) -> dict:
     """A planned run in the analyzer's terms: its run name, setting (dataset, model, budget), seed, role and
     the scheme's and attack's name, category, params and ablated parameters as its run JSON records them."""
@@ -238,8 +243,7 @@ def manifest_entry(cfg: DictConfig) -> dict:
             entry["category"] = getattr(get_class(node._target_), "category", None)
         return entry
 
-    if "hydra" in cfg:  # a sweeper's job config; the job itself sees it without Hydra's node
-        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    cfg = job_config(cfg)
     return {"run_name": run_name(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name,
             "budget": cfg.budget.name, "seed": int(cfg.seed), "role": role_of(cfg),
             "scheme": group(cfg.scheme, False), "attack": group(cfg.attack, True)}
@@ -253,8 +257,7 @@ def finished_runs(cfgs: Sequence[DictConfig], threads: int | None = None) -> lis
     from wrt.pipeline import completed_result, run_path
 
     def finished(cfg: DictConfig) -> Path | None:
-        if "hydra" in cfg:
-            cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        cfg = job_config(cfg)
         try:
             path = run_path(cfg)
         except Exception:  # noqa: BLE001 - a bad config fails in its own job, with its own line
@@ -269,15 +272,12 @@ def write_manifests(cfgs: Sequence[DictConfig], threads: int | None = None) -> l
     """Write the manifest of these planned runs into each of their results folders; `threads`: torch's thread
     count in each job (part of run names). A config whose run name cannot be made (wrt-run will reject it) is
     left out, with one line for all of them. Returns the manifests' paths."""
-    import torch
-
+    from wrt.hardware import torch_threads
     from wrt.store import atomic_write_json
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
     planned: dict[Path, dict[str, dict]] = {}
     left_out = []
-    try:
+    with torch_threads(threads):
         for cfg in cfgs:
             try:
                 entry = manifest_entry(cfg)
@@ -285,8 +285,6 @@ def write_manifests(cfgs: Sequence[DictConfig], threads: int | None = None) -> l
                 left_out.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
                 continue
             planned.setdefault(Path(cfg.results_dir), {})[entry["run_name"]] = entry
-    finally:
-        torch.set_num_threads(before)
     if left_out:
         print(f"wrt sweep: {len(left_out)} planned run(s) not in the manifest ({left_out[0]})", file=sys.stderr)
     paths = []
