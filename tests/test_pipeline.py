@@ -18,7 +18,7 @@ def last_line_json(proc) -> dict:
     return json.loads(path.read_text())
 
 
-def test_smoke_run_writes_a_complete_json_and_reuses_the_source(wrt_run, fmnist_full):
+def test_smoke_run_writes_a_complete_json_and_reuses_the_source(wrt_run, fmnist_full, tmp_path):
     proc = wrt_run("budget=smoke", "scheme=adi", "attack=weight_pruning")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = last_line_json(proc)
@@ -38,6 +38,10 @@ def test_smoke_run_writes_a_complete_json_and_reuses_the_source(wrt_run, fmnist_
     again = last_line_json(wrt_run("budget=smoke", "scheme=adi", "attack=none"))
     assert again["status"] == "ok" and again["source"]["cached"] is True and again["marked"]["cached"] is True
     assert again["surrogate"] == {k: again["marked"][k] for k in ("test_acc", "wm_acc")}
+    # the source's test accuracy and the marked model's evaluation were computed once, by the first run
+    assert len(list((tmp_path / "store" / "evaluation").glob("*.pt"))) == 2
+    assert again["source"]["test_acc"] == result["source"]["test_acc"]
+    assert {k: again["marked"][k] for k in ("test_acc", "wm_acc")} == {k: result["marked"][k] for k in ("test_acc", "wm_acc")}
 
 
 def test_null_role_measures_the_key_on_an_unmarked_model(compose_cfg, fmnist_full):

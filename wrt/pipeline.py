@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -202,6 +203,8 @@ def null_key_seed(seed: int, draw: int) -> int:
 # Part of a marked model's store key: raised when embedding changes what it computes for the same
 # config (2: embeddings run to their stopping rule, capped, not scaled by the budget; #16).
 EMBEDDING_VERSION = 2
+# Part of a stored evaluation's key: raised when `Run.evaluate` or the source's test accuracy changes what it computes.
+EVALUATION_VERSION = 1
 
 
 def source_spec(cfg: DictConfig, seed: int) -> dict:
@@ -381,6 +384,14 @@ class Run:
             attack=spec["attack"]["name"], params=params_of(spec["attack"]), test_acc=meta["test_acc"],
             wm_acc=meta["wm_acc"], queries=meta["queries"], time_s=meta["time_s"], cached=cached)
 
+    def evaluated_once(self, model: dict, evaluate: Callable[[], dict]) -> dict:
+        """`evaluate()` of the stored model that `model` names ({kind: spec}), computed by the first run that
+        needs it and read from the store ("evaluation") by the others: every run of a sweep evaluates the
+        same source and marked models on the same test set and key (~2 s each on one core)."""
+        spec = {"model": model, "trainer": as_dict(self.cfg.budget.trainer), "evaluation_version": EVALUATION_VERSION}
+        _, meta, _ = self.store.get_or_create("evaluation", spec, lambda: ({}, evaluate()))
+        return {k: v for k, v in meta.items() if k != "spec"}
+
     def evaluate(self, model, key) -> Evaluation:
         """Test accuracy and watermark accuracy; a key that no longer fits the model (its layer
         is gone or reshaped) verifies nothing: watermark accuracy 0 and the reason recorded."""
@@ -396,7 +407,8 @@ class Run:
         cfg, r, scheme = self.cfg, stages.record, self.scheme
         with stages.timed("source"):
             source, source_meta, cached = self.source_model(cfg.seed)
-            test_acc = self.finetune_trainer.accuracy(source, self.data.test_x, self.data.test_y)
+            test_acc = self.evaluated_once({"source": source_spec(cfg, cfg.seed)}, lambda: {
+                "test_acc": self.finetune_trainer.accuracy(source, self.data.test_x, self.data.test_y)})["test_acc"]
             r.source = SourceRecord(test_acc, cached, source_meta["train_time_s"])
         with stages.timed("keygen"):
             key = self.key(source)
@@ -413,7 +425,10 @@ class Run:
             deployed = scheme.wrap(marked, key) if self.role == "marked" else marked
         with stages.timed("evaluate"):
             embedding = embed_meta.get("embedding")
-            r.marked = MarkedEvaluation(**dataclasses.asdict(self.evaluate(deployed, key)), cached=cached,
+            evaluation = (self.evaluated_once({"deployed": self.embed_spec()},
+                                              lambda: dataclasses.asdict(self.evaluate(deployed, key)))
+                          if self.role == "marked" else dataclasses.asdict(self.evaluate(deployed, key)))
+            r.marked = MarkedEvaluation(**evaluation, cached=cached,
                                         embed_time_s=embed_meta.get("embed_time_s"),
                                         embedding=Embedding(**embedding) if embedding else None)
             if self.role == "null" and r.marked.wm_acc is not None:
