@@ -12,7 +12,6 @@ different days compare. Writes results/bench/bench_suite.json; the last line pri
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
