@@ -43,6 +43,9 @@ def test_the_estimate_takes_stage_costs_from_earlier_runs(compose_cfg, tmp_path,
     assert without.stage_s["attack"] == 0 and without.from_history == 0  # pruning trains nothing
     assert without.stage_s["keygen"] == 0 and list(without.untimed) == ["adi"]
     assert [line for line in without.lines() if "not counted: the key draws of adi" in line]
+    # 3 test-set evaluations (source, marked, attacked model); a second run on the same models adds only its own
+    both = make_plan([cfg, compose_cfg(*SMOKE, "scheme=adi", "attack=none")])
+    assert both.stage_s["evaluate"] == pytest.approx(without.stage_s["evaluate"] * 4 / 3)
     results = tmp_path / "results"
     earlier_run(results, "a", attack_s=1000.0, evaluate_s=30.0)
     earlier_run(results, "b", attack_s=3000.0, evaluate_s=50.0)

@@ -384,11 +384,18 @@ class Run:
             attack=spec["attack"]["name"], params=params_of(spec["attack"]), test_acc=meta["test_acc"],
             wm_acc=meta["wm_acc"], queries=meta["queries"], time_s=meta["time_s"], cached=cached)
 
-    def evaluated_once(self, model: dict, evaluate: Callable[[], dict]) -> dict:
-        """`evaluate()` of the stored model that `model` names ({kind: spec}), computed by the first run that
-        needs it and read from the store ("evaluation") by the others: every run of a sweep evaluates the
-        same source and marked models on the same test set and key (~2 s each on one core)."""
-        spec = {"model": model, "trainer": as_dict(self.cfg.budget.trainer), "evaluation_version": EVALUATION_VERSION}
+    def evaluation_specs(self) -> dict[str, dict]:
+        """The store keys ("evaluation") of the evaluations that runs share: the source model's test accuracy
+        and, for a marked run, the deployed marked model's test and watermark accuracy. Every run of a sweep
+        evaluates the same models on the same test set and key (~2 s each on one core)."""
+        common = {"trainer": as_dict(self.cfg.budget.trainer), "evaluation_version": EVALUATION_VERSION}
+        specs = {"source": {"model": {"source": source_spec(self.cfg, self.cfg.seed)}, **common}}
+        if self.role == "marked":
+            specs["marked"] = {"model": {"deployed": self.embed_spec()}, **common}
+        return specs
+
+    def evaluated_once(self, spec: dict, evaluate: Callable[[], dict]) -> dict:
+        """`evaluate()`, computed by the first run that needs it and read from the store by the others."""
         _, meta, _ = self.store.get_or_create("evaluation", spec, lambda: ({}, evaluate()))
         return {k: v for k, v in meta.items() if k != "spec"}
 
@@ -407,7 +414,8 @@ class Run:
         cfg, r, scheme = self.cfg, stages.record, self.scheme
         with stages.timed("source"):
             source, source_meta, cached = self.source_model(cfg.seed)
-            test_acc = self.evaluated_once({"source": source_spec(cfg, cfg.seed)}, lambda: {
+            evaluations = self.evaluation_specs()
+            test_acc = self.evaluated_once(evaluations["source"], lambda: {
                 "test_acc": self.finetune_trainer.accuracy(source, self.data.test_x, self.data.test_y)})["test_acc"]
             r.source = SourceRecord(test_acc, cached, source_meta["train_time_s"])
         with stages.timed("keygen"):
@@ -425,9 +433,8 @@ class Run:
             deployed = scheme.wrap(marked, key) if self.role == "marked" else marked
         with stages.timed("evaluate"):
             embedding = embed_meta.get("embedding")
-            evaluation = (self.evaluated_once({"deployed": self.embed_spec()},
-                                              lambda: dataclasses.asdict(self.evaluate(deployed, key)))
-                          if self.role == "marked" else dataclasses.asdict(self.evaluate(deployed, key)))
+            evaluation = (self.evaluated_once(evaluations["marked"], lambda: dataclasses.asdict(self.evaluate(deployed, key)))
+                          if "marked" in evaluations else dataclasses.asdict(self.evaluate(deployed, key)))
             r.marked = MarkedEvaluation(**evaluation, cached=cached,
                                         embed_time_s=embed_meta.get("embed_time_s"),
                                         embedding=Embedding(**embedding) if embedding else None)

@@ -11,7 +11,8 @@ The estimate adds up, for every run still to compute, the seconds of its stages 
   warm-up, the median of several timings of real training steps of the sweep's model): source trainings,
   embeddings, an attack's epochs on the attacker's images, Neural Cleanse's trigger reverse-engineering,
   transfer learning's glyph pre-training and frozen phase, a retraining from scratch for extraction attacks;
-  the three test-set evaluations count as forward passes (a third of a step);
+  the test-set evaluations count as forward passes (a third of a step): the surrogate's, and the source's
+  and marked model's where the store does not hold them;
 - key generation, the run's own key where it is not stored and a null run's further key draws, costs
   the earlier runs' seconds per draw, else one keygen and extraction timed on the stored source model
   (an untrained one where none is stored; a keygen that fails there is left out, and the plan says so).
@@ -322,12 +323,18 @@ def make_plan(cfgs: list[DictConfig], n_jobs: int = 1) -> Plan:
         else:
             images["attack"] += attack_images(run, s, seen)
 
+        evaluations = 1 if role_of(cfg) == "marked" else 2  # the surrogate's (and a null run's unmarked model's)
+        for spec in run.evaluation_specs().values():  # those that runs share, once each unless stored
+            path = run.store.path("evaluation", spec)
+            if path not in seen:
+                seen.add(path)
+                evaluations += not (path.exists() and not cfg.force)
         earlier = history.median(history.evaluate, (cfg.scheme.name, *setting))
         if earlier is not None and role_of(cfg) == "marked":
             plan.from_history += 1
             stage["evaluate"] += earlier
-        else:  # 3 test-set evaluations, a forward pass ≈ 1/3 of a training step
-            stage["evaluate"] += s.test / s.images_per_s
+        else:  # test-set evaluations, a forward pass ≈ 1/3 of a training step
+            stage["evaluate"] += evaluations * s.test / (3 * s.images_per_s)
         for name, count in images.items():
             stage[name] += count / s.images_per_s
     return plan
