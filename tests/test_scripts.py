@@ -134,3 +134,15 @@ def test_noise_null_keys_use_one_mask_or_noise_per_image(monkeypatch):
     assert one_mask.shape == per_image.shape == (10, 1, 4, 4)
     assert torch.equal(one_mask[0], one_mask[9]) and not torch.equal(per_image[0], per_image[9])
     assert abs(float(one_mask.mean()) - 128 / 255) < 0.1 and one_mask.min() >= 0 and one_mask.max() <= 1
+
+
+def test_unrelated_transfer_reports_the_target_class_per_true_class(monkeypatch):
+    """scripts/unrelated_transfer.py: per true class, the mean softmax probability of the target class and the
+    share of images answered with it."""
+    transfer = load_script("unrelated_transfer", monkeypatch)
+    logits = torch.tensor([[0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])  # answers 1, 0, 1, 1
+    labels = torch.tensor([0, 0, 1, 1])
+    report = transfer.per_class(logits, labels, 1, ["a", "b"])
+    assert report["a"]["top1_target"] == 0.5 and report["b"]["top1_target"] == 1.0
+    assert 0.49 < report["a"]["p_target"] < 0.51 and report["b"]["p_target"] > 0.99
+    assert transfer.target_share(logits, 1) == 0.75
