@@ -136,10 +136,10 @@ def test_noise_null_keys_use_one_mask_or_noise_per_image(monkeypatch):
     assert abs(float(one_mask.mean()) - 128 / 255) < 0.1 and one_mask.min() >= 0 and one_mask.max() <= 1
 
 
-def test_unrelated_transfer_reports_the_target_class_per_true_class(monkeypatch):
-    """scripts/unrelated_transfer.py: per true class, the mean softmax probability of the target class and the
+def test_key_transfer_reports_the_target_class_per_true_class(monkeypatch):
+    """scripts/key_transfer.py: per true class, the mean softmax probability of the target class and the
     share of images answered with it."""
-    transfer = load_script("unrelated_transfer", monkeypatch)
+    transfer = load_script("key_transfer", monkeypatch)
     logits = torch.tensor([[0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])  # answers 1, 0, 1, 1
     labels = torch.tensor([0, 0, 1, 1])
     report = transfer.per_class(logits, labels, 1, ["a", "b"])
