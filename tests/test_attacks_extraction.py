@@ -283,6 +283,10 @@ def test_transfer_learning_pretrains_once_freezes_then_fine_tunes(small, fmnist_
     assert surrogate.num_classes == 10
     assert ctx.usage == {"queries": 800, "labeled_samples": 0, "unlabeled_samples": 800, "transfer_samples": 600}
     assert agreement(surrogate, fmnist_source, small.test_x, trainer) > 0.4
+    # pretrain_epochs 0: the same schedule from a random start, nothing pre-trained
+    trainer.calls.clear()
+    TransferLearning(freeze_batches=20, epochs=2, milestones=[1, 2], pretrain_epochs=0)(copy.deepcopy(fmnist_source), ctx)
+    assert [call["desc"] for call in trainer.calls] == ["transfer (last layer)", "transfer (all layers)"]
 
     again = RecordingTrainer(epochs=1, batch_size=32, progress=False, seed=0, epoch_scale=0.5)
     attack(copy.deepcopy(fmnist_source), lenet_ctx(small.subset(100, 10), store=store, trainer=again))

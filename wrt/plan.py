@@ -231,7 +231,7 @@ def attack_images(run: Run, s: Setting, seen: set) -> float:
             * trainer.scaled_epochs(cfg.reverse_epochs)
     if "freeze_batches" in cfg:
         images += max(1, round(cfg.freeze_batches * trainer.epoch_scale)) * trainer.batch_size
-    if "pretrain_epochs" in cfg and (pretrain := (cfg.name, str(cfg), run.cfg.seed)) not in seen:
+    if cfg.get("pretrain_epochs") and (pretrain := (cfg.name, str(cfg), run.cfg.seed)) not in seen:
         seen.add(pretrain)
         images += attack.pretrain_classes * cfg.pretrain_per_class * trainer.scaled_epochs(cfg.pretrain_epochs)
     return images

@@ -28,7 +28,7 @@ from torch import nn
 from wrt.attacks.base import Attack, AttackContext, FineTuningParams
 from wrt.attacks.toolkit import HeadOnly, domain_data
 from wrt.data.glyphs import GLYPH_CLASSES, glyph_dataset
-from wrt.params import EPOCHS, param
+from wrt.params import param
 from wrt.store import load_state
 from wrt.train import StepDecay, Trainer
 
@@ -50,7 +50,7 @@ class TransferLearning(FineTuningParams, Attack):
     gamma: float = param(0.1, low=0, high=1, low_open=True)
     pretrain_classes: int = param(GLYPH_CLASSES, low=1, high=GLYPH_CLASSES)  # the glyph characters available
     pretrain_per_class: int = param(100, low=1)
-    pretrain_epochs: float = param(30, **EPOCHS)
+    pretrain_epochs: float = param(30, low=0, high=1000)  # 0: no pre-training, a randomly initialised start (a control)
     pretrain_seed: int = param(0)
 
     def __post_init__(self):
@@ -65,8 +65,11 @@ class TransferLearning(FineTuningParams, Attack):
     # ---- the other-domain model -------------------------------------------------------------
 
     def pretrained(self, ctx: AttackContext) -> nn.Module:
-        """The source architecture pre-trained on glyphs (head: one output per character)."""
+        """The source architecture pre-trained on glyphs (head: one output per character); with
+        `pretrain_epochs` 0, randomly initialised (transfer learning's schedule without the pre-training)."""
         model = ctx.build_model()
+        if self.pretrain_epochs == 0:
+            return model
         model.reset_classifier(self.pretrain_classes)
         channels, size, _ = ctx.data.image_shape
         epochs = ctx.trainer.scaled_epochs(self.pretrain_epochs)
