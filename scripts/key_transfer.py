@@ -16,12 +16,11 @@ models (budget=demo, fp32, the store in $WRT_STORE; nothing is trained here), fo
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 
 import torch
 
-from null_replay import campaign_run, stored_source
+from null_replay import campaign_run, stored_marked, stored_source
 from wrt.config import params_of
 from wrt.data.sources import FASHION_MNIST_CLASSES
 from wrt.hardware import cpu_model
@@ -58,11 +57,8 @@ def main() -> None:
     for seed in range(args.seeds):
         run.cfg.seed = seed
         source = stored_source(run, seed)
-        if not run.store.path("marked", run.embed_spec()).exists():
-            raise SystemExit(f"the marked {args.scheme} model of seed {seed} is not in {run.cfg.store_dir} "
-                             f"(run the campaign's {args.scheme} block first)")
         key = run.key(source)
-        marked = run.embed(copy.deepcopy(source), key)[0]
+        marked = stored_marked(run, source, key)
         fresh = scheme.keygen(source, data, torch.Generator().manual_seed(FRESH_KEY_SEED + seed))
         row = {"seed": seed}
         for name, model in (("source", source), ("marked", marked)):

@@ -1,10 +1,12 @@
-"""What scripts/deepmarks_null.py and scripts/noise_null.py share: the Table V campaign's setup (budget=demo,
-fp32, the store in $WRT_STORE), its unmarked source models from the store (never trained here), the command
-line, and the summary of a null distribution of watermark accuracies."""
+"""What the scripts that replay the Table V campaign's stored models share (deepmarks_null, noise_null,
+key_transfer): the campaign's setup (budget=demo, fp32, the store in $WRT_STORE), its source and marked models
+from the store (never trained here), the command line, and the summary of a null distribution of watermark
+accuracies."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 
 import torch
@@ -13,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from wrt import CONFIG_DIR
 from wrt.config import build
 from wrt.pipeline import Run, load_data, source_spec
+from wrt.schemes.base import Key
 from wrt.stats import empirical_threshold, normal_threshold
 
 
@@ -39,6 +42,15 @@ def stored_source(run: Run, seed: int) -> torch.nn.Module:
         raise SystemExit(f"the source model of seed {seed} is not in {run.cfg.store_dir} (run experiment=thresholds "
                          f"scheme={run.cfg.scheme.name} with budget=demo precision=fp32 first)")
     return run.source_model(seed)[0]
+
+
+def stored_marked(run: Run, source: torch.nn.Module, key: Key) -> torch.nn.Module:
+    """The marked model of the run's seed and scheme config (`source` with `key` embedded) from the store; exits
+    with one line when it is not there."""
+    if not run.store.path("marked", run.embed_spec()).exists():
+        raise SystemExit(f"the marked {run.cfg.scheme.name} model of seed {run.cfg.seed} is not in {run.cfg.store_dir} "
+                         f"(run the campaign's {run.cfg.scheme.name} block first)")
+    return run.embed(copy.deepcopy(source), key)[0]
 
 
 def null_summary(values: list[float], p: float = 0.05) -> dict:

@@ -433,8 +433,11 @@ class Run:
             deployed = scheme.wrap(marked, key) if self.role == "marked" else marked
         with stages.timed("evaluate"):
             embedding = embed_meta.get("embedding")
-            evaluation = (self.evaluated_once(evaluations["marked"], lambda: dataclasses.asdict(self.evaluate(deployed, key)))
-                          if "marked" in evaluations else dataclasses.asdict(self.evaluate(deployed, key)))
+            def evaluate_deployed() -> dict:
+                return dataclasses.asdict(self.evaluate(deployed, key))
+
+            evaluation = (self.evaluated_once(evaluations["marked"], evaluate_deployed) if "marked" in evaluations
+                          else evaluate_deployed())
             r.marked = MarkedEvaluation(**evaluation, cached=cached,
                                         embed_time_s=embed_meta.get("embed_time_s"),
                                         embedding=Embedding(**embedding) if embedding else None)
