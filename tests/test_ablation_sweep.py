@@ -149,7 +149,7 @@ def test_the_manifest_lists_each_planned_run_once_and_each_plan_adds_its_own_fil
 def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_path, fmnist_full):
     sweep = ("-m", *TINY, "scheme=uchida",
              "attack=input_smoothing", "hydra/sweeper=ablation",
-             "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian],sigma:0.3}}")
+             "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian],sigma:0.5}}")
     plan = wrt_run(*sweep, "dry_run=true")
     assert plan.returncode == 0 and "4 run(s): 0 finished earlier (reused), 4 to run" in plan.stdout, plan.stderr
     assert "2 embedding(s)" in plan.stdout
@@ -173,7 +173,7 @@ def test_tiny_expanded_sweep_plans_and_runs_every_configuration(wrt_run, tmp_pat
 
     # a resumed sweep launches only the missing runs; the finished ones are reported as reused
     wider = (*sweep[:-1],
-             "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian,mean],sigma:0.3}}")
+             "hydra.sweeper.select={uchida:{lam:[0.1,1]},input_smoothing:{kernel:[median,gaussian,mean],sigma:0.5}}")
     again = wrt_run(*wider)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("reused (finished earlier, not launched;") == 4

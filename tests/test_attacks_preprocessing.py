@@ -85,7 +85,10 @@ def test_smoothing_filters():
     mean = InputSmoothing("mean").transform(x)
     assert mean[0, 0, 1:4, 1:4] == pytest.approx(torch.full((3, 3), 1 / 9))
     gauss = InputSmoothing("gaussian", sigma=0.3).transform(x)
-    assert 0.9 < gauss[0, 0, 2, 2] < 1 and gauss[0, 0, 2, 1] > 0
+    assert 0.9 < gauss[0, 0, 2, 2] < 1 and gauss[0, 0, 2, 1] > 0 and gauss[0, 0, 2, 0] == 0  # 3×3
+    wide = InputSmoothing("gaussian", sigma=0.5).transform(x)  # the SoK toolbox's σ: radius 2, a 5×5 kernel
+    assert wide[0, 0, 2, 2] < 0.7 and wide[0, 0, 2, 0] > 0 and wide[0, 0, 0, 0] > 0
+    assert torch.equal(InputSmoothing("gaussian", sigma=0.1).transform(x), x)  # radius 0: the identity
     assert torch.equal(InputFlipping().transform(torch.arange(3.0).view(1, 1, 1, 3)).flatten(),
                        torch.tensor([2.0, 1.0, 0.0]))
 

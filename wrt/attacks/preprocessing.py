@@ -8,7 +8,9 @@ it), keep each input's shape and its value range [0, 1].
   units, trained by the attacker on its own images, reconstructs every input.
 - JPEG compression [44]: real JPEG encoding and decoding (Pillow) at quality 5 ≤ q ≤ 95.
 - Input quantization [42]: 2^b evenly spaced quanta, each value set to its quantum's mean.
-- Input smoothing [43]: a 3×3 mean or median filter, or a Gaussian filter with σ ∈ [0.1, 0.3].
+- Input smoothing [43]: a 3×3 mean or median filter, or a Gaussian filter truncated at 3σ (the SoK
+  toolbox's kernel: 5×5 for its σ ∈ {0.5, 0.6, 0.7}; the paper's text says 0.1 ≤ σ ≤ 0.3, which leaves a
+  3×3 kernel whose neighbours weigh at most 0.4 % of the centre: no attack, docs/attacks.md).
 - Input noising [45]: additive zero-mean Gaussian noise, σ ∈ [0.01, 0.2].
 - Input flipping: mirror every image about its vertical axis (a horizontal flip).
 - Feature squeezing [43] (Xu et al. 2018): values rounded to the nearest multiple of 0.5^k,
@@ -125,15 +127,18 @@ class InputQuantization(InputPreprocessing):
 
 @dataclass(eq=False)
 class InputSmoothing(InputPreprocessing):
+    """`size` is the mean and median filters' width; the Gaussian filter's radius is 3σ rounded (as scipy's
+    `gaussian_filter(truncate=3)`, which the SoK's toolbox uses)."""
+
     KERNELS = ("mean", "median", "gaussian")
 
     kernel: str = param("median", choices=KERNELS)
     size: int = param(3, low=1)
-    sigma: float = param(0.3, low=0.1, high=0.3)
+    sigma: float = param(0.5, low=0.1, high=2.0)  # the Gaussian kernel's, in pixels; its size follows from it
 
     def transform(self, x):
         if self.kernel == "gaussian":
-            return gaussian_filter(x, self.size, self.sigma)
+            return gaussian_filter(x, 2 * int(3 * self.sigma + 0.5) + 1, self.sigma)
         return (median_filter if self.kernel == "median" else mean_filter)(x, self.size)
 
 
