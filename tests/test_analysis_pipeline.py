@@ -434,8 +434,8 @@ def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     typo = cli(f"results_dir={tmp_path}", "theshold_method=normal")
     assert typo.returncode == 2 and typo.stderr.splitlines() == [
         "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
-        "p, theta_prime, max_stealing_loss, threshold_method, min_null_runs, thresholds_from, reference, "
-        "merge_numerics, out_dir, figures"]
+        "p, theta_prime, max_stealing_loss, max_embedding_loss, threshold_method, min_null_runs, thresholds_from, "
+        "reference, merge_numerics, out_dir, figures"]
     bad = cli(f"results_dir={tmp_path}", "p=abc")
     assert bad.returncode == 2 and bad.stderr.splitlines() == [
         "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]

@@ -15,9 +15,12 @@ from wrt.analysis.thresholds import threshold_interval
 ADI_NULLS = (0.05, 0.08, 0.10, 0.12, 0.15, 0.20)  # θ ≈ 0.2 (empirical/normal, above the binomial floor)
 
 
-def sweep(tmp_path, marked_wm: dict, surrogate_wm: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
-    """adi with configs size=50 and size=100 (their marked wm acc from `marked_wm`), attacked by pruning
-    (surrogate wm acc from `surrogate_wm`, stealing loss 1 point); null runs for θ. Returns robustness.csv."""
+def sweep(tmp_path, marked_wm: dict, surrogate_wm: dict, seeds=(0, 1, 2), marked_acc: dict | None = None,
+          **options) -> pd.DataFrame:
+    """adi with configs size=50 and size=100 (their marked wm acc from `marked_wm`, test accuracy from
+    `marked_acc`, default 0.89: 1 point of embedding loss), attacked by pruning (surrogate wm acc from
+    `surrogate_wm`, surrogate test accuracy 0.88); null runs for θ. Returns robustness.csv."""
+    marked_acc = marked_acc or {50: 0.89, 100: 0.89}
     for i, wm in enumerate(ADI_NULLS):
         write(tmp_path, run_record(run_name=f"null{i}", scheme="adi", scheme_params={"size": 100}, attack="none",
                                    attack_params={}, seed=i, role="null", marked_wm=wm))
@@ -27,8 +30,9 @@ def sweep(tmp_path, marked_wm: dict, surrogate_wm: dict, seeds=(0, 1, 2)) -> pd.
                 write(tmp_path, run_record(run_name=f"adi{size}_{attack}_s{seed}", scheme="adi",
                                            scheme_params={"size": size}, attack=attack,
                                            attack_params={} if attack == "none" else {"rate": 0.5}, seed=seed,
-                                           marked_wm=marked_wm[size], surrogate_wm=wm, surrogate_acc=0.88))
-    analyze(Options(results_dir=str(tmp_path), figures=False), out=lambda line: None)
+                                           marked_wm=marked_wm[size], surrogate_wm=wm, surrogate_acc=0.88,
+                                           marked_acc=marked_acc[size]))
+    analyze(Options(results_dir=str(tmp_path), figures=False, **options), out=lambda line: None)
     return pd.read_csv(tmp_path / "analysis" / "robustness.csv").set_index("attack")
 
 
@@ -47,6 +51,20 @@ def test_only_embedded_configs_are_defender_strategies(tmp_path):
                                                                              "adi(size=50)": False}
     nash = pd.read_json(tmp_path / "analysis" / "nash.json")
     assert "size=50" not in str(nash.to_dict())  # not a strategy of the game
+
+
+def test_a_marked_model_that_lost_its_task_is_no_defender_strategy(tmp_path):
+    # size=50 keeps its key under pruning but its marked model lost 45 points (Blackmarks at λ = 100 lost 47 in
+    # the campaign); size=100 is well-trained and removed: the defender has no well-trained answer
+    broken = {50: 0.45, 100: 0.89}
+    robustness = sweep(tmp_path, marked_wm={50: 1.0, 100: 1.0}, surrogate_wm={50: 0.95, 100: 0.05}, marked_acc=broken)
+    assert robustness.loc["weight_pruning", "adi"] == REMOVED
+    outcomes = pd.read_csv(tmp_path / "analysis" / "outcomes.csv")
+    assert outcomes.groupby("scheme_config")["embedded"].first().to_dict() == {"adi(size=100)": True,
+                                                                             "adi(size=50)": False}
+    lenient = sweep(tmp_path / "lenient", marked_wm={50: 1.0, 100: 1.0}, surrogate_wm={50: 0.95, 100: 0.05},
+                    marked_acc=broken, max_embedding_loss=1.0)
+    assert lenient.loc["weight_pruning", "adi"] == ROBUST  # without the rule the broken model would defend
 
 
 def test_a_removal_below_the_interval_is_still_removed(tmp_path):

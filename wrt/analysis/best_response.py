@@ -57,7 +57,7 @@ def cell_mark(cells: pd.DataFrame, scored: pd.DataFrame, slots: pd.DataFrame | N
 
 
 def grid_vs_search_table(scored: pd.DataFrame, searched: pd.DataFrame, slots: pd.DataFrame | None,
-                         theta_prime: float, max_stealing_loss: float) -> pd.DataFrame:
+                         theta_prime: float, max_stealing_loss: float, max_embedding_loss: float) -> pd.DataFrame:
     """One row per searched cell (setting, scheme config, attack), seed and study: its trials, the grid's and
     the search's best response (configuration, surrogate wm acc, stealing loss, payoff, objective), the cell's
     Table V mark and the mark with each study's best configuration of the cell as one more attack
@@ -74,13 +74,13 @@ def grid_vs_search_table(scored: pd.DataFrame, searched: pd.DataFrame, slots: pd
         cell_slots = None if slots is None else slots[(slots["setting"] == setting) & (slots["scheme"] == scheme)
                                                       & (slots["attack"] == attack)]
         no_failures = in_cell.iloc[0:0].rename(columns={"scheme_config": "scheme_label", "attack_config": "attack_label"})
-        mark = cell_mark(tables.outcomes(in_cell, no_failures, max_stealing_loss), in_cell, cell_slots,
-                         max_stealing_loss) if len(in_cell) else tables.NOT_RUN
+        mark = cell_mark(tables.outcomes(in_cell, no_failures, max_stealing_loss, max_embedding_loss), in_cell,
+                         cell_slots, max_stealing_loss) if len(in_cell) else tables.NOT_RUN
         bests = [best(trials) for _, trials in studies.groupby(["scheme_config", "seed", "study"], sort=True)]
         bests = [b.assign(attack_config=b["attack_config"] + " [" + b["study"] + "]") for b in bests]
         joined = pd.concat([in_cell, *bests], ignore_index=True)
-        with_search = (cell_mark(tables.outcomes(joined, no_failures, max_stealing_loss), joined, cell_slots,
-                                 max_stealing_loss)
+        with_search = (cell_mark(tables.outcomes(joined, no_failures, max_stealing_loss, max_embedding_loss), joined,
+                                 cell_slots, max_stealing_loss)
                        if mark in (tables.ROBUST, tables.REMOVED, tables.UNDECIDED) or mark.startswith(
                            tables.SEEDS_DISAGREE) else mark)
         for (scheme_config, seed, study), trials in studies.groupby(["scheme_config", "seed", "study"], sort=True):

@@ -31,6 +31,14 @@ def loss_allowed(stealing_loss, max_stealing_loss: float = 0.05):
     return np.asarray(stealing_loss) <= max_stealing_loss + _LOSS_TOLERANCE
 
 
+def well_embedded(marked_wm_acc, theta, embedding_loss, max_embedding_loss: float = 0.05):
+    """A scheme config is a defender strategy when its marked model verifies (wm acc ≥ θ) and is well-trained:
+    it lost at most max_embedding_loss test accuracy (§IV-A: the game starts from well-trained models; the SoK's
+    embedding losses are about one point, §VIII-D). An unknown loss (NaN) does not exclude it."""
+    too_lossy = np.asarray(embedding_loss, dtype=float) > max_embedding_loss + _LOSS_TOLERANCE
+    return (np.asarray(marked_wm_acc) >= theta) & ~too_lossy
+
+
 def attack_succeeds(surrogate_wm_acc, theta, stealing_loss, max_stealing_loss: float = 0.05):
     """§VII-A: the surrogate's watermark accuracy is below θ and it lost at most max_stealing_loss accuracy."""
     return (np.asarray(surrogate_wm_acc) < theta) & loss_allowed(stealing_loss, max_stealing_loss)

@@ -37,6 +37,7 @@ class Options:
     p: float = 0.05
     theta_prime: float = 0.5
     max_stealing_loss: float = 0.05
+    max_embedding_loss: float = 0.05  # a marked model that lost more is no defender strategy (n/e)
     threshold_method: str = "sok"
     min_null_runs: int = 5
     thresholds_from: str | None = None  # a setting whose θ the settings without enough null runs take
@@ -62,6 +63,8 @@ def check_options(options: Options) -> None:
     checks = [("p", number(options.p) and 0 < options.p < 1, "a number in (0, 1)"),
               ("theta_prime", number(options.theta_prime) and 0 < options.theta_prime < 1, "a number in (0, 1)"),
               ("max_stealing_loss", number(options.max_stealing_loss) and 0 <= options.max_stealing_loss <= 1,
+               "a number in [0, 1]"),
+              ("max_embedding_loss", number(options.max_embedding_loss) and 0 <= options.max_embedding_loss <= 1,
                "a number in [0, 1]"),
               ("threshold_method", options.threshold_method in METHODS, f"one of {', '.join(METHODS)}"),
               ("min_null_runs", isinstance(options.min_null_runs, int) and not isinstance(options.min_null_runs, bool)
@@ -256,7 +259,8 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
     ok_names = set(loaded.runs.loc[loaded.runs["status"] == "ok", "run_name"])
     a.slots = grid.expected_slots(a.removal, [e for f in folders for e in grid.read_manifests(f, note)], ok_names)
-    cells = grid.add_counts(tables.outcomes(a.scored, a.failed, options.max_stealing_loss), a.slots)
+    cells = grid.add_counts(tables.outcomes(a.scored, a.failed, options.max_stealing_loss,
+                                            options.max_embedding_loss), a.slots)
     if tables.game_cells(cells).empty:
         raise ResultsDirError(f"no successful run under {results_dir} has a removal attack (other than none "
                               "and ambiguity); there is no game to analyze")
@@ -498,7 +502,8 @@ def robustness_sections(a: Analysis) -> list[Section]:
     marks = "Each cell: " + "; ".join(f"{mark} {meaning}" for mark, meaning in tables.MARKS) + ". "
     text = (f"One row per setting and attack, one column per scheme; the first row of a setting ({tables.MARKED_ROW}) "
             "is each scheme's mean watermark accuracy on its own marked models. A scheme config whose marked model "
-            "does not verify (mean marked wm acc < θ) was never embedded and is no defender strategy (against an "
+            "does not verify (mean marked wm acc < θ) or lost more than max_embedding_loss of test accuracy was "
+            "never embedded and is no defender strategy (against an "
             "active scheme, scheme.active, input preprocessing, model modification and obfuscation ran on a model "
             f"extracted from its wrapper). {{marks}}seeds: how many seeds the row's cells have; seeds_agree: no "
             f"when a cell is {tables.SEEDS_DISAGREE}, empty with one seed; runs_present / runs_expected: the row's "
@@ -555,7 +560,8 @@ def search_sections(a: Analysis) -> list[Section]:
     searched = best_response.searched_runs(a.runs, a.thresholds, o.theta_prime, o.max_stealing_loss)
     if searched.empty:
         return []
-    frame = best_response.grid_vs_search_table(a.scored, searched, a.slots, o.theta_prime, o.max_stealing_loss)
+    frame = best_response.grid_vs_search_table(a.scored, searched, a.slots, o.theta_prime, o.max_stealing_loss,
+                                                       o.max_embedding_loss)
     text = ("Beyond the SoK: an adaptive attacker searched the attack's parameters (experiment=best_response, "
             "Optuna's TPE over the attack config's `search:` block) against one scheme config on one seed. Per "
             "searched cell, seed and study: the grid's best response (of its grid_configs attack configs on that "
@@ -791,7 +797,7 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     folders = ", ".join(map(str, options.folders))
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(folders)}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
-            f"{options.max_stealing_loss:g}, threshold method {html.escape(options.threshold_method)}"
+            f"{options.max_stealing_loss:g}, maximum embedding loss {options.max_embedding_loss:g}, threshold method {html.escape(options.threshold_method)}"
             f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give "
             "the same bytes; the runs' dates are under \"What was measured\").</p>"]
     for section in sections:

@@ -19,7 +19,7 @@ CATEGORY_ABBREV = {"input_preprocessing": "IP", "model_modification": "MM", "mod
                    "obfuscation": "OB", "combined": "CO", "ambiguity": "AM"}
 AMBIGUITY = "ambiguity"  # forging attacks: they leave the model unchanged and forge a claim (wrt.analysis.forgery)
 ROBUST, REMOVED, NOT_RUN, ONLY_FAILED, SEEDS_DISAGREE = "✓", "✗", "–", "!", "±"
-NOT_EMBEDDED = "n/e"  # no config of the scheme verifies on its own marked model: no defender strategy
+NOT_EMBEDDED = "n/e"  # no config of the scheme verifies on a well-trained marked model: no defender strategy
 UNDECIDED = "?"  # the equilibrium's surrogate wm acc lies inside θ's 95 % interval
 # an expected run is missing, or a failed run's payoff could change the mark (wrt.analysis.grid): never ✓ or ✗
 INCOMPLETE = "inc"
@@ -105,7 +105,8 @@ def score_runs(runs: pd.DataFrame, thresholds: pd.DataFrame, theta_prime: float,
                                   "attack_label": "attack_config"})
 
 
-def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: float,
+             max_embedding_loss: float) -> pd.DataFrame:
     """One row per cell: seed means with 95 % bootstrap CIs, success and payoff on the means (§VII)."""
     rows = []
     for key, group in scored.groupby(CELL_KEYS, sort=True):
@@ -114,8 +115,9 @@ def outcomes(scored: pd.DataFrame, failed: pd.DataFrame, max_stealing_loss: floa
                    theta_hi=group["theta_hi"].iloc[0], n_seeds=group["seed"].nunique(), n_runs=len(group))
         for name, column in MEASURES.items():
             row.update(mean_ci(name, group[column]))
-        # a config whose marked model does not verify was never embedded: it is no defender strategy
-        row["embedded"] = bool(row["marked_wm_acc"] >= row["theta"])
+        # a config whose marked model does not verify, or lost more than max_embedding_loss, is no defender strategy
+        row["embedded"] = bool(game.well_embedded(row["marked_wm_acc"], row["theta"], row["embedding_loss"],
+                                                  max_embedding_loss))
         row["active"] = bool(group["scheme.active"].fillna(False).any()) if "scheme.active" in group else False
         row["success_rate"] = group["success"].mean()
         row["success"] = bool(game.attack_succeeds(row["surrogate_wm_acc"], row["theta"],
@@ -150,8 +152,9 @@ def game_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def strategy_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The game's cells whose scheme config is a defender strategy: its marked model verifies (mean marked
-    wm acc ≥ θ). A watermark that was never embedded cannot be removed, so it never counts as removed."""
+    """The game's cells whose scheme config is a defender strategy (`embedded`: its marked model verifies,
+    mean marked wm acc ≥ θ, and lost at most max_embedding_loss). A watermark that was never embedded cannot be
+    removed, so it never counts as removed."""
     cells = game_cells(cells)
     return cells[cells["embedded"]] if "embedded" in cells else cells
 
@@ -412,7 +415,8 @@ MARKS = [
     (f"{SEEDS_DISAGREE}(k of n)", "the seeds disagree: the equilibrium on k of the n seeds' complete runs alone "
                                   "removes the watermark"),
     (UNDECIDED, "undecided: the equilibrium's surrogate wm acc lies inside θ's 95 % interval"),
-    (NOT_EMBEDDED, "no config of the scheme was embedded (its marked models do not verify): no defender strategy"),
+    (NOT_EMBEDDED, "no config of the scheme was embedded (its marked models do not verify, or lost more than "
+                   "max_embedding_loss of test accuracy): no defender strategy"),
     (INCOMPLETE, "incomplete: an expected run is missing (the sweeps' manifests, else every scheme config × attack "
                  "config of the cell × the setting's seeds), or a failed run's payoff could change the mark"),
     (NOT_RUN, "not run"),
