@@ -561,7 +561,7 @@ def search_sections(a: Analysis) -> list[Section]:
     if searched.empty:
         return []
     frame = best_response.grid_vs_search_table(a.scored, searched, a.slots, o.theta_prime, o.max_stealing_loss,
-                                                       o.max_embedding_loss)
+                                               o.max_embedding_loss)
     text = ("Beyond the SoK: an adaptive attacker searched the attack's parameters (experiment=best_response, "
             "Optuna's TPE over the attack config's `search:` block) against one scheme config on one seed. Per "
             "searched cell, seed and study: the grid's best response (of its grid_configs attack configs on that "
@@ -797,7 +797,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     folders = ", ".join(map(str, options.folders))
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(folders)}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
-            f"{options.max_stealing_loss:g}, maximum embedding loss {options.max_embedding_loss:g}, threshold method {html.escape(options.threshold_method)}"
+            f"{options.max_stealing_loss:g}, maximum embedding loss {options.max_embedding_loss:g}, threshold method "
+            f"{html.escape(options.threshold_method)}"
             f"{html.escape(extra)}. Analysed with wrt {html.escape(wrt.__version__)} (no date: the same runs give "
             "the same bytes; the runs' dates are under \"What was measured\").</p>"]
     for section in sections:
