@@ -34,9 +34,8 @@ def loss_allowed(stealing_loss, max_stealing_loss: float = 0.05):
 def well_embedded(marked_wm_acc, theta, embedding_loss, max_embedding_loss: float = 0.05):
     """A scheme config is a defender strategy when its marked model verifies (wm acc ≥ θ) and is well-trained:
     it lost at most max_embedding_loss test accuracy (§IV-A: the game starts from well-trained models; the SoK's
-    embedding losses are about one point, §VIII-D). An unknown loss (NaN) does not exclude it."""
-    too_lossy = np.asarray(embedding_loss, dtype=float) > max_embedding_loss + _LOSS_TOLERANCE
-    return (np.asarray(marked_wm_acc) >= theta) & ~too_lossy
+    embedding losses are about one point, §VIII-D)."""
+    return (np.asarray(marked_wm_acc) >= theta) & loss_allowed(embedding_loss, max_embedding_loss)
 
 
 def attack_succeeds(surrogate_wm_acc, theta, stealing_loss, max_stealing_loss: float = 0.05):
