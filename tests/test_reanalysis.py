@@ -1,6 +1,6 @@
 """Issue #29 Part 3: a re-analysis of the same runs writes the same bytes, wherever the runs lie and in whatever
-order the folders list them, and the committed runs of docs/results/table5_demo re-analyse to a committed copy of
-their tables.
+order the folders list them, the committed runs of docs/results/table5_demo re-analyse to its committed analysis,
+and a fixed subset of them to a committed copy of its tables.
 
 The committed copy: tests/fixtures/table5_demo_subset/ holds `runs.txt` (the files of docs/results/table5_demo that
 the test analyses, one path a line, relative to that folder; add game runs and manifests there as they are
@@ -92,6 +92,20 @@ def test_committed_runs_reanalyse_to_the_committed_tables(tmp_path):
     assert sorted(written) == sorted(expected)
     for name in sorted(expected):
         assert written[name] == expected[name], f"{name} differs from tests/fixtures/table5_demo_subset/analysis"
+
+
+def test_the_committed_campaign_analysis_is_that_of_its_committed_runs(tmp_path):
+    """Issue #29's contract: wrt-analyze on docs/results/table5_demo's committed runs and manifests rewrites the
+    committed analysis's CSV and Markdown tables byte for byte (commit the analysis with every commit of runs)."""
+    for folder in ("runs", "manifests"):
+        shutil.copytree(DEMO / folder, tmp_path / folder)
+    _analyze(tmp_path, figures=False)
+    committed = {p.name: p.read_bytes() for pattern in TABLES for p in (DEMO / "analysis").glob(pattern)}
+    written = {p.name: p.read_bytes() for pattern in TABLES for p in (tmp_path / "analysis").glob(pattern)}
+    assert "robustness_vs_reference.md" in committed and sorted(written) == sorted(committed)
+    for name in sorted(committed):
+        assert written[name] == committed[name], (f"{name} differs: rerun `wrt-analyze results_dir=docs/results/"
+                                                  f"table5_demo reference=sok_cifar10` and commit its analysis")
 
 
 def test_null_runs_alone_give_the_thresholds_beside_table4_and_no_game(tmp_path):
