@@ -2,13 +2,15 @@
 #   sweep ARGS…    one `wrt-run -m` sweep; a sweep with failed runs is reported and the script goes on.
 #                  With dry_run=true among the script's arguments it prints the sweep's plan and adds its
 #                  run count to the total; an invalid plan (exit 2) stops the script.
-#   analyze ARGS…  wrt-analyze; under dry_run=true nothing ran, so it prints one line instead:
+#   analyze ARGS…  wrt-analyze; under dry_run=true nothing ran, so it prints the plans' estimates summed,
+#                  `estimate: about W h wall time, C core-hours in all (the sweeps' plans summed, each with its jobs)`
+#                  (when any run is to run), then one last line instead of the analysis:
 #                  `total: N run(s) in S sweep(s), M to run (dry run: no analysis)`.
 DRY_RUN=false
 for arg in "$@"; do
     [[ $arg == dry_run=true ]] && DRY_RUN=true
 done
-PLANNED=0 TO_RUN=0 SWEEPS=0
+PLANNED=0 TO_RUN=0 SWEEPS=0 CORE_HOURS=0 WALL_S=0
 
 sweep() {
     if ! $DRY_RUN; then
@@ -18,13 +20,22 @@ sweep() {
     local plan counts
     plan=$(.venv/bin/wrt-run -m "$@")
     echo "$plan"
-    counts=$(sed -nE 's/.* ([0-9]+) run\(s\): .*, ([0-9]+) to run$/\1 \2/p' <<<"$plan" | head -n 1)
+    counts=$(sed -nE 's/.* ([0-9]+) run\(s\): .*, ([0-9]+) to run$/\1 \2/p' <<<"$plan" | head -n 1) || true
     [[ -n $counts ]] || { echo "no run count in the plan of: wrt-run -m $*" >&2; return 1; }
     PLANNED=$((PLANNED + ${counts% *})) TO_RUN=$((TO_RUN + ${counts#* })) SWEEPS=$((SWEEPS + 1))
+    local wall unit core
+    read -r wall unit core < <(sed -nE 's/.*estimate: about ([0-9.]+) (s|min|h) wall time, ([0-9.]+) core-hours.*/\1 \2 \3/p' <<<"$plan" | head -n 1) || true
+    if [[ -n ${core:-} ]]; then
+        CORE_HOURS=$(awk -v a="$CORE_HOURS" -v b="$core" 'BEGIN { print a + b }')
+        WALL_S=$(awk -v a="$WALL_S" -v w="$wall" -v u="$unit" 'BEGIN { print a + w * (u == "h" ? 3600 : u == "min" ? 60 : 1) }')
+    fi
 }
 
 analyze() {
     if $DRY_RUN; then
+        if ((TO_RUN > 0)); then
+            awk -v w="$WALL_S" -v c="$CORE_HOURS" 'BEGIN { printf "estimate: about %.1f h wall time, %.2f core-hours in all (the sweeps\047 plans summed, each with its jobs)\n", w / 3600, c }'
+        fi
         echo "total: $PLANNED run(s) in $SWEEPS sweep(s), $TO_RUN to run (dry run: no analysis)"
     else
         .venv/bin/wrt-analyze "$@"
