@@ -16,15 +16,13 @@ models (budget=demo, fp32, the store in $WRT_STORE; nothing is trained here), fo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
-from null_replay import campaign_run, stored_marked, stored_source
+from null_replay import campaign_run, stored_models, write_check
 from wrt.config import params_of
 from wrt.data.sources import FASHION_MNIST_CLASSES
 from wrt.hardware import cpu_model
-from wrt.store import atomic_write_json
 
 FRESH_KEY_SEED = 10_000  # + the run's seed: a key draw that no campaign run uses
 
@@ -55,10 +53,7 @@ def main() -> None:
     labels = torch.cat([data.defender()[1], data.attacker()[1]])
     seeds = []
     for seed in range(args.seeds):
-        run.cfg.seed = seed
-        source = stored_source(run, seed)
-        key = run.key(source)
-        marked = stored_marked(run, source, key)
+        source, key, marked = stored_models(run, seed)
         fresh = scheme.keygen(source, data, torch.Generator().manual_seed(FRESH_KEY_SEED + seed))
         row = {"seed": seed}
         for name, model in (("source", source), ("marked", marked)):
@@ -74,10 +69,7 @@ def main() -> None:
     out = {"scheme": args.scheme, "params": params_of(run.cfg.scheme), "target_class": target,
            "target_name": None if target is None else FASHION_MNIST_CLASSES[target], "queried_images": len(labels),
            "cpu": cpu_model(), "seeds": seeds}
-    path = Path(args.out or f"docs/results/table5_checks/key_transfer_{args.scheme}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, out)
-    print(path)
+    write_check(out, args.out or f"docs/results/table5_checks/key_transfer_{args.scheme}.json")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What the scripts that replay the Table V campaign's stored models share (deepmarks_null, noise_null,
+"""What the scripts that replay the Table V campaign's stored models share (deepmarks_null, noise_null, permutation_check,
 key_transfer): the campaign's setup (budget=demo, fp32, the store in $WRT_STORE), its source and marked models
 from the store (never trained here), the command line, and the summary of a null distribution of watermark
 accuracies."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -17,6 +18,7 @@ from wrt.config import build
 from wrt.pipeline import Run, load_data, source_spec
 from wrt.schemes.base import Key
 from wrt.stats import empirical_threshold, normal_threshold
+from wrt.store import atomic_write_json
 
 
 def arguments(doc: str, out: str, seeds_help: str) -> argparse.Namespace:
@@ -53,7 +55,23 @@ def stored_marked(run: Run, source: torch.nn.Module, key: Key) -> torch.nn.Modul
     return run.embed(copy.deepcopy(source), key)[0]
 
 
+def stored_models(run: Run, seed: int) -> tuple[torch.nn.Module, Key, torch.nn.Module]:
+    """The source model of `seed`, its key and the marked model of the run's scheme config, all from the store."""
+    run.cfg.seed = seed
+    source = stored_source(run, seed)
+    key = run.key(source)
+    return source, key, stored_marked(run, source, key)
+
+
 def null_summary(values: list[float], p: float = 0.05) -> dict:
     """Mean, share of zeros and θ (the analyzer's normal fit and empirical quantile) of null scores."""
     return {"mean": float(torch.tensor(values).mean()), "zero_share": sum(v == 0 for v in values) / len(values),
             "theta_normal": normal_threshold(values, p), "theta_empirical": empirical_threshold(values, p)}
+
+
+def write_check(result: dict, path: str) -> None:
+    """Write a check's result atomically (making its folder) and print where."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(target, result)
+    print(target)

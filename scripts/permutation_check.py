@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-from pathlib import Path
 
 import torch
 
-from null_replay import campaign_run, stored_marked, stored_source
+from null_replay import campaign_run, stored_models, write_check
 from wrt.attacks.toolkit import classifier_of, hidden_pairs, permute_pair
 from wrt.config import params_of
 from wrt.hardware import cpu_model
-from wrt.store import atomic_write_json
 
 
 def permuted(model: torch.nn.Module, pair_names: set[str], generator: torch.Generator) -> torch.nn.Module:
@@ -45,10 +43,7 @@ def main() -> None:
     test_x, test_y = data.test_x, data.test_y
     seeds = []
     for seed in range(args.seeds):
-        run.cfg.seed = seed
-        source = stored_source(run, seed)
-        key = run.key(source)
-        marked = stored_marked(run, source, key)
+        source, key, marked = stored_models(run, seed)
         pairs = hidden_pairs(classifier_of(marked, "feature_permutation"), "feature_permutation")
         variants = {f"{p.producer_name} → {p.consumer_name}": {p.producer_name} for p in pairs}
         variants["all pairs (the campaign's attack)"] = {p.producer_name for p in pairs}
@@ -65,10 +60,7 @@ def main() -> None:
         seeds.append(row)
     out = {"scheme": args.scheme, "params": params_of(run.cfg.scheme), "draws": args.draws, "cpu": cpu_model(),
            "seeds": seeds}
-    path = Path(args.out or f"docs/results/table5_checks/permutation_{args.scheme}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, out)
-    print(path)
+    write_check(out, args.out or f"docs/results/table5_checks/permutation_{args.scheme}.json")
 
 
 if __name__ == "__main__":
