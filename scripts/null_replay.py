@@ -1,7 +1,7 @@
 """What the scripts that replay the Table V campaign's stored models share (deepmarks_null, noise_null,
-key_transfer, permutation_check): the campaign's setup (budget=demo, fp32, the store in $WRT_STORE), its source and marked models
-from the store (never trained here), the command line, and the summary of a null distribution of watermark
-accuracies."""
+key_transfer, permutation_check): the campaign's setup (budget=demo, fp32, the store in $WRT_STORE), its source
+and marked models from the store (never trained here), the command line, the summary of a null distribution of
+watermark accuracies, and writing a check's result."""
 
 from __future__ import annotations
 

@@ -2,15 +2,16 @@
 
 A narrow SmallCNN is trained on 2,000 Fashion-MNIST images, once clean and once with a white 6×6
 patch in the bottom-right corner stamped on 20 % of the images, relabelled to class 1 (trouser; the
-backdoor then sends 88–100 % of the stamped test images there: 0.88 on an AMD EPYC with 1 thread, 0.98 with 2). Both models go through the same
-trigger reverse-engineering (`detect_triggers`, used by Neural Cleanse and Neural Laundering):
-64 attacker images (128 for the clean model), 60 epochs of 2 Adam steps per class.
+backdoor then sends 88–100 % of the stamped test images there: 0.88 on an AMD EPYC with 1 thread, 0.98
+with 2). Both models go through the same trigger reverse-engineering (`detect_triggers`, used by Neural
+Cleanse and Neural Laundering): 64 attacker images (128 for the clean model), 60 epochs of 2 Adam steps
+per class.
 
 Measured with 1 torch thread (each of `make test`'s two workers), on an Intel Xeon with AMX, with its own
 kernels and limited to AVX2 (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`, as on CPUs without AVX-512):
 the backdoored model's target has anomaly index 9.3 and 5.8 (margin ≥ 3.8 over the threshold 2) with 64
-reverse-engineering images (AMD EPYC with AVX-512 BF16, 1 thread: 4.3). The clean model's largest index was 0.93 and 2.00 with 64 images (AVX2: a false
-flag), 0.67 and 1.65 with 128, so the clean model's test reverse-engineers with 128 (margin 0.35 under 2); 120
+reverse-engineering images (AMD EPYC with AVX-512 BF16, 1 thread: 4.3). The clean model's largest index
+was 0.93 and 2.00 with 64 images (AVX2: a false flag), 0.67 and 1.65 with 128, so the clean model's test reverse-engineers with 128 (margin 0.35 under 2); 120
 epochs instead of 60 did not help (1.24, 2.16). NC's false positives are real: with model seed 0 instead of 1
 the clean model's largest index was 1.6 (2 threads), which is why the seed is fixed here.
 """

@@ -110,7 +110,8 @@ def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, shared_
     assert plans and total, proc.stdout[-2000:]
     assert [int(x) for x in total.groups()] == [sum(int(n) for n, _ in plans), len(plans),
                                                 sum(int(m) for _, m in plans)]
-    core_hours = [float(c) for c in re.findall(r"wrt-run:   estimate: about .* wall time, ([\d.]+) core-hours", proc.stdout)]
+    core_hours = [float(c) for c in
+                  re.findall(r"wrt-run:   estimate: about .* wall time, ([\d.]+) core-hours", proc.stdout)]
     if int(total.group(3)):  # what is to run has an estimate, summed over the sweeps
         summed = re.fullmatch(r"estimate: about ([\d.]+) h wall time, ([\d.]+) core-hours in all \(.*\)",
                               proc.stdout.splitlines()[-2])
