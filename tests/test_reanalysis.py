@@ -33,6 +33,11 @@ def _files(folder: Path, skip=()) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name not in skip}
 
 
+def _tables(folder: Path) -> dict[str, bytes]:
+    """The CSV and Markdown tables in `folder`, by name."""
+    return {p.name: p.read_bytes() for pattern in TABLES for p in folder.glob(pattern)}
+
+
 def _analyze(results: Path, **options) -> list[str]:
     printed: list[str] = []
     analyze(Options(results_dir=str(results), reference="sok_cifar10", **options), out=printed.append)
@@ -81,14 +86,14 @@ def test_committed_runs_reanalyse_to_the_committed_tables(tmp_path):
         shutil.copy(DEMO / relative, tmp_path / relative)
     printed = _analyze(tmp_path)
     assert printed[-1] == str(tmp_path / "analysis" / "report.html")
-    written = {p.name: p.read_bytes() for pattern in TABLES for p in (tmp_path / "analysis").glob(pattern)}
+    written = _tables(tmp_path / "analysis")
     expected_dir = SUBSET / "analysis"
     if os.environ.get("WRT_REGENERATE_FIXTURES"):
         shutil.rmtree(expected_dir, ignore_errors=True)
         expected_dir.mkdir(parents=True)
         for name, data in written.items():
             (expected_dir / name).write_bytes(data)
-    expected = {p.name: p.read_bytes() for pattern in TABLES for p in expected_dir.glob(pattern)}
+    expected = _tables(expected_dir)
     assert sorted(written) == sorted(expected)
     for name in sorted(expected):
         assert written[name] == expected[name], f"{name} differs from tests/fixtures/table5_demo_subset/analysis"
@@ -100,8 +105,8 @@ def test_the_committed_campaign_analysis_is_that_of_its_committed_runs(tmp_path)
     for folder in ("runs", "manifests"):
         shutil.copytree(DEMO / folder, tmp_path / folder)
     _analyze(tmp_path, figures=False)
-    committed = {p.name: p.read_bytes() for pattern in TABLES for p in (DEMO / "analysis").glob(pattern)}
-    written = {p.name: p.read_bytes() for pattern in TABLES for p in (tmp_path / "analysis").glob(pattern)}
+    committed = _tables(DEMO / "analysis")
+    written = _tables(tmp_path / "analysis")
     assert "robustness_vs_reference.md" in committed and sorted(written) == sorted(committed)
     for name in sorted(committed):
         assert written[name] == committed[name], (f"{name} differs: rerun `wrt-analyze results_dir=docs/results/"
