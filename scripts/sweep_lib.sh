@@ -23,11 +23,11 @@ sweep() {
     counts=$(sed -nE 's/.* ([0-9]+) run\(s\): .*, ([0-9]+) to run$/\1 \2/p' <<<"$plan" | head -n 1) || true
     [[ -n $counts ]] || { echo "no run count in the plan of: wrt-run -m $*" >&2; return 1; }
     PLANNED=$((PLANNED + ${counts% *})) TO_RUN=$((TO_RUN + ${counts#* })) SWEEPS=$((SWEEPS + 1))
-    local wall unit core
-    read -r wall unit core < <(sed -nE 's/.*estimate: about ([0-9.]+) (s|min|h) wall time, ([0-9.]+) core-hours.*/\1 \2 \3/p' <<<"$plan" | head -n 1) || true
+    local wall_s core
+    read -r wall_s core < <(sed -nE 's/.*estimate: about .* wall time \(([0-9]+) s\), ([0-9.]+) core-hours.*/\1 \2/p' <<<"$plan" | head -n 1) || true
     if [[ -n ${core:-} ]]; then
         CORE_HOURS=$(awk -v a="$CORE_HOURS" -v b="$core" 'BEGIN { print a + b }')
-        WALL_S=$(awk -v a="$WALL_S" -v w="$wall" -v u="$unit" 'BEGIN { print a + w * (u == "h" ? 3600 : u == "min" ? 60 : 1) }')
+        WALL_S=$((WALL_S + wall_s))
     fi
 }
 

@@ -110,11 +110,13 @@ def test_reproduce_script_plans_its_sweeps_into_the_given_folder(script, shared_
     assert plans and total, proc.stdout[-2000:]
     assert [int(x) for x in total.groups()] == [sum(int(n) for n, _ in plans), len(plans),
                                                 sum(int(m) for _, m in plans)]
-    core_hours = [float(c) for c in
-                  re.findall(r"wrt-run:   estimate: about .* wall time, ([\d.]+) core-hours", proc.stdout)]
+    estimates = [(int(wall_s), float(core)) for wall_s, core in
+                 re.findall(r"wrt-run:   estimate: about .* wall time \((\d+) s\), ([\d.]+) core-hours", proc.stdout)]
     if int(total.group(3)):  # what is to run has an estimate, summed over the sweeps
         summed = re.fullmatch(r"estimate: about ([\d.]+) h wall time, ([\d.]+) core-hours in all \(.*\)",
                               proc.stdout.splitlines()[-2])
-        assert summed and core_hours and float(summed.group(2)) == pytest.approx(sum(core_hours), abs=0.01)
+        assert summed and estimates
+        assert float(summed.group(1)) == pytest.approx(sum(wall for wall, _ in estimates) / 3600, abs=0.05)
+        assert float(summed.group(2)) == pytest.approx(sum(core for _, core in estimates), abs=0.01)
     assert (tmp_path / "results").is_dir() and not (tmp_path / "results" / "analysis").exists()
     assert not list((tmp_path / "results").rglob("*.json"))  # a plan runs nothing
