@@ -1,7 +1,7 @@
 """What the scripts that replay the Table V campaign's stored models share (deepmarks_null, noise_null,
-key_transfer, permutation_check): the campaign's setup (budget=demo, fp32, the store in $WRT_STORE), its source
-and marked models from the store (never trained here), the command line, the summary of a null distribution of
-watermark accuracies, and writing a check's result."""
+key_transfer, permutation_check, nc_pairs_check): the campaign's setup (budget=demo, fp32, the store in
+$WRT_STORE), its source and marked models from the store (never trained here), the command line, the summary of a
+null distribution of watermark accuracies, and writing a check's result."""
 
 from __future__ import annotations
 
@@ -29,12 +29,13 @@ def arguments(doc: str, out: str, seeds_help: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def campaign_run(scheme: str) -> Run:
-    """A run of `scheme` with the campaign's numerics, whose store holds the campaign's models."""
+def campaign_run(scheme: str, attack: str = "none", overrides: tuple[str, ...] = ()) -> Run:
+    """A run of `scheme` against `attack` with the campaign's numerics, whose store holds the campaign's models;
+    `overrides` (e.g. `scheme.lam=0.01`) pick another of its configurations."""
     store = os.environ.get("WRT_STORE", "/var/tmp/wrt-store")
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"scheme={scheme}", "attack=none", "budget=demo", "precision=fp32",
-                                           f"store_dir={store}", "progress=false"])
+        cfg = compose("config", overrides=[f"scheme={scheme}", f"attack={attack}", "budget=demo", "precision=fp32",
+                                           f"store_dir={store}", "progress=false", *overrides])
     return Run(cfg, load_data(cfg), build(cfg.scheme), build(cfg.attack))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -80,6 +81,15 @@ def attack_options(category: str) -> list[str]:
     from wrt.pipeline import build
 
     return [name for name in options("attack") if build(group_config("attack", name)).category == category]
+
+
+def load_script(name: str, monkeypatch):
+    """scripts/<name>.py as a module, importing its helpers as `python scripts/<name>.py` does."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_ctx(data, trainer: Trainer | dict | None = None, *, model=None, model_seed: int | None = None,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 from fixtures.analysis_runs import run_record, write, write_sweep
 from wrt.models import SmallCNN
 
@@ -90,14 +90,6 @@ def test_sweep_cost_counts_a_cpu_runs_process_seconds_where_recorded(tmp_path):
     assert summary["counted_by"] == {"cpu_s": 1, "wall × threads": 2}
     assert "counted by: cpu_s 1 runs, wall × threads 2 runs" in proc.stdout
 
-def load_script(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as `python scripts/<name>.py` has it: its helpers import
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_deepmarks_null_rules_separate_the_key_from_the_layers_weight_sum(monkeypatch):
     """scripts/deepmarks_null.py: a uniform projection scores two unrelated models by their carriers' weight
     sums (≈ 1 against each other when both sums are positive, 0 against a signature when negative), a
@@ -146,3 +138,40 @@ def test_key_transfer_reports_the_target_class_per_true_class(monkeypatch):
     assert report["a"]["top1_target"] == 0.5 and report["b"]["top1_target"] == 1.0
     assert 0.49 < report["a"]["p_target"] < 0.51 and report["b"]["p_target"] > 0.99
     assert transfer.target_share(logits, 1) == 0.75
+
+
+def test_nc_pairs_check_refines_the_ten_smallest_pairs_and_unlearns_on_the_source_class(monkeypatch):
+    """scripts/nc_pairs_check.py (the SoK toolbox's partial Neural Cleanse): a trigger for each of the 90 ordered
+    pairs on the source class's images, the 10 smallest by |m·p|₁ searched again for 4 + 8 epochs and the smallest
+    of those kept (here a refinement reverses their order); the unlearning data adds m·p to the source class's
+    images, clipped, with their own label. The reverse-engineering is a stand-in whose norms are set per pair."""
+    pairs = load_script("nc_pairs_check", monkeypatch)
+    first = {(s, t): 10.0 * s + t for s in range(10) for t in range(10) if s != t}  # smallest: 0→1 … 0→9, 1→0
+    calls = []
+
+    def reverse_engineer(ctx, net, images, target, *, epochs, lam):
+        source = int(images[0, 0, 0, 0])  # the stand-in's images carry their class in one pixel
+        assert bool((images[:, 0, 0, 0] == source).all())  # each search sees its source class only
+        calls.append((source, target, epochs))
+        norm = first[source, target] if epochs == 4 else 100.0 - first[source, target]
+        trigger = pairs.Trigger(None, (1, 10, 10))
+        with torch.no_grad():
+            trigger.mask_logit.fill_(torch.logit(torch.tensor(norm / 100)))
+            trigger.pattern_logit.fill_(30.0)  # pattern ≈ 1: |m·p|₁ ≈ Σm = norm
+        return trigger
+
+    monkeypatch.setattr(pairs, "reverse_engineer", reverse_engineer)
+    labels = torch.arange(10).repeat_interleave(3)
+    images = labels.float().view(-1, 1, 1, 1).expand(-1, 1, 10, 10).clone()
+    source, target, trigger, norms = pairs.smallest_pair_trigger(None, SimpleNamespace(num_classes=10), images,
+                                                                 labels, epochs=4, lam=0.01)
+    refined = [(s, t) for s, t, epochs in calls if epochs == 12]
+    assert len(norms) == 90 and len(calls) == 100
+    assert sorted(refined) == sorted([(0, t) for t in range(1, 10)] + [(1, 0)])
+    assert (source, target) == (1, 0) and pairs.trigger_norm(trigger) == pytest.approx(90, abs=0.01)
+
+    uint8_images = torch.full((4, 1, 10, 10), 200, dtype=torch.uint8)
+    x, y = pairs.unlearning_set(uint8_images, torch.tensor([1, 0, 1, 2]), 1, trigger)
+    assert x.shape == (6, 1, 10, 10) and y.tolist() == [1, 0, 1, 2, 1, 1]
+    assert torch.allclose(x[:4], torch.full((4, 1, 10, 10), 200 / 255))
+    assert torch.allclose(x[4:], torch.ones(2, 1, 10, 10))  # 200/255 + 0.9 · 1, clipped
