@@ -169,6 +169,13 @@ def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
     cell = pd.read_csv(out / "outcomes.csv").set_index(["scheme_config", "attack_config"]).loc[
         ("adi(size=50)", "input_smoothing(sigma=1)")]
     assert cell["n_seeds"] == 3 and cell["success_rate"] == pytest.approx(1 / 3) and not cell["success"]
+    # seed by seed: seed 2's equilibrium alone removes adi, the other two and the seed means do not
+    seeds = pd.read_csv(out / "robustness_seeds.csv").set_index(["attack", "scheme", "seed"]).sort_index()
+    adi = seeds.loc[("input_smoothing", "adi")]
+    assert adi["removed"].to_dict() == {0: False, 1: False, 2: True} and not adi["cell_removed"].any()
+    assert adi.loc[2, "surrogate_wm_acc"] < adi.loc[2, "theta"] < adi.loc[0, "surrogate_wm_acc"]
+    assert not seeds.loc[("input_smoothing", "uchida"), "removed"].any()
+    assert "Table V cells seed by seed" in html
 
 
 def test_tables_that_average_over_runs_report_cis(seeds_and_budgets):

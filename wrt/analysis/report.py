@@ -512,12 +512,22 @@ def robustness_sections(a: Analysis) -> list[Section]:
     configs_text = ("The configuration game behind each Table V cell: the scheme's and the attack's configurations "
                     "(their `ablation:` grids as swept) and the pair at the Eq. 6 equilibrium on the seed means: "
                     "the defender's best configuration and the attacker's best answer to it; payoff > 0: removed.")
-    return [Section("Robustness (SoK Table V)", text.format(marks="The legend below the table gives each mark. "),
-                    frame, a.table("robustness", frame, "Robustness of each scheme against each attack",
-                                   text.format(marks=marks)), marks=True),
-            Section("Configurations at each Table V cell's equilibrium", configs_text, configs,
-                    a.table("robustness_configs", configs, "Equilibrium configurations per Table V cell",
-                            configs_text))]
+    seeds = tables.robustness_seeds_table(a.cells, a.scored, a.options.max_stealing_loss)
+    seeds_text = ("Each Table V cell with two or more seeds, seed by seed: the Eq. 6 equilibrium of that seed's "
+                  f"runs alone (what {tables.SEEDS_DISAGREE}(k of n) counts), its configurations, surrogate wm acc, "
+                  "θ, stealing loss and whether it removes the watermark; cell_removed: the equilibrium on the seed "
+                  "means.")
+    sections = [Section("Robustness (SoK Table V)", text.format(marks="The legend below the table gives each mark. "),
+                        frame, a.table("robustness", frame, "Robustness of each scheme against each attack",
+                                       text.format(marks=marks)), marks=True),
+                Section("Configurations at each Table V cell's equilibrium", configs_text, configs,
+                        a.table("robustness_configs", configs, "Equilibrium configurations per Table V cell",
+                                configs_text))]
+    if not seeds.empty:
+        sections.append(Section("Table V cells seed by seed", seeds_text, seeds,
+                                a.table("robustness_seeds", seeds, "Each Table V cell's equilibrium per seed",
+                                        seeds_text)))
+    return sections
 
 
 def reference_sections(a: Analysis) -> list[Section]:

@@ -265,11 +265,25 @@ def category_rank(category: str) -> int:
     return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else len(CATEGORY_ORDER)
 
 
+def seed_equilibria(runs: pd.DataFrame, max_stealing_loss: float) -> list[dict]:
+    """Per seed, the Eq. 6 equilibrium of that seed's runs alone: the seed, the scheme and attack configs, the
+    payoff (> 0: removed) and that pair's surrogate wm acc and stealing loss."""
+    measures = [c for c in ("payoff", "stealing_loss", "rescaled_wm_acc", "surrogate.wm_acc") if c in runs]
+    per_seed = runs.groupby(["seed", "scheme_config", "attack_config"], as_index=False)[measures].mean()
+    equilibria = []
+    for seed, g in per_seed.groupby("seed", sort=True):
+        scheme_config, attack_config, payoff = pure_nash_configs(g, max_stealing_loss)
+        at = g[(g["scheme_config"] == scheme_config) & (g["attack_config"] == attack_config)]
+        at = at.iloc[0] if len(at) else pd.Series(dtype=float)
+        equilibria.append({"seed": seed, "scheme_config": scheme_config, "attack_config": attack_config,
+                           "payoff": payoff, "surrogate_wm_acc": at.get("surrogate.wm_acc", np.nan),
+                           "stealing_loss": at.get("stealing_loss", np.nan)})
+    return equilibria
+
+
 def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
     """Per seed, whether the Eq. 6 equilibrium on that seed's runs alone removes the watermark."""
-    per_seed = runs.groupby(["seed", "scheme_config", "attack_config"], as_index=False)[
-        ["payoff", "stealing_loss", "rescaled_wm_acc"]].mean()
-    return [removed_at_pure_nash(g, max_stealing_loss) for _, g in per_seed.groupby("seed", sort=True)]
+    return [e["payoff"] > 0 for e in seed_equilibria(runs, max_stealing_loss)]
 
 
 def equilibrium_cell(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[str, str, float, pd.Series]:
@@ -484,6 +498,31 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
         return table
     return (table.assign(rank=table["category"].map(category_rank))
             .sort_values(["setting", "rank", "attack", "scheme"]).drop(columns="rank").reset_index(drop=True))
+
+
+def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+    """Each Table V cell with two or more seeds, seed by seed: the Eq. 6 equilibrium of that seed's runs alone
+    over the scheme's embedded configs (what `±(k of n)` counts), its configs, surrogate wm acc, θ, stealing
+    loss and `removed`; `cell_removed` is the cell's equilibrium on the seed means (`robustness_configs`)."""
+    strategies, runs, rows = strategy_cells(cells), game_cells(scored), []
+    for (setting, category, attack, scheme), sub in strategies.groupby(
+            ["setting", "category", "attack", "scheme"], sort=True):
+        own = _select(runs, setting, scheme, attack)
+        own = own[own["scheme_config"].isin(set(sub["scheme_config"]))]
+        if own["seed"].nunique() < 2:
+            continue
+        cell_removed = equilibrium_cell(sub, max_stealing_loss)[2] > 0
+        for e in seed_equilibria(own, max_stealing_loss):
+            rows.append({"setting": setting, "category": category, "attack": attack, "scheme": scheme,
+                         "seed": e["seed"], "scheme_config": e["scheme_config"], "attack_config": e["attack_config"],
+                         "surrogate_wm_acc": e["surrogate_wm_acc"], "theta": own["theta"].iloc[0],
+                         "stealing_loss": e["stealing_loss"], "removed": e["payoff"] > 0,
+                         "cell_removed": cell_removed})
+    table = pd.DataFrame(rows, columns=["setting", "category", "attack", "scheme", "seed", "scheme_config",
+                                        "attack_config", "surrogate_wm_acc", "theta", "stealing_loss", "removed",
+                                        "cell_removed"])
+    return (table.assign(rank=table["category"].map(category_rank))
+            .sort_values(["setting", "rank", "attack", "scheme", "seed"]).drop(columns="rank").reset_index(drop=True))
 
 
 def dominant_attacks_table(cells: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
