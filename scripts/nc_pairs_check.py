@@ -2,8 +2,8 @@
 
 Our Neural Cleanse follows Wang et al. and the SoK's text (Appendix XIII-B): one trigger per target class,
 reverse-engineered on the attacker's images of every class, and unlearning of the smallest one stamped on 20 % of
-the attacker's images. The SoK toolbox's CIFAR-10 config (`configs/cifar10/attack_configs/neural_cleanse_unlearning.yaml`)
-runs its *partial* variant instead:
+the attacker's images. The SoK toolbox's CIFAR-10 config
+(`configs/cifar10/attack_configs/neural_cleanse_unlearning.yaml`) runs its *partial* variant instead:
 
 1. a trigger (mask m, pattern p) for every ordered pair of classes s ≠ t, reverse-engineered on the images of
    class s only (4 epochs, λ = 0.01);
@@ -16,7 +16,8 @@ This script runs that variant on the campaign's stored marked models of each giv
 campaign's trigger sample (`reverse_samples` attacker images), mask initialisation and optimiser, at each
 unlearning rate of the attack's grid, and writes the watermark accuracy and the stealing loss after each.
 
-    WRT_STORE=/var/tmp/wrt-store python scripts/nc_pairs_check.py --scheme blackmarks --config scheme.lam=0.01 --config scheme.lam=1.0
+    WRT_STORE=/var/tmp/wrt-store python scripts/nc_pairs_check.py --scheme blackmarks \
+        --config scheme.lam=0.01 --config scheme.lam=1.0
 """
 
 from __future__ import annotations

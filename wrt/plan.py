@@ -139,10 +139,10 @@ class Plan:
                          f"{self.key_draws} key draw(s), {self.to_run} attack(s) and evaluation(s)")
             speeds = ", ".join(f"{label} {speed:,.0f} images/s" for label, speed in self.throughput.items())
             stages = ", ".join(f"{stage} {duration(s)}" for stage, s in self.stage_s.items() if s >= 0.5)
-            lines.append(f"estimate: about {duration(self.wall_s)} wall time ({self.wall_s:.0f} s), {self.core_hours:.2f} core-hours, with "
-                         f"{self.n_jobs} job(s) of {self.threads} thread(s) on this machine ({stages}; measured "
-                         f"{speeds}; {self.from_history} stage estimate(s) from earlier runs; {self.probes_reused} probe(s) "
-                         f"reused from the store; docs/sweeps.md)")
+            lines.append(f"estimate: about {duration(self.wall_s)} wall time ({self.wall_s:.0f} s), "
+                         f"{self.core_hours:.2f} core-hours, with {self.n_jobs} job(s) of {self.threads} thread(s) on "
+                         f"this machine ({stages}; measured {speeds}; {self.from_history} stage estimate(s) from earlier "
+                         f"runs; {self.probes_reused} probe(s) reused from the store; docs/sweeps.md)")
             lines += [f"  not counted: the key draws of {scheme}, whose keygen fails on an untrained model and no "
                       f"earlier null run timed ({reason})" for scheme, reason in self.untimed.items()]
         return lines

@@ -190,11 +190,6 @@ def pure_nash_configs(cells: pd.DataFrame, max_stealing_loss: float) -> tuple[st
     return V.index[i], V.columns[j], float(V.iat[i, j])
 
 
-def removed_at_pure_nash(cells: pd.DataFrame, max_stealing_loss: float) -> bool:
-    """Whether the Eq. 6 equilibrium of these cells pays the attacker (removes the watermark)."""
-    return pure_nash_configs(cells, max_stealing_loss)[2] > 0
-
-
 def outcome_at(cells: pd.DataFrame, entry: dict) -> pd.Series:
     pure = entry["pure"]
     match = cells[(cells["scheme_config"] == pure["scheme"]) & (cells["attack_config"] == pure["attack"])]
