@@ -38,10 +38,15 @@ REFINED = 10        # the toolbox's `candidate_triggers = triggers[:num_classes]
 REFINE_EPOCHS = 8   # its `finetune_epochs`, added to the first search's epochs
 
 
-def trigger_norm(trigger: Trigger) -> float:
-    """The toolbox's ordering: |m·p|₁ of the trigger it adds."""
+def added_trigger(trigger: Trigger) -> torch.Tensor:
+    """m·p, what the toolbox adds to an image (and orders its triggers by)."""
     with torch.no_grad():
-        return float((trigger.mask() * torch.sigmoid(trigger.pattern_logit)).abs().sum())
+        return trigger.mask() * torch.sigmoid(trigger.pattern_logit)
+
+
+def trigger_norm(trigger: Trigger) -> float:
+    """The toolbox's ordering: |m·p|₁."""
+    return float(added_trigger(trigger).abs().sum())
 
 
 def smallest_pair_trigger(ctx: AttackContext, net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -53,8 +58,9 @@ def smallest_pair_trigger(ctx: AttackContext, net: torch.nn.Module, images: torc
         for target in range(net.num_classes):
             if target != source and len(own):
                 found[source, target] = reverse_engineer(ctx, net, own, target, epochs=epochs, lam=lam)
-    norms = [{"source": s, "target": t, "norm": round(trigger_norm(trig), 3)} for (s, t), trig in found.items()]
-    candidates = sorted(found, key=lambda pair: trigger_norm(found[pair]))[:REFINED]
+    norm = {pair: trigger_norm(trig) for pair, trig in found.items()}
+    norms = [{"source": s, "target": t, "norm": round(n, 3)} for (s, t), n in norm.items()]
+    candidates = sorted(found, key=norm.get)[:REFINED]
     refined = {(s, t): reverse_engineer(ctx, net, images[labels == s], t, epochs=epochs + REFINE_EPOCHS, lam=lam)
                for s, t in candidates}
     source, target = min(refined, key=lambda pair: trigger_norm(refined[pair]))
@@ -65,9 +71,7 @@ def unlearning_set(images: torch.Tensor, labels: torch.Tensor, source: int,
                    trigger: Trigger) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 3's data: the attacker's images and labels, then its class-`source` images with m·p added (clipped
     to [0, 1]), labelled `source`."""
-    with torch.no_grad():
-        own = to_float(images[labels == source])
-        stamped = (own + trigger.mask() * torch.sigmoid(trigger.pattern_logit)).clamp(0, 1)
+    stamped = (to_float(images[labels == source]) + added_trigger(trigger)).clamp(0, 1)
     return (torch.cat([to_float(images), stamped]),
             torch.cat([labels, torch.full((len(stamped),), source, dtype=labels.dtype)]))
 

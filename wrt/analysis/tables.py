@@ -276,6 +276,11 @@ def seed_equilibria(runs: pd.DataFrame, max_stealing_loss: float) -> list[dict]:
     return equilibria
 
 
+def strategy_runs(runs: pd.DataFrame, strategies: pd.DataFrame) -> pd.DataFrame:
+    """The runs of a cell whose scheme config is one of its defender strategies (`strategy_cells`)."""
+    return runs[runs["scheme_config"].isin(set(strategies["scheme_config"]))]
+
+
 def seed_removals(runs: pd.DataFrame, max_stealing_loss: float) -> list[bool]:
     """Per seed, whether the Eq. 6 equilibrium on that seed's runs alone removes the watermark."""
     return [e["payoff"] > 0 for e in seed_equilibria(runs, max_stealing_loss)]
@@ -344,8 +349,7 @@ def _robustness_mark(cells: pd.DataFrame, runs: pd.DataFrame, max_stealing_loss:
     strategies = strategy_cells(cells)
     if strategies.empty:
         return NOT_EMBEDDED, True, runs["seed"].nunique()
-    runs = runs[runs["scheme_config"].isin(set(strategies["scheme_config"]))]
-    removals = seed_removals(runs, max_stealing_loss)
+    removals = seed_removals(strategy_runs(runs, strategies), max_stealing_loss)
     if 0 < sum(removals) < len(removals):
         return f"{SEEDS_DISAGREE}({sum(removals)} of {len(removals)})", False, len(removals)
     _, _, payoff, at = equilibrium_cell(strategies, max_stealing_loss)
@@ -502,8 +506,7 @@ def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_steali
     strategies, runs, rows = strategy_cells(cells), game_cells(scored), []
     for (setting, category, attack, scheme), sub in strategies.groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
-        own = _select(runs, setting, scheme, attack)
-        own = own[own["scheme_config"].isin(set(sub["scheme_config"]))]
+        own = strategy_runs(_select(runs, setting, scheme, attack), sub)
         if own["seed"].nunique() < 2:
             continue
         cell_removed = equilibrium_cell(sub, max_stealing_loss)[2] > 0
