@@ -175,3 +175,28 @@ def test_nc_pairs_check_refines_the_ten_smallest_pairs_and_unlearns_on_the_sourc
     assert x.shape == (6, 1, 10, 10) and y.tolist() == [1, 0, 1, 2, 1, 1]
     assert torch.allclose(x[:4], torch.full((4, 1, 10, 10), 200 / 255))
     assert torch.allclose(x[4:], torch.ones(2, 1, 10, 10))  # 200/255 + 0.9 · 1, clipped
+
+
+def test_seed_swap_names_the_seed_a_split_follows_and_finds_the_campaigns_run(monkeypatch, tmp_path):
+    """scripts/seed_swap.py: over the grid (marked model's seed × attack's seed) of removals, a split follows the
+    marked model when each model seed's row agrees, the attacker's randomness when each column does; the campaign's
+    run of a diagonal combination is the one matching the scheme and attack configs (search blocks aside) and the
+    seed, with its CPU (reused only when it is this CPU's)."""
+    swap = load_script("seed_swap", monkeypatch)
+    assert swap.split_follows({(0, 0): True, (0, 1): True, (1, 0): False, (1, 1): False}) == "the marked model"
+    assert swap.split_follows({(0, 0): True, (0, 1): False, (1, 0): True, (1, 1): False}) == \
+        "the attacker's randomness"
+    assert swap.split_follows({(0, 0): True, (0, 1): False, (1, 0): False, (1, 1): False}) == \
+        "both (neither seed alone)"
+    assert swap.split_follows({(0, 0): False, (0, 1): False, (1, 0): False, (1, 1): False}) == "no split"
+
+    scheme, attack = {"name": "adi", "lr": 0.001}, {"name": "retraining", "search": {"lr": [0.1, 1]}}
+    for name, seed, lr, wm in [("a", 1, 0.01, 0.8), ("b", 1, 0.001, 0.54), ("c", 0, 0.001, 0.11)]:
+        record = run_record(run_name=name, scheme="adi", scheme_params={}, attack="retraining", attack_params={},
+                            seed=seed, surrogate_wm=wm)
+        record.update(cpu="a CPU", precision="fp32", config={"scheme": {**scheme, "lr": lr},
+                                                             "attack": {"name": "retraining"}})
+        (tmp_path / f"marked_adi_retraining_x_s{seed}_{name}.json").write_text(json.dumps(record))
+    found = swap.campaign_result(tmp_path, scheme, attack, 1)
+    assert (found["wm_acc"], found["cpu"], found["from"]) == (0.54, "a CPU", "campaign run marked_adi_retraining_x_s1_b")
+    assert swap.campaign_result(tmp_path, scheme, attack, 2) is None
