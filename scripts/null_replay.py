@@ -1,7 +1,8 @@
 """What the scripts that replay the Table V campaign's stored models share (deepmarks_null, noise_null,
 key_transfer, permutation_check, nc_pairs_check, seed_swap): the campaign's setup (budget=demo, fp32, the store in
-$WRT_STORE), its source and marked models from the store (never trained here, but by seed_swap), the command line, the summary of a
-null distribution of watermark accuracies, and writing a check's result."""
+$WRT_STORE), its source and marked models from the store (never trained here; seed_swap trains the missing ones
+itself), the command line, the summary of a null distribution of watermark accuracies, and writing a check's
+result."""
 
 from __future__ import annotations
 
