@@ -75,3 +75,7 @@ def test_the_json_leaves_out_absent_optional_fields_and_passes_the_schema():
     record.marked.embedding.stopped = "cap"
     record.surrogate.wm_acc = 1.5
     assert validate(to_json(record)) == "wrong type: surrogate.wm_acc is 1.5, expected a fraction in [0, 1]"
+    record.surrogate.wm_acc = 1 + 2**-23  # a float32 cosine of a vector with itself: rounding, not a wrong value
+    assert validate(to_json(record)) is None
+    record.surrogate.wm_acc = -1e-3
+    assert "surrogate.wm_acc is -0.001" in validate(to_json(record))

@@ -104,11 +104,12 @@ class DeepMarks(ConvProjectionScheme):
 
     def extract(self, model, key, trainer) -> float:
         """The correlation of X·w with the owner's ±1 code vector (cosine of the two), ≤ 0
-        counted as 0 (the SoK's toolbox): 1 when the projection points along the code."""
+        counted as 0 (the SoK's toolbox): 1 when the projection points along the code (float
+        rounding above 1 counted as 1)."""
         with torch.no_grad():
             projected = self.projected(model, key).cpu()
         code = 2 * key.tensors["fingerprint"].float() - 1
-        return max(0.0, (code @ projected / (projected.norm() * code.norm() + 1e-12)).item())
+        return min(1.0, max(0.0, (code @ projected / (projected.norm() * code.norm() + 1e-12)).item()))
 
     def forge(self, model, image_shape, num_classes, generator, trainer) -> Key:
         """A fresh projection matrix; the claimed fingerprint is the codebook's code vector
