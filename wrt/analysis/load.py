@@ -64,7 +64,8 @@ def _bound(value) -> str:
     return f"2**{value.bit_length() - 1}" if _int(value) and value > 2**32 and value & (value - 1) == 0 else f"{value:g}"
 
 
-# a float32 measurement may pass a closed bound by rounding: DeepMarks' cosine of a code with itself is 1 + 2⁻²³
+# a float32 measurement may pass a closed bound by rounding (DeepMarks' cosine of a projection along its
+# code: 1 + 2⁻²³)
 FLOAT_SLACK = 1e-6
 
 
