@@ -28,10 +28,9 @@ import torch
 
 from null_replay import campaign_run, write_check
 from wrt.analysis.game import attack_succeeds
-from wrt.attacks.base import AttackContext
 from wrt.config import as_dict
 from wrt.hardware import cpu_model
-from wrt.pipeline import attacker_data, without_search
+from wrt.pipeline import without_search
 from wrt.schemes.base import Key
 
 CAMPAIGN = Path("docs/results/table5_demo")
@@ -59,16 +58,12 @@ def marked_model(run) -> tuple[Key, torch.nn.Module, bool]:
     return key, run.embed(source, key)[0], stored
 
 
-def attacked(defender, key: Key, marked: torch.nn.Module, attacker) -> dict:
-    """`marked` (the defender's run's model) attacked by the attacker's run (seeded by its seed)."""
-    trainer, test_x, test_y = defender.finetune_trainer, defender.data.test_x, defender.data.test_y
-    ctx = AttackContext(attacker.data, attacker.attack_trainer, attacker.source_trainer,
-                        lambda: attacker.new_model(attacker.cfg.seed + 1), attacker.scheme, attacker.cfg.seed,
-                        store=attacker.store, attacker_data=attacker_data(attacker.cfg))
-    surrogate = attacker.attack(copy.deepcopy(marked), ctx)
-    return {"wm_acc": float(defender.scheme.extract(surrogate, key, trainer)),
-            "stealing_loss": trainer.accuracy(marked, test_x, test_y) - trainer.accuracy(surrogate, test_x, test_y),
-            "from": "computed"}
+def attacked(defender, key: Key, marked: torch.nn.Module, marked_test_acc: float, attacker) -> dict:
+    """`marked` (the defender's run's model) attacked by the attacker's run (seeded by its seed), evaluated as the
+    pipeline does."""
+    surrogate = attacker.attack(copy.deepcopy(marked), attacker.attack_context(attacker.attack_trainer))
+    after = defender.evaluate(surrogate, key)
+    return {"wm_acc": after.wm_acc, "stealing_loss": marked_test_acc - after.test_acc, "from": "computed"}
 
 
 def split_follows(removed: dict[tuple[int, int], bool]) -> str:
@@ -120,11 +115,12 @@ def main() -> None:
     grid, removed = [], {}
     for m in args.model_seeds:
         key, marked, stored = marked_model(run_of(m))
+        marked_test_acc = run_of(m).evaluate(marked, key).test_acc
         for a in args.attack_seeds:
             campaign = campaign_result(CAMPAIGN / "runs", scheme_cfg, attack_cfg, m) if m == a else None
             # the campaign's run attacked the stored model when this CPU made both
             reused = bool(campaign) and stored and campaign["cpu"] == cpu_model() and not args.recompute
-            result = campaign if reused else attacked(run_of(m), key, marked, run_of(a))
+            result = campaign if reused else attacked(run_of(m), key, marked, marked_test_acc, run_of(a))
             removed[m, a] = bool(attack_succeeds(result["wm_acc"], theta, result["stealing_loss"]))
             grid.append({"model_seed": m, "attack_seed": a, "wm_acc": round(result["wm_acc"], 4),
                          "stealing_loss": round(result["stealing_loss"], 4), "removed": removed[m, a],

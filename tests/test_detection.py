@@ -12,8 +12,9 @@ kernels and limited to AVX2 (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`,
 the backdoored model's target has anomaly index 9.3 and 5.8 (margin ≥ 3.8 over the threshold 2) with 64
 reverse-engineering images (AMD EPYC with AVX-512 BF16, 1 thread: 4.3). The clean model's largest index
 was 0.93 and 2.00 with 64 images (AVX2: a false flag), 0.67 and 1.65 with 128, so the clean model's test
-reverse-engineers with 128 (margin 0.35 under 2); 120 epochs instead of 60 did not help (1.24, 2.16). NC's false positives are real: with model seed 0 instead of 1
-the clean model's largest index was 1.6 (2 threads), which is why the seed is fixed here.
+reverse-engineers with 128 (margin 0.35 under 2); 120 epochs instead of 60 did not help (1.24, 2.16). NC's false
+positives are real: with model seed 0 instead of 1 the clean model's largest index was 1.6 (2 threads), which is why
+the seed is fixed here.
 """
 
 from __future__ import annotations

@@ -348,6 +348,13 @@ class Run:
         load_state(model, state, self.store.path("marked", spec))
         return model.eval(), meta, cached
 
+    def attack_context(self, trainer: Trainer) -> AttackContext:
+        """The context an attack (or the extraction before one) runs in: the run's data, `trainer` for fine-tuning,
+        the source setup and a fresh model of seed + 1 for training from scratch, the attacker's randomness (the
+        run's seed), the store and the attacker's data budget."""
+        return AttackContext(self.data, trainer, self.source_trainer, lambda: self.new_model(self.cfg.seed + 1),
+                             self.scheme, self.cfg.seed, store=self.store, attacker_data=attacker_data(self.cfg))
+
     def extracts_first(self) -> bool:
         """Whether the attacker must extract a model from the deployed one before its attack (`EXTRACT_FIRST`)."""
         return self.scheme.active and self.attack.category in EXTRACT_FIRST
@@ -368,9 +375,7 @@ class Run:
 
         def extract():
             start = time.perf_counter()
-            ctx = AttackContext(self.data, self.finetune_trainer, self.source_trainer,
-                                lambda: self.new_model(self.cfg.seed + 1), self.scheme, self.cfg.seed,
-                                store=self.store, attacker_data=attacker_data(self.cfg))
+            ctx = self.attack_context(self.finetune_trainer)
             model = extraction(copy.deepcopy(deployed), ctx)
             seconds = time.perf_counter() - start
             evaluation = self.evaluate(model, key)
@@ -448,9 +453,7 @@ class Run:
             with stages.timed("extract"):
                 victim, r.attack.extracted = self.extract_model(deployed, key)
         with stages.timed("attack"):
-            ctx = AttackContext(self.data, self.attack_trainer, self.source_trainer,
-                                lambda: self.new_model(cfg.seed + 1), scheme, cfg.seed,
-                                store=self.store, attacker_data=attacker_data(cfg))
+            ctx = self.attack_context(self.attack_trainer)
             surrogate = self.attack(copy.deepcopy(victim), ctx)
             r.attack_usage = AttackUsage(**ctx.usage)
             r.attack.data = AttackData(**ctx.record())
