@@ -175,6 +175,10 @@ def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
     assert adi["removed"].to_dict() == {0: False, 1: False, 2: True} and not adi["cell_removed"].any()
     assert adi.loc[2, "surrogate_wm_acc"] < adi.loc[2, "theta"] < adi.loc[0, "surrogate_wm_acc"]
     assert not seeds.loc[("input_smoothing", "uchida"), "removed"].any()
+    # seed 2's 0.05 is at or below every unmarked adi model's score, the kept seeds' above all of them; uchida
+    # has no null runs (its θ is the binomial bound)
+    assert adi["null_share"].to_dict() == {0: 0.0, 1: 0.0, 2: 1.0}
+    assert seeds.loc[("input_smoothing", "uchida"), "null_share"].isna().all()
     assert "Table V cells seed by seed" in html
 
 

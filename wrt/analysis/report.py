@@ -512,11 +512,13 @@ def robustness_sections(a: Analysis) -> list[Section]:
     configs_text = ("The configuration game behind each Table V cell: the scheme's and the attack's configurations "
                     "(their `ablation:` grids as swept) and the pair at the Eq. 6 equilibrium on the seed means: "
                     "the defender's best configuration and the attacker's best answer to it; payoff > 0: removed.")
-    seeds = tables.robustness_seeds_table(a.cells, a.scored, a.options.max_stealing_loss)
+    seeds = tables.robustness_seeds_table(a.cells, a.scored, a.options.max_stealing_loss, a.removal)
     seeds_text = ("Each Table V cell with two or more seeds, seed by seed: the Eq. 6 equilibrium of that seed's "
                   f"runs alone (what {tables.SEEDS_DISAGREE}(k of n) counts), its configurations, surrogate wm acc, "
                   "θ, stealing loss and whether it removes the watermark; cell_removed: the equilibrium on the seed "
-                  "means.")
+                  "means; null_share: the share of unmarked models' key scores (null runs of that scheme config, "
+                  f"else of the scheme) at or above the surrogate's wm acc (near p = {a.options.p:g}: a watermark "
+                  "that reads as kept at the score of a chance draw).")
     sections = [Section("Robustness (SoK Table V)", text.format(marks="The legend below the table gives each mark. "),
                         frame, a.table("robustness", frame, "Robustness of each scheme against each attack",
                                        text.format(marks=marks)), marks=True),

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from wrt.analysis import game
+from wrt.analysis.thresholds import null_scores_of
 
 CATEGORY_ORDER = ["input_preprocessing", "model_modification", "model_extraction", "obfuscation", "combined",
                   "ambiguity"]
@@ -499,10 +500,26 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
             .sort_values(["setting", "rank", "attack", "scheme"]).drop(columns="rank").reset_index(drop=True))
 
 
-def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_stealing_loss: float) -> pd.DataFrame:
+def null_share(removal: pd.DataFrame, setting: str, scheme: str, scheme_config: str, score: float) -> float:
+    """The share of unmarked models' key scores at or above `score`: how often a model that never saw the
+    watermark reads this high. Pools the setting's null runs of this scheme config, or of the whole scheme
+    where that config has none (NaN without null runs)."""
+    nulls = removal[(removal["status"] == "ok") & (removal["role"] == "null") & (removal["setting"] == setting)
+                    & (removal["scheme.name"] == scheme)]
+    same_config = nulls[nulls["scheme_label"] == scheme_config] if "scheme_label" in nulls else nulls.iloc[:0]
+    models = null_scores_of(same_config if len(same_config) else nulls)
+    if not models or np.isnan(score):
+        return np.nan
+    return float(np.mean(np.concatenate(models) >= score - 1e-9))  # float32 scores: k/N may round below itself
+
+
+def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_stealing_loss: float,
+                           removal: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each Table V cell with two or more seeds, seed by seed: the Eq. 6 equilibrium of that seed's runs alone
     over the scheme's embedded configs (what `±(k of n)` counts), its configs, surrogate wm acc, θ, stealing
-    loss and `removed`; `cell_removed` is the cell's equilibrium on the seed means (`robustness_configs`)."""
+    loss and `removed`; `cell_removed` is the cell's equilibrium on the seed means (`robustness_configs`). With
+    the null runs (`removal`), `null_share` says how often an unmarked model scores at least the surrogate's wm
+    acc: near p, a watermark that reads as kept is one that a chance draw would also give."""
     strategies, runs, rows = strategy_cells(cells), game_cells(scored), []
     for (setting, category, attack, scheme), sub in strategies.groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
@@ -515,10 +532,12 @@ def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_steali
                          "seed": e["seed"], "scheme_config": e["scheme_config"], "attack_config": e["attack_config"],
                          "surrogate_wm_acc": e["surrogate_wm_acc"], "theta": own["theta"].iloc[0],
                          "stealing_loss": e["stealing_loss"], "removed": e["payoff"] > 0,
-                         "cell_removed": cell_removed})
-    table = pd.DataFrame(rows, columns=["setting", "category", "attack", "scheme", "seed", "scheme_config",
-                                        "attack_config", "surrogate_wm_acc", "theta", "stealing_loss", "removed",
-                                        "cell_removed"])
+                         "cell_removed": cell_removed,
+                         "null_share": np.nan if removal is None else null_share(
+                             removal, setting, scheme, e["scheme_config"], e["surrogate_wm_acc"])})
+    columns = ["setting", "category", "attack", "scheme", "seed", "scheme_config", "attack_config",
+               "surrogate_wm_acc", "theta", "stealing_loss", "removed", "cell_removed", "null_share"]
+    table = pd.DataFrame(rows, columns=columns if removal is not None else columns[:-1])
     return (table.assign(rank=table["category"].map(category_rank))
             .sort_values(["setting", "rank", "attack", "scheme", "seed"]).drop(columns="rank").reset_index(drop=True))
 
