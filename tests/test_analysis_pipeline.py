@@ -182,6 +182,27 @@ def test_robustness_flags_seeds_that_disagree(seeds_and_budgets):
     assert "Table V cells seed by seed" in html
 
 
+def test_seeds_option_analyses_the_game_of_those_seeds_with_every_null_run(tmp_path):
+    results = write_sweep(tmp_path / "results", seeds=(0, 1, 2))
+    write_disagreeing_seed(results, seed=2)
+    marks = {}
+    for seeds in ([2], [0, 1]):
+        out = tmp_path / f"seeds{len(seeds)}"
+        analyze(Options(results_dir=str(results), seeds=seeds, out_dir=str(out), figures=False), out=lambda line: None)
+        robustness = pd.read_csv(out / "analysis" / "robustness.csv").set_index("attack")
+        marks[tuple(seeds)] = robustness.loc["input_smoothing", "adi"]
+        assert robustness.loc["input_smoothing", "seeds"] == len(seeds)
+        thresholds = pd.read_csv(out / "analysis" / "thresholds.csv").set_index("scheme")
+        assert thresholds.loc["adi", "n_null"] == 6  # θ from every null run, whatever the seeds
+        assert f"seeds {', '.join(map(str, seeds))} only" in (out / "analysis" / "report.html").read_text("utf-8")
+    assert marks == {(2,): "✗", (0, 1): "✓"}  # seed 2 alone removes adi; together the seeds disagree (±)
+    with pytest.raises(ResultsDirError, match=r"^seeds=\[7\]: no role=marked run under .* has one of these seeds; "
+                                              r"seeds present: 0, 1, 2$"):
+        prepare(Options(results_dir=str(results), seeds=[7]))
+    with pytest.raises(ResultsDirError, match=r"^seeds=\['0'\] is not allowed: must be null or a non-empty list"):
+        check_options(Options(seeds=["0"]))
+
+
 def test_tables_that_average_over_runs_report_cis(seeds_and_budgets):
     out, _ = seeds_and_budgets
     expected = {"outcomes": ["surrogate_wm_acc", "stealing_loss", "payoff"],
@@ -446,7 +467,7 @@ def test_cli_help_unknown_options_and_bad_values_are_one_line(tmp_path):
     assert typo.returncode == 2 and typo.stderr.splitlines() == [
         "wrt-analyze: error: unknown option theshold_method; did you mean threshold_method? options: results_dir, "
         "p, theta_prime, max_stealing_loss, max_embedding_loss, threshold_method, min_null_runs, thresholds_from, "
-        "reference, merge_numerics, out_dir, figures"]
+        "reference, merge_numerics, out_dir, figures, seeds"]
     bad = cli(f"results_dir={tmp_path}", "p=abc")
     assert bad.returncode == 2 and bad.stderr.splitlines() == [
         "wrt-analyze: error: p='abc' is not allowed: must be a number in (0, 1)"]

@@ -45,6 +45,7 @@ class Options:
     merge_numerics: bool = False  # average runs of different numerics (precision, threads) into one setting
     out_dir: str | None = None  # the folder that gets analysis/; None: the first results folder
     figures: bool = True  # false: tables, nash.json and the report without the figures (seconds faster)
+    seeds: list[int] | None = None  # the game of these seeds only (role=marked runs); θ still uses every null run
 
     @property
     def folder_names(self) -> list:
@@ -79,7 +80,10 @@ def check_options(options: Options) -> None:
               ("out_dir", options.out_dir is None or (isinstance(options.out_dir, str) and options.out_dir != ""),
                "a folder or null"),
               ("merge_numerics", isinstance(options.merge_numerics, bool), "true or false"),
-              ("figures", isinstance(options.figures, bool), "true or false")]
+              ("figures", isinstance(options.figures, bool), "true or false"),
+              ("seeds", options.seeds is None or (isinstance(options.seeds, list) and len(options.seeds) > 0 and all(
+                  isinstance(x, int) and not isinstance(x, bool) for x in options.seeds)),
+               "null or a non-empty list of integers ([0] or [0,1])")]
     for name, ok, allowed in checks:
         if not ok:
             raise ResultsDirError(f"{name}={getattr(options, name)!r} is not allowed: must be {allowed}")
@@ -219,6 +223,17 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def only_seeds(runs: pd.DataFrame, seeds: list[int], results_dir: str) -> pd.DataFrame:
+    """The runs without the role=marked runs of other seeds (`Options.seeds`): one seed's Table V beside the
+    SoK's, say, with θ from every null run. ResultsDirError when no marked run has one of `seeds`."""
+    marked = runs["role"] == "marked"
+    if not (marked & runs["seed"].isin(seeds)).any():
+        present = sorted({int(x) for x in runs.loc[marked, "seed"].dropna()})
+        raise ResultsDirError(f"seeds={seeds}: no role=marked run under {results_dir} has one of these seeds; "
+                              f"seeds present: {', '.join(map(str, present)) or 'none'}")
+    return runs[~marked | runs["seed"].isin(seeds)]
+
+
 def prepare(options: Options, warn=_stderr) -> Analysis:
     """Load the runs and compute thresholds, outcomes and equilibria; raise ResultsDirError or ThresholdError
     (one line each) when there is nothing to analyze. Every ok run counts once (`grid.one_run_each`); a
@@ -226,6 +241,8 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     folders = options.folders
     results_dir = ", ".join(map(str, folders))  # in messages
     loaded = load_runs(folders, warn=warn, checks=CHECKS)
+    if options.seeds is not None:
+        loaded = LoadedRuns(only_seeds(loaded.runs, options.seeds, results_dir), loaded.skipped)
     notes: list[str] = []
 
     def note(line: str) -> None:
@@ -258,7 +275,9 @@ def prepare(options: Options, warn=_stderr) -> Analysis:
     if a.scored.empty:
         raise ResultsDirError(f"no successful role=marked run under {results_dir}; nothing to analyze")
     ok_names = set(loaded.runs.loc[loaded.runs["status"] == "ok", "run_name"])
-    a.slots = grid.expected_slots(a.removal, [e for f in folders for e in grid.read_manifests(f, note)], ok_names)
+    planned = [e for f in folders for e in grid.read_manifests(f, note)
+               if options.seeds is None or e["role"] != "marked" or e["seed"] in options.seeds]
+    a.slots = grid.expected_slots(a.removal, planned, ok_names)
     cells = grid.add_counts(tables.outcomes(a.scored, a.failed, options.max_stealing_loss,
                                             options.max_embedding_loss), a.slots)
     if tables.game_cells(cells).empty:
@@ -806,6 +825,8 @@ def render_html(sections: list[Section], options: Options, runs: pd.DataFrame, o
     if options.merge_numerics:
         extra += (", merge_numerics: runs of different numerics (device, precision, CPU threads) are averaged "
                   "into one setting")
+    if options.seeds is not None:
+        extra += f", seeds {', '.join(map(str, options.seeds))} only (marked runs; θ from every null run)"
     folders = ", ".join(map(str, options.folders))
     body = [f"<h1>wrt robustness report</h1><p>{html.escape(folders)}: {n_ok} ok run(s), "
             f"{n_failed} failed; p = {options.p:g}, θ' = {options.theta_prime:g}, maximum stealing loss "
