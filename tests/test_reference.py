@@ -39,8 +39,26 @@ def test_comparison_counts_only_cells_decided_in_both():
     assert pd.isna(by_cell[("smooth_retraining", "adi")])  # the SoK did not run it
     assert agreement_line(cells) == "agreement 2/3 cells"  # adi×retraining, dawn×smooth_retraining agree
     rows = agreement_per_attack(cells).set_index("attack")
-    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3, "agreement": "1/2"}
-    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3, "agreement": "1/1"}
+    assert rows.loc["retraining"].to_dict() == {"agree": 1, "decided": 2, "compared": 3, "agreement": "1/2",
+                                                "agree_majority": 1, "decided_majority": 2, "agreement_majority": "1/2"}
+    assert rows.loc["smooth_retraining"].to_dict() == {"agree": 1, "decided": 1, "compared": 3, "agreement": "1/1",
+                                                       "agree_majority": 1, "decided_majority": 1,
+                                                       "agreement_majority": "1/1"}
+
+
+def test_majority_of_seeds_decides_split_cells_except_ties():
+    """±(k of n): k of n seeds remove the watermark; the majority mark counts it, a tie stays undecided."""
+    ours = pd.DataFrame([{"attack": "retraining", "adi": "±(2 of 3)", "uchida": "±(1 of 3)", "dawn": "±(1 of 2)",
+                          "jia": "?", "noise": "✗"}])
+    cells = compare(ours, "sok_cifar10").set_index("scheme")
+    # the SoK: retraining removes adi and uchida, dawn and jia survive it, noise is removed
+    assert cells["ours_majority"].fillna("").to_dict() == {"adi": "✗", "uchida": "✓", "dawn": "", "jia": "",
+                                                           "noise": "✗"}
+    assert cells["agrees_majority"].fillna("").to_dict() == {"adi": True, "uchida": False, "dawn": "", "jia": "",
+                                                             "noise": True}
+    assert cells["agrees"].isna().sum() == 4  # the plain agreement decides noise alone
+    row = agreement_per_attack(cells.reset_index()).set_index("attack").loc["retraining"]
+    assert (row["agreement"], row["agreement_majority"]) == ("1/1", "2/3")
 
 
 def test_agreement_per_row_and_in_total_counts_the_soks_eleven_schemes_only():
@@ -83,11 +101,12 @@ def test_table5_beside_the_soks_marks_in_the_readmes_form():
     ])
     table = beside_table5(ours, compare(ours, "sok_cifar10").assign(setting="fm"))
     assert table.values.tolist() == [
-        ["fm", "marked wm acc (mean)", "1.000", "0.990", "1.000", ""],
-        ["fm", "retraining", "✗", "**✗** (✓)", "✓", "1/2"],  # the SoK: DAWN survives retraining
-        ["fm", "smooth_retraining", "✓ (–)", "±(1 of 3) (✗)", "✓", "0/0"],
-        ["fm", "ftal", "✓", "✓", "✓", ""],  # no row of the SoK's Table V
-        ["fm", "total", "", "", "", "1/2"],
+        ["fm", "marked wm acc (mean)", "1.000", "0.990", "1.000", "", ""],
+        ["fm", "retraining", "✗", "**✗** (✓)", "✓", "1/2", "1/2"],  # the SoK: DAWN survives retraining
+        # two of DAWN's three seeds keep it, the SoK removes it
+        ["fm", "smooth_retraining", "✓ (–)", "±(1 of 3) (✗)", "✓", "0/0", "0/1"],
+        ["fm", "ftal", "✓", "✓", "✓", "", ""],  # no row of the SoK's Table V
+        ["fm", "total", "", "", "", "1/2", "1/3"],
     ]
 
 

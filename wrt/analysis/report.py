@@ -557,24 +557,30 @@ def reference_sections(a: Analysis) -> list[Section]:
         return []
     if a.reference_cells.empty:  # nothing to compare: say why, write no empty tables
         return [Section(f"Agreement with the SoK ({a.options.reference})", " ".join(a.no_reference_lines()))]
-    cells = a.reference_cells[["setting", "attack", "scheme", "ours", "paper", "agrees"]]
+    cells = a.reference_cells[["setting", "attack", "scheme", "ours", "paper", "agrees", "ours_majority",
+                               "agrees_majority"]]
     disagree = cells[cells["agrees"] == False]  # noqa: E712 (null: not comparable)
     text = (f"Our mark beside the SoK's Table V mark ({a.options.reference}, transcribed from the paper: "
             "wrt/analysis/reference/) for every cell both tables have; agrees is empty where either cell is not "
-            f"{tables.ROBUST} or {tables.REMOVED} (seeds disagree, incomplete, not run). "
+            f"{tables.ROBUST} or {tables.REMOVED} (seeds disagree, incomplete, not run); ours_majority and "
+            f"agrees_majority: the same for the mark most seeds give ({tables.SEEDS_DISAGREE}(2 of 3): "
+            f"{tables.REMOVED}; a tie: empty). "
             + "; ".join(a.agreement_lines() + a.no_reference_lines())
             + ". The table lists the disagreeing cells; reference_cells.csv has all of them.")
     a.table("reference_cells", cells, f"All cells vs {a.options.reference}", text)
     rows = reference.agreement_per_attack(cells)
     rows_text = (f"Per Table V row, then in total per setting: agree of the decided cells ({tables.ROBUST} or "
                  f"{tables.REMOVED} in both tables) carry the mark of {a.options.reference} "
-                 "(agreement: agree/decided); compared: the row's cells that both tables have. Only the SoK's 11 "
-                 "schemes count; ours that it lacks (greedy_residuals, deepsigns_bb) never do.")
+                 "(agreement: agree/decided); compared: the row's cells that both tables have; agreement_majority: "
+                 "the same for the mark most seeds give, so a cell the seeds split 2 of 3 counts with the two. Only "
+                 "the SoK's 11 schemes count; ours that it lacks (greedy_residuals, deepsigns_bb) never do.")
     beside = reference.beside_table5(a.robustness, a.reference_cells)
     beside_text = (f"Our Table V (robustness) beside {a.options.reference}: our mark, then the SoK's in parentheses "
                    f"where they do not agree, in bold where both are {tables.ROBUST} or {tables.REMOVED} and differ "
                    f"(the SoK's {tables.NOT_RUN}: it did not run the cell); a scheme the SoK lacks has no SoK mark. "
-                   "agreement: agree/decided per row, then in total (over the SoK's 11 schemes).")
+                   "agreement: agree/decided per row, then in total (over the SoK's 11 schemes); "
+                   f"agreement_majority: the same for the mark most seeds give ({tables.SEEDS_DISAGREE}(2 of 3) as "
+                   f"{tables.REMOVED}, {tables.SEEDS_DISAGREE}(1 of 3) as {tables.ROBUST}; a tie stays undecided).")
     return [Section(f"Table V beside the SoK ({a.options.reference})", beside_text, beside,
                     a.table("robustness_vs_reference", beside, f"Table V beside {a.options.reference}",
                             beside_text)),

@@ -10,6 +10,7 @@ one of them, `beside_table4` the computed thresholds beside Table IV: `wrt-analy
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from wrt.validation import require
 DATA = Path(__file__).resolve().parent
 REFERENCES = {"sok_cifar10": "cifar10", "sok_imagenet": "imagenet"}
 ROBUST, REMOVED = "✓", "✗"
+SPLIT = re.compile(r"±\((\d+) of (\d+)\)")  # wrt.analysis.tables' mark of a cell that the seeds split
 
 
 def check_reference(name: str | None) -> None:
@@ -46,11 +48,22 @@ def beside_table4(thresholds: pd.DataFrame, name: str) -> pd.DataFrame:
     return out
 
 
+def seed_majority(mark: str) -> str | None:
+    """The mark that most seeds give: ✓ and ✗ as they are; `±(k of n)` (k of n seeds remove the watermark) is
+    ✗ when k > n/2 and ✓ when k < n/2; None for a tie and for every other mark (undecided, incomplete, ...)."""
+    match = SPLIT.fullmatch(str(mark))
+    if match:
+        removing, seeds = int(match[1]), int(match[2])
+        return REMOVED if 2 * removing > seeds else ROBUST if 2 * removing < seeds else None
+    return mark if mark in (ROBUST, REMOVED) else None
+
+
 def compare(robustness: pd.DataFrame, name: str) -> pd.DataFrame:
     """Every cell of a computed Table V (`robustness`: one row per attack, one column per scheme,
     marks as in `wrt.analysis.tables.robustness_table`) that the reference also has, with both
     marks and `agrees`: true or false where both are ✓ or ✗, null where either is not (the seeds
-    disagree, the cell is undecided or not run)."""
+    disagree, the cell is undecided or not run); `ours_majority` (`seed_majority`) and `agrees_majority`
+    the same for the mark that most seeds give."""
     reference = table5(name)
     ours = robustness.melt(id_vars=["attack"], value_vars=[c for c in robustness.columns
                                                           if c in set(reference["scheme"])],
@@ -58,7 +71,10 @@ def compare(robustness: pd.DataFrame, name: str) -> pd.DataFrame:
     cells = ours.merge(reference.rename(columns={"mark": "paper"}), on=["attack", "scheme"])
     decided = cells["ours"].isin([ROBUST, REMOVED]) & cells["paper"].isin([ROBUST, REMOVED])
     cells["agrees"] = (cells["ours"] == cells["paper"]).where(decided)
-    return cells.astype({"agrees": "object"}).reset_index(drop=True)
+    cells["ours_majority"] = cells["ours"].map(seed_majority)
+    by_majority = cells["ours_majority"].notna() & cells["paper"].isin([ROBUST, REMOVED])
+    cells["agrees_majority"] = (cells["ours_majority"] == cells["paper"]).where(by_majority)
+    return cells.astype({"agrees": "object", "agrees_majority": "object"}).reset_index(drop=True)
 
 
 TOTAL = "total"  # the agreement table's last row per setting: every row's cells
@@ -68,10 +84,15 @@ def agreement_per_attack(cells: pd.DataFrame) -> pd.DataFrame:
     """Per setting and attack (a Table V row), then a `total` row per setting: `agree` of the `decided` cells
     (✓ or ✗ in both tables) carry the same mark, `compared`: the row's cells that both tables have (only the
     reference's schemes: `compare` leaves ours that the SoK lacks, greedy_residuals and deepsigns_bb, out), and
-    `agreement`: `k/n` as in `agreement_line`."""
+    `agreement`: `k/n` as in `agreement_line`; `agreement_majority`: the same for the marks that most seeds give
+    (`seed_majority`: a cell the seeds split 2 of 3 counts with the two), from `agree_majority` and
+    `decided_majority`."""
     keys = [key for key in ("setting", "attack") if key in cells]
-    decided = cells.assign(decided=cells["agrees"].notna(), agree=cells["agrees"].eq(True))
-    counts = {"agree": ("agree", "sum"), "decided": ("decided", "sum"), "compared": ("agrees", "size")}
+    decided = cells.assign(decided=cells["agrees"].notna(), agree=cells["agrees"].eq(True),
+                           decided_majority=cells["agrees_majority"].notna(),
+                           agree_majority=cells["agrees_majority"].eq(True))
+    counts = {"agree": ("agree", "sum"), "decided": ("decided", "sum"), "compared": ("agrees", "size"),
+              "agree_majority": ("agree_majority", "sum"), "decided_majority": ("decided_majority", "sum")}
     rows = decided.groupby(keys, sort=False).agg(**counts).astype(int).reset_index()
     if "setting" in cells:
         totals = decided.groupby("setting", sort=False).agg(**counts).astype(int).reset_index()
@@ -83,7 +104,9 @@ def agreement_per_attack(cells: pd.DataFrame) -> pd.DataFrame:
         order = {setting: i for i, setting in enumerate(dict.fromkeys(cells["setting"]))}
         table = table.sort_values("setting", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     table["agreement"] = [f"{a}/{d}" for a, d in zip(table["agree"], table["decided"])]
-    return table[[*keys, "agree", "decided", "compared", "agreement"]]
+    table["agreement_majority"] = [f"{a}/{d}" for a, d in zip(table["agree_majority"], table["decided_majority"])]
+    return table[[*keys, "agree", "decided", "compared", "agreement", "agree_majority", "decided_majority",
+                  "agreement_majority"]]
 
 
 ROBUSTNESS_META = ("setting", "category", "attack", "seeds", "seeds_agree", "runs_present", "runs_expected")
@@ -94,12 +117,14 @@ def beside_table5(robustness: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame
     marks (`cells`: `compare` of each setting, with `setting`): per setting its rows, each scheme's mark followed
     by the reference's in parentheses where the two do not agree, in bold where both are ✓ or ✗ and differ (a
     disagreement; an agreeing cell is our mark alone); `agreement`: agree/decided of the row
-    (`agreement_per_attack`), then the setting's `total` row."""
+    (`agreement_per_attack`), then the setting's `total` row; `agreement_majority`: the same for the marks that
+    most seeds give."""
     schemes = [c for c in robustness.columns if c not in ROBUSTNESS_META]
     paper = {(s, a, x): (p, agrees) for s, a, x, p, agrees in
              zip(cells["setting"], cells["attack"], cells["scheme"], cells["paper"], cells["agrees"])}
     counts = agreement_per_attack(cells)
     agreement = dict(zip(zip(counts["setting"], counts["attack"]), counts["agreement"]))
+    majority = dict(zip(zip(counts["setting"], counts["attack"]), counts["agreement_majority"]))
     rows = []
     for setting, block in robustness.groupby("setting", sort=True):
         for _, row in block.iterrows():
@@ -107,10 +132,12 @@ def beside_table5(robustness: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame
             for scheme in schemes:
                 mark, (theirs, agrees) = row[scheme], paper.get((setting, row["attack"], scheme), (None, True))
                 out[scheme] = f"{mark} ({theirs})" if pd.isna(agrees) else mark if agrees else f"**{mark}** ({theirs})"
-            rows.append({**out, "agreement": agreement.get((setting, row["attack"]), "")})
+            rows.append({**out, "agreement": agreement.get((setting, row["attack"]), ""),
+                         "agreement_majority": majority.get((setting, row["attack"]), "")})
         rows.append({"setting": setting, "attack": TOTAL, **dict.fromkeys(schemes, ""),
-                     "agreement": agreement.get((setting, TOTAL), "")})
-    return pd.DataFrame(rows, columns=["setting", "attack", *schemes, "agreement"])
+                     "agreement": agreement.get((setting, TOTAL), ""),
+                     "agreement_majority": majority.get((setting, TOTAL), "")})
+    return pd.DataFrame(rows, columns=["setting", "attack", *schemes, "agreement", "agreement_majority"])
 
 
 def agreement_line(cells: pd.DataFrame) -> str:
