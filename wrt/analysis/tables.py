@@ -514,12 +514,12 @@ def null_share(removal: pd.DataFrame, setting: str, scheme: str, scheme_config: 
 
 
 def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_stealing_loss: float,
-                           removal: pd.DataFrame | None = None) -> pd.DataFrame:
+                           removal: pd.DataFrame) -> pd.DataFrame:
     """Each Table V cell with two or more seeds, seed by seed: the Eq. 6 equilibrium of that seed's runs alone
     over the scheme's embedded configs (what `±(k of n)` counts), its configs, surrogate wm acc, θ, stealing
-    loss and `removed`; `cell_removed` is the cell's equilibrium on the seed means (`robustness_configs`). With
-    the null runs (`removal`), `null_share` says how often an unmarked model scores at least the surrogate's wm
-    acc: near p, a watermark that reads as kept is one that a chance draw would also give."""
+    loss and `removed`; `cell_removed` is the cell's equilibrium on the seed means (`robustness_configs`);
+    `null_share` (from the null runs among `removal`) says how often an unmarked model scores at least the
+    surrogate's wm acc: near p, a watermark that reads as kept is one that a chance draw would also give."""
     strategies, runs, rows = strategy_cells(cells), game_cells(scored), []
     for (setting, category, attack, scheme), sub in strategies.groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
@@ -533,11 +533,11 @@ def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_steali
                          "surrogate_wm_acc": e["surrogate_wm_acc"], "theta": own["theta"].iloc[0],
                          "stealing_loss": e["stealing_loss"], "removed": e["payoff"] > 0,
                          "cell_removed": cell_removed,
-                         "null_share": np.nan if removal is None else null_share(
-                             removal, setting, scheme, e["scheme_config"], e["surrogate_wm_acc"])})
-    columns = ["setting", "category", "attack", "scheme", "seed", "scheme_config", "attack_config",
-               "surrogate_wm_acc", "theta", "stealing_loss", "removed", "cell_removed", "null_share"]
-    table = pd.DataFrame(rows, columns=columns if removal is not None else columns[:-1])
+                         "null_share": null_share(removal, setting, scheme, e["scheme_config"],
+                                                  e["surrogate_wm_acc"])})
+    table = pd.DataFrame(rows, columns=["setting", "category", "attack", "scheme", "seed", "scheme_config",
+                                        "attack_config", "surrogate_wm_acc", "theta", "stealing_loss", "removed",
+                                        "cell_removed", "null_share"])
     return (table.assign(rank=table["category"].map(category_rank))
             .sort_values(["setting", "rank", "attack", "scheme", "seed"]).drop(columns="rank").reset_index(drop=True))
 
