@@ -500,17 +500,27 @@ def robustness_configs_table(cells: pd.DataFrame, max_stealing_loss: float,
             .sort_values(["setting", "rank", "attack", "scheme"]).drop(columns="rank").reset_index(drop=True))
 
 
-def null_share(removal: pd.DataFrame, setting: str, scheme: str, scheme_config: str, score: float) -> float:
+def null_pools(removal: pd.DataFrame) -> dict[tuple, np.ndarray]:
+    """The key scores of the ok null runs, pooled per (setting, scheme) and per (setting, scheme, scheme config)."""
+    nulls = removal[(removal["status"] == "ok") & (removal["role"] == "null")]
+    pools = {}
+    for (setting, scheme), group in nulls.groupby(["setting", "scheme.name"], sort=False):
+        pools[(setting, scheme)] = np.concatenate(null_scores_of(group))
+        if "scheme_label" in group:
+            for label, config in group.groupby("scheme_label", sort=False):
+                pools[(setting, scheme, label)] = np.concatenate(null_scores_of(config))
+    return pools
+
+
+def null_share(pools: dict[tuple, np.ndarray], setting: str, scheme: str, scheme_config: str,
+               score: float) -> float:
     """The share of unmarked models' key scores at or above `score`: how often a model that never saw the
-    watermark reads this high. Pools the setting's null runs of this scheme config, or of the whole scheme
-    where that config has none (NaN without null runs)."""
-    nulls = removal[(removal["status"] == "ok") & (removal["role"] == "null") & (removal["setting"] == setting)
-                    & (removal["scheme.name"] == scheme)]
-    same_config = nulls[nulls["scheme_label"] == scheme_config] if "scheme_label" in nulls else nulls.iloc[:0]
-    models = null_scores_of(same_config if len(same_config) else nulls)
-    if not models or np.isnan(score):
+    watermark reads this high. Pools (`null_pools`) the setting's null runs of this scheme config, or of the whole
+    scheme where that config has none (NaN without null runs)."""
+    pool = pools.get((setting, scheme, scheme_config), pools.get((setting, scheme)))
+    if pool is None or np.isnan(score):
         return np.nan
-    return float(np.mean(np.concatenate(models) >= score - 1e-9))  # float32 scores: k/N may round below itself
+    return float(np.mean(pool >= score - 1e-9))  # float32 scores: k/N may round below itself
 
 
 def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_stealing_loss: float,
@@ -521,6 +531,7 @@ def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_steali
     `null_share` (from the null runs among `removal`) says how often an unmarked model scores at least the
     surrogate's wm acc: near p, a watermark that reads as kept is one that a chance draw would also give."""
     strategies, runs, rows = strategy_cells(cells), game_cells(scored), []
+    pools = null_pools(removal)
     for (setting, category, attack, scheme), sub in strategies.groupby(
             ["setting", "category", "attack", "scheme"], sort=True):
         own = strategy_runs(_select(runs, setting, scheme, attack), sub)
@@ -533,7 +544,7 @@ def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_steali
                          "surrogate_wm_acc": e["surrogate_wm_acc"], "theta": own["theta"].iloc[0],
                          "stealing_loss": e["stealing_loss"], "removed": e["payoff"] > 0,
                          "cell_removed": cell_removed,
-                         "null_share": null_share(removal, setting, scheme, e["scheme_config"],
+                         "null_share": null_share(pools, setting, scheme, e["scheme_config"],
                                                   e["surrogate_wm_acc"])})
     table = pd.DataFrame(rows, columns=["setting", "category", "attack", "scheme", "seed", "scheme_config",
                                         "attack_config", "surrogate_wm_acc", "theta", "stealing_loss", "removed",
