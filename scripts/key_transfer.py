@@ -6,11 +6,12 @@ models (budget=demo, fp32, the store in $WRT_STORE; nothing is trained here), fo
 
 - the key, and a fresh key drawn with another seed (the same rule, other images): the watermark accuracy of the
   source model and of the marked model, i.e. whether the marked model learned the key's images or a rule;
-- for a key with one target class (content, noise, unrelated): per true class of the training images that
+- for a key with one target class (content, noise, unrelated, jia): per true class of the training images that
   retraining queries (the defender's and the attacker's), the mean softmax probability of the target class and the
   share answered with it, for both models.
 
     WRT_STORE=/var/tmp/wrt-store python scripts/key_transfer.py --scheme unrelated [--seeds 1] [--out FILE]
+        [--overrides scheme.weight=4.0 ...]   # another of its configurations, spelled as the campaign's grid
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scheme", required=True, help="a trigger-set scheme whose marked models the store holds")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 whose stored marked models to read")
+    parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. scheme.weight=4")
     parser.add_argument("--out", help="default: docs/results/table5_checks/key_transfer_<scheme>.json")
     args = parser.parse_args()
-    run = campaign_run(args.scheme)
+    run = campaign_run(args.scheme, overrides=tuple(args.overrides))
     scheme, data, trainer = run.scheme, run.data, run.finetune_trainer
-    target = getattr(scheme, "target_class", None)  # adi and jia draw a label per key image
+    target = getattr(scheme, "target_class", None)  # adi draws a label per key image
     images = torch.cat([data.defender()[0], data.attacker()[0]])
     labels = torch.cat([data.defender()[1], data.attacker()[1]])
     seeds = []
