@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scheme", required=True, help="a trigger-set scheme whose marked models the store holds")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 whose stored marked models to read")
-    parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. scheme.weight=4")
+    parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. scheme.weight=4.0")
     parser.add_argument("--out", help="default: docs/results/table5_checks/key_transfer_<scheme>.json")
     args = parser.parse_args()
     run = campaign_run(args.scheme, overrides=tuple(args.overrides))
