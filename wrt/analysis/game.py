@@ -12,8 +12,9 @@ import pandas as pd
 from scipy.optimize import linprog
 
 THETA_PRIME = 0.5
-# float slack so that a stealing loss of 0.93 − 0.88 = 0.05000000000000004 counts as 5 points
-_LOSS_TOLERANCE = 1e-9
+# float slack so that a loss of exactly 5 points counts as 5 points: the runs' accuracies are float32, so
+# 0.8958 − 0.8458 (250 of 5,000 test images) reads 0.050000011920928955; 1e-6 is far below one test image
+_LOSS_TOLERANCE = 1e-6
 _PROB_TOLERANCE = 1e-9
 
 
