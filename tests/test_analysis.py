@@ -11,7 +11,7 @@ from scipy import stats
 
 from wrt.analysis import forgery, game, plots, roc
 from wrt.analysis.load import ResultsDirError, config_label, load_runs
-from wrt.analysis.tables import add_settings, mean_ci, removal_runs
+from wrt.analysis.tables import add_settings, mean_ci, null_share, removal_runs
 from wrt.analysis.thresholds import (ThresholdError, binomial_threshold, decision_thresholds, empirical_threshold,
                                      normal_threshold, threshold_interval)
 
@@ -240,6 +240,15 @@ def test_success_needs_low_wm_acc_and_small_stealing_loss():
     assert success.tolist() == [True, False, False, True, True, False]  # wm == θ keeps the watermark
     assert game.payoff(success[:4], [0.8, 0.8, 0.8, 0.7]).tolist() == [0.8, 0.0, 0.0, 0.7]
     assert game.attack_succeeds(0.3, 0.5, 0.08, max_stealing_loss=0.1)
+
+
+def test_null_share_counts_an_unmarked_score_equal_to_a_float32_one():
+    """A surrogate's float32 wm acc of 61 of 100 (0.6100000143) is as high as an unmarked model's 0.61, not above it."""
+    pools = {("fashion_mnist", "uchida"): np.array([0.60, 0.61, 0.62, 0.50])}
+    score = float(np.float32(0.61))
+    assert score > 0.61
+    assert null_share(pools, "fashion_mnist", "uchida", "uchida(lam=1)", score) == 0.5
+    assert null_share(pools, "fashion_mnist", "uchida", "uchida(lam=1)", 0.611) == 0.25
 
 
 # ------------------------------------------------------------------ Nash

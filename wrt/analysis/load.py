@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wrt.record import SCHEMA_VERSION, RunRecord
+from wrt.record import FLOAT32_SLACK, SCHEMA_VERSION, RunRecord
 
 ANALYSIS_DIRNAME = "analysis"
 VERSIONS_DIRNAME = "analysis.versions"  # the analyses behind the `analysis` link (wrt.analysis.report.publish)
@@ -64,17 +64,12 @@ def _bound(value) -> str:
     return f"2**{value.bit_length() - 1}" if _int(value) and value > 2**32 and value & (value - 1) == 0 else f"{value:g}"
 
 
-# a float32 measurement may pass a closed bound by rounding (DeepMarks' cosine of a projection along its
-# code: 1 + 2⁻²³)
-FLOAT_SLACK = 1e-6
-
-
 def _number(kind: type, meta: dict) -> tuple:
-    """The check of an int or float field within the entry's range (a float's closed bounds up to FLOAT_SLACK),
+    """The check of an int or float field within the entry's range (a float's closed bounds up to FLOAT32_SLACK),
     with what it must be."""
     low, high, low_open, high_open = meta["low"], meta["high"], meta["low_open"], meta["high_open"]
     is_kind = _int if kind is int else _num
-    slack = 0 if kind is int else FLOAT_SLACK
+    slack = 0 if kind is int else FLOAT32_SLACK
 
     def check(v):
         return (is_kind(v) and (low is None or (v > low if low_open else v >= low - slack))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from wrt.analysis import game
 from wrt.analysis.thresholds import null_scores_of
+from wrt.record import FLOAT32_SLACK
 
 CATEGORY_ORDER = ["input_preprocessing", "model_modification", "model_extraction", "obfuscation", "combined",
                   "ambiguity"]
@@ -520,7 +521,7 @@ def null_share(pools: dict[tuple, np.ndarray], setting: str, scheme: str, scheme
     pool = pools.get((setting, scheme, scheme_config), pools.get((setting, scheme)))
     if pool is None or np.isnan(score):
         return np.nan
-    return float(np.mean(pool >= score - 1e-9))  # float32 scores: k/N may round below itself
+    return float(np.mean(pool >= score - FLOAT32_SLACK))  # a float32 k/N may round past an unmarked model's k/N
 
 
 def robustness_seeds_table(cells: pd.DataFrame, scored: pd.DataFrame, max_stealing_loss: float,
